@@ -1,0 +1,1 @@
+"""The built-in synthetic demo corpus (see tfvae_demo_dataset_builder)."""

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from tfvae.masking import candidate_cuts, choose_cuts, keep_mask
+
+
+def test_keep_mask_views():
+    np.testing.assert_array_equal(keep_mask(6, "identity_free", 2), [1, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(keep_mask(6, "emotion_free", 2), [0, 0, 1, 1, 1, 1])
+    with pytest.raises(ValueError, match="unknown"):
+        keep_mask(6, "gender_free", 2)
+    with pytest.raises(ValueError, match="outside"):
+        keep_mask(6, "identity_free", 7)
+
+
+def test_candidate_cuts_are_group_boundaries():
+    assert candidate_cuts(128, 32)[:3] == [4, 8, 12] and candidate_cuts(128, 32)[-1] == 124
+    assert len(candidate_cuts(128, 32)) == 31
+    with pytest.raises(ValueError, match="cannot be split"):
+        candidate_cuts(100, 32)
+
+
+EMO_MEANS = np.random.default_rng(42).normal(size=(4, 8)) * 2.0
+
+
+def _aligned_latent(n_spk, per_spk, rng):
+    """Latent whose top 8 nodes carry emotion only and bottom 8 nodes speaker only
+    (each call draws new speakers; the emotions are shared)."""
+    spk = np.repeat(np.arange(n_spk), per_spk)
+    emo = np.tile(np.arange(4), n_spk * per_spk // 4)
+    emo_means = EMO_MEANS
+    spk_means = rng.normal(size=(n_spk, 8)) * 2.0
+    z = np.concatenate([emo_means[emo], spk_means[spk]], axis=1) + rng.normal(size=(len(spk), 16)) * 0.7
+    return z, emo, spk
+
+
+def test_choose_cuts_finds_the_attribute_boundary_on_validation():
+    rng = np.random.default_rng(0)
+    z_tr, e_tr, s_tr = _aligned_latent(20, 16, rng)
+    z_va, e_va, s_va = _aligned_latent(8, 16, rng)  # a new draw of speakers: unseen in training
+    s_va = s_va + 100
+    res = choose_cuts(z_tr, e_tr, s_tr, z_va, e_va, s_va, groups=8, tolerance=0.02)
+    assert res["identity_free_cut"] == 8, res["table"]
+    assert res["emotion_free_cut"] == 8, res["table"]
+    assert res["chosen_on"] == "validation" and len(res["table"]) == 7
+    row = {r["cut"]: r for r in res["table"]}[8]
+    assert row["identity_free_speaker_eer"] > 0.35 and row["identity_free_emotion_wf1"] > 0.9
+    assert row["emotion_free_emotion_wf1"] < 0.45 and row["emotion_free_speaker_eer"] < 0.1
+
+
+def test_choose_cuts_scores_are_validation_scores_and_deterministic():
+    from tfvae.evaluate import emotion_probe, speaker_probe
+
+    rng = np.random.default_rng(1)
+    z_tr, e_tr, s_tr = _aligned_latent(20, 16, rng)
+    z_va, e_va, s_va = _aligned_latent(8, 16, rng)
+    res = choose_cuts(z_tr, e_tr, s_tr, z_va, e_va, s_va + 100, groups=8)
+    row = {r["cut"]: r for r in res["table"]}[4]
+    assert row["identity_free_emotion_wf1"] == emotion_probe(z_tr[:, :4], e_tr, z_va[:, :4], e_va)
+    assert row["emotion_free_speaker_eer"] == speaker_probe(z_tr[:, 4:], s_tr, z_va[:, 4:], s_va + 100)
+    assert res["chance_emotion_wf1"] == pytest.approx(0.25)  # 4 balanced classes
+    again = choose_cuts(z_tr, e_tr, s_tr, z_va, e_va, s_va + 100, groups=8)
+    assert again == res

@@ -1,0 +1,130 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfvae.data import make_dataset
+from tfvae.model import LRVAE, method_parts
+
+
+def _model(corpus, method="lrvae", **kw):
+    kw.setdefault("latent_dim", 32)
+    kw.setdefault("encoder_units", (128, 64))
+    kw.setdefault("decoder_units", (64, 128))
+    kw.setdefault("head_units", (64, 32))
+    m = LRVAE(corpus.dim, len(corpus.emotion_names), len(corpus.speaker_index()), method=method, seed=0, **kw)
+    m.build()
+    m.adapt_normalizer(corpus.splits["train"].features)
+    return m
+
+
+def _batch(corpus, split="train", n=64):
+    return next(iter(make_dataset(corpus, split, n)))
+
+
+def test_method_parts_match_the_paper_baselines():
+    assert method_parts("dnn") == {"vae": False, "layered": False, "emo": True, "id": True,
+                                   "id_adv": False, "emo_adv": False}
+    assert method_parts("lrvae") == {"vae": True, "layered": True, "emo": True, "id": True,
+                                     "id_adv": True, "emo_adv": True}
+    assert method_parts("lrvae-noadv")["layered"] and not method_parts("lrvae-noadv")["id_adv"]
+    # a-vae: one task, adversary against the other attribute
+    assert method_parts("a-vae", "identity") == {"vae": True, "layered": False, "emo": True, "id": False,
+                                                 "id_adv": True, "emo_adv": False}
+    assert method_parts("a-vae", "emotion")["id"] and method_parts("a-vae", "emotion")["emo_adv"]
+    with pytest.raises(ValueError, match="unknown"):
+        method_parts("gan")
+
+
+def test_kl_matches_closed_form(small_corpus):
+    m = _model(small_corpus)
+    batch = _batch(small_corpus)
+    q = m.posterior(batch["features"])
+    mu, sd = q.mean().numpy(), q.stddev().numpy()
+    closed = 0.5 * np.sum(sd ** 2 + mu ** 2 - 1.0 - np.log(sd ** 2), axis=1)
+    _, terms = m.compute_losses(batch, training=False)
+    assert float(terms["kl"]) * m.latent_dim == pytest.approx(closed.mean(), rel=1e-4)  # nats per node
+    # and the reconstruction term is the unit-variance Gaussian NLL per feature
+    out = m.forward(batch["features"])
+    nll = 0.5 * np.sum((out["x_std"].numpy() - out["x_loc"].numpy()) ** 2 + np.log(2 * np.pi), axis=1)
+    assert float(terms["recon"]) * m.input_dim == pytest.approx(nll.mean(), rel=1e-4)
+
+
+def test_objective_is_the_weighted_sum_of_eq4(small_corpus):
+    weights = {"vae": 0.5, "emo": 2.0, "id": 0.25, "emo_adv": 3.0, "id_adv": 0.1}
+    m = _model(small_corpus, loss_weights=weights, kl_weight=0.3)
+    loss, t = m.compute_losses(_batch(small_corpus), training=False)
+    assert float(t["vae"]) == pytest.approx(float(t["recon"] + 0.3 * t["kl"]), rel=1e-6)
+    expect = sum(w * float(t[k]) for k, w in weights.items()) + float(t["l2"])
+    assert float(loss) == pytest.approx(expect, rel=1e-6)
+    assert float(t["l2"]) > 0  # L2 on all weights and biases
+    assert float(t["selection"]) == pytest.approx(0.5 * float(t["vae"]) + 2 * float(t["emo"]) + 0.25 * float(t["id"]))
+
+
+def test_unknown_speakers_do_not_enter_speaker_losses(small_corpus):
+    m = _model(small_corpus)
+    val = _batch(small_corpus, "validation")
+    assert (val["speaker"].numpy() == -1).all()
+    _, t = m.compute_losses(val)
+    assert float(t["id"]) == 0.0 and float(t["id_adv"]) == 0.0 and t["_counts"]["id"].numpy() == 0
+    logs = m.test_step(val)
+    assert np.isnan(float(logs["id"])) and np.isfinite(float(logs["emo"])) and "grl_lambda" not in logs
+
+
+def _fit(corpus, epochs, **kw):
+    keras.utils.set_random_seed(0)
+    m = _model(corpus, **kw)
+    m.compile(optimizer=keras.optimizers.Adam(1e-3))
+    ds = make_dataset(corpus, "train", 16, training=True, seed=0)
+    return m, m.fit(ds, epochs=epochs, verbose=0, shuffle=False).history
+
+
+def test_short_training_run_decreases_every_loss_term(small_corpus):
+    # lambda = 0: the discriminators learn like the classifiers (their reversed gradient is 0)
+    m, h = _fit(small_corpus, 12, lambda_schedule={"kind": "constant", "max_lambda": 0.0})
+    for term in ("loss", "vae", "recon", "emo", "id", "emo_adv", "id_adv"):
+        first, last = h[term][0], h[term][-1]
+        assert last < first, f"{term} did not decrease: {first:.4f} -> {last:.4f}"
+    assert h["id_acc"][-1] > 0.5 and h["emo_acc"][-1] > 0.4
+
+
+def test_gradient_reversal_makes_the_encoder_fight_the_discriminators(small_corpus):
+    _, free = _fit(small_corpus, 12, lambda_schedule={"kind": "constant", "max_lambda": 0.0})
+    _, adv = _fit(small_corpus, 12, lambda_schedule={"kind": "constant", "max_lambda": 1.0},
+                  loss_weights={"emo_adv": 3.0, "id_adv": 3.0})
+    # with reversal the encoder maximises the discriminators' cross-entropy
+    assert adv["id_adv"][-1] > free["id_adv"][-1] + 0.1
+    assert adv["emo_adv"][-1] > free["emo_adv"][-1] + 0.05
+
+
+def test_lambda_follows_the_dann_ramp_during_fit(small_corpus):
+    m, h = _fit(small_corpus, 3, lambda_schedule={"kind": "dann", "max_lambda": 1.0, "total_steps": 15})
+    # 80 examples / batch 16 = 5 steps per epoch; lambda is set from the step before each update
+    lam = float(m.id_adv_grl.lambda_.numpy())
+    assert lam == pytest.approx(2 / (1 + np.exp(-10 * 14 / 15)) - 1, rel=1e-5)
+    assert h["grl_lambda"][0] < h["grl_lambda"][1] < h["grl_lambda"][2]
+
+
+def test_outputs_and_serialization(small_corpus, tmp_path):
+    m = _model(small_corpus, method="a-vae", protect="emotion")
+    out = m(small_corpus.splits["test"].features[:3])
+    assert set(out) == {"latent", "speaker_embedding"}
+    assert out["latent"].shape == (3, 32) and out["speaker_embedding"].shape == (3, 32)
+    clone = LRVAE.from_config(m.get_config())
+    clone.build()
+    m.save_weights(tmp_path / "w.weights.h5")
+    clone.load_weights(tmp_path / "w.weights.h5")
+    x = small_corpus.splits["test"].features[:5]
+    np.testing.assert_array_equal(clone.encode(x).numpy(), m.encode(x).numpy())
+    assert clone.get_config() == m.get_config()
+
+
+def test_model_rejects_bad_construction():
+    with pytest.raises(ValueError, match="unknown loss weights"):
+        LRVAE(10, 5, 4, loss_weights={"recon": 1.0})
+    with pytest.raises(ValueError, match="at least 2 training speakers"):
+        LRVAE(10, 5, 1)
+    m = LRVAE(10, 5, 4, latent_dim=8)
+    m.build()
+    with pytest.raises(ValueError, match="expects 10 features per example, got 11"):
+        m(tf.zeros((2, 11)))

@@ -1,0 +1,115 @@
+"""``python -m tfvae.train`` end to end on the small demo corpus, and its input errors."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfvae import train
+from tfvae.data import Corpus, Split
+
+SMALL = ["--dataset", "tfvae_demo/is10_small", "--latent_dim", "32", "--mask_groups", "8",
+         "--encoder_units", "64", "--decoder_units", "64", "--head_units", "32", "--verbose", "0"]
+
+
+def test_cli_end_to_end(demo_data_dir, small_corpus, tmp_path):
+    out, sm = tmp_path / "runs", tmp_path / "saved_models"
+    r = subprocess.run([sys.executable, "-m", "tfvae.train", *SMALL, "--data_dir", demo_data_dir,
+                        "--epochs", "4", "--output_dir", str(out), "--export_dir", str(sm)],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "final training loss terms:" in r.stdout and "mask cuts (chosen on validation)" in r.stdout
+    run = out / "tfvae_demo-is10_small-IS10-lrvae"
+    for f in ("config.json", "best.weights.h5", "history.csv", "normalization.npz", "mask.json", "summary.json"):
+        assert (run / f).exists(), f
+    rows = list(csv.DictReader(open(run / "history.csv")))
+    assert len(rows) == 4 and {"vae", "emo", "id", "emo_adv", "id_adv", "val_selection"} <= set(rows[0])
+    assert list((run / "tb").rglob("events.out.tfevents.*")), "TensorBoard logs"
+
+    # normalisation statistics come from the training split only
+    norm = np.load(run / "normalization.npz")
+    train_x = small_corpus.splits["train"].features
+    np.testing.assert_allclose(norm["mean"], train_x.mean(0), rtol=1e-4, atol=1e-3)
+    all_x = np.concatenate([small_corpus.splits[s].features for s in ("train", "validation", "test")])
+    assert not np.allclose(norm["mean"], all_x.mean(0), rtol=1e-4, atol=1e-3)
+    assert len(norm["feature_names"]) == 1582
+
+    summary = json.loads((run / "summary.json").read_text())
+    mask = json.loads((run / "mask.json").read_text())
+    assert mask["chosen_on"] == "validation" and len(mask["table"]) == 7
+    assert summary["cuts"] == {"identity_free_cut": mask["identity_free_cut"],
+                               "emotion_free_cut": mask["emotion_free_cut"]}
+    assert set(summary["test"]) == {"origin", "identity_free", "emotion_free", "model_heads"}
+
+    path = sm / "tfvae_demo-is10_small-IS10-lrvae" / "1"
+    loaded = tf.saved_model.load(str(path))
+    assert set(loaded.signatures) == {"serving_default", "identity_free", "emotion_free"}
+    x = tf.constant(small_corpus.splits["test"].features)
+    full = loaded.signatures["serving_default"](features=x)["latent"].numpy()
+    idf = loaded.signatures["identity_free"](features=x)["latent"].numpy()
+    cut = mask["identity_free_cut"]
+    assert np.all(idf[:, cut:] == 0) and np.array_equal(idf[:, :cut], full[:, :cut])
+    emf = loaded.signatures["emotion_free"](features=x)["latent"].numpy()
+    cut = mask["emotion_free_cut"]
+    assert np.all(emf[:, :cut] == 0) and np.array_equal(emf[:, cut:], full[:, cut:])
+
+
+def test_avae_trains_one_model_per_protected_attribute(demo_data_dir, tmp_path, capsys):
+    rc = train.main([*SMALL, "--method", "a-vae", "--epochs", "2", "--data_dir", demo_data_dir,
+                     "--output_dir", str(tmp_path / "runs"), "--export_dir", str(tmp_path / "sm")])
+    assert rc == 0
+    sigs = {}
+    for protect in ("identity", "emotion"):
+        path = tmp_path / "sm" / f"tfvae_demo-is10_small-IS10-a-vae-{protect}" / "1"
+        sigs[protect] = set(tf.saved_model.load(str(path)).signatures)
+    assert sigs == {"identity": {"serving_default", "identity_free"}, "emotion": {"serving_default", "emotion_free"}}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--method", "gan"], "invalid choice: 'gan'"),
+    (["--latent_dim", "100"], "latent_dim=100 cannot be split into mask_groups=32"),
+    (["--feature_set", "MFCC"], "feature_set='MFCC' is unknown"),
+    (["--epochs", "-1"], "epochs=-1 must be >= 1"),
+])
+def test_bad_flags_fail_before_any_work(argv, message, tmp_path, capsys):
+    try:
+        rc = train.main([*argv, "--output_dir", str(tmp_path / "runs")])
+    except SystemExit as e:  # argparse's own errors
+        rc = e.code
+    assert rc == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_wrong_feature_set_for_dataset_is_reported(demo_data_dir, tmp_path, capsys):
+    import tensorflow_datasets as tfds
+
+    tfds.builder("tfvae_demo/egemapsv02_small", data_dir=demo_data_dir).download_and_prepare()
+    rc = train.main(["--dataset", "tfvae_demo/egemapsv02_small", "--data_dir", demo_data_dir,
+                     "--output_dir", str(tmp_path / "runs")])
+    assert rc == 2
+    assert "holds eGeMAPSv02 features but --feature_set is IS10" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_nan_features_and_empty_split_stop_before_training(monkeypatch, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+
+    def split(n, spk, tag):
+        return Split(rng.normal(size=(n, 1582)).astype(np.float32), np.arange(n) % 5,
+                     np.array([f"{tag}{i % spk}" for i in range(n)]), np.array([f"{tag}_{i}" for i in range(n)]))
+
+    corpus = Corpus("bad", "IS10", ["n", "a", "s", "h", "d"], {
+        "train": split(20, 4, "tr"), "validation": split(0, 1, "va"), "test": split(10, 2, "te")})
+    corpus.splits["train"].features[7, 100] = np.nan
+    monkeypatch.setattr("tfvae.data.load_corpus", lambda *a, **k: corpus)
+    rc = train.main(["--output_dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert "split 'train': 1 utterance(s) have NaN or infinite features: tr_7" in err
+    assert "split 'validation' of bad is empty" in err
+    assert not (tmp_path / "runs").exists()

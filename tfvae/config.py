@@ -1,0 +1,196 @@
+"""The one configuration dataclass of tfvae, and its command-line form.
+
+Every option of ``python -m tfvae.train`` is a field of :class:`TrainConfig`; the
+argparse parser is generated from the fields, so the help text lives in one place.
+Defaults follow the paper (section 3.1): Adam, learning rate 5e-4, batch 128,
+L2 1e-6 on all weights and biases, ReLU, and unit weights in eq. 4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+#: Training methods: the paper's LR-VAE and its baselines (section 3.1.1).
+METHODS = ("dnn", "vae", "a-vae", "lrvae-noadv", "lrvae")
+#: Which attribute an A-VAE model removes with its adversary ("both" trains one model each).
+PROTECT = ("identity", "emotion", "both")
+#: Keep-rate schedule families for layered dropout (eq. 2).
+KEEP_SCHEDULES = ("linear", "exponential", "sigmoid", "cosine")
+#: Gradient-reversal strength schedules.
+LAMBDA_SCHEDULES = ("constant", "dann", "linear")
+#: Distribution strategies of the train CLI.
+STRATEGIES = ("auto", "default", "mirrored")
+
+#: The loss terms of eq. 4, in the order they are reported.
+LOSS_TERMS = ("vae", "emo", "id", "emo_adv", "id_adv")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; raised before any data is read."""
+
+
+def _opt(default: Any, help: str, **kw) -> Any:
+    """A dataclass field carrying its command-line help."""
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: tuple(default), metadata={"help": help, **kw})
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class TrainConfig:
+    """All options of a tfvae training run."""
+
+    # data
+    dataset: str = _opt(
+        "tfvae_demo",
+        "TFDS dataset name, optionally name/config (e.g. tfvae_demo/is10_small). "
+        "The default is the built-in synthetic demo corpus, generated on first use.")
+    data_dir: str | None = _opt(None, "TFDS data directory (default: TFDS's, ~/tensorflow_datasets).")
+    manual_dir: str | None = _opt(None, "Directory holding a manually downloaded corpus (MSP-Podcast, RAVDESS).")
+    feature_set: str = _opt("IS10", "openSMILE functionals set; IS10 is the paper's emobase2010 (1582 features).")
+    # model
+    method: str = _opt("lrvae", "Training method (paper section 3.1.1).", choices=METHODS)
+    protect: str = _opt(
+        "both", "A-VAE only: attribute its adversary removes; 'both' trains one model per attribute.",
+        choices=PROTECT)
+    latent_dim: int = _opt(128, "Number of latent nodes N (node 0 = emotion end, node N-1 = identity end).")
+    encoder_units: tuple[int, ...] = _opt((512, 256), "Hidden layer sizes of the encoder MLP.")
+    decoder_units: tuple[int, ...] = _opt((256, 512), "Hidden layer sizes of the decoder MLP.")
+    head_units: tuple[int, ...] = _opt(
+        (256, 128), "Hidden sizes of each classifier/discriminator MLP; the last is the speaker embedding.")
+    keep_schedule: str = _opt("linear", "Layered-dropout keep-rate family (eq. 2).", choices=KEEP_SCHEDULES)
+    keep_min: float = _opt(0.0, "Smallest keep rate p_i of the layered dropout.")
+    keep_max: float = _opt(1.0, "Largest keep rate p_i of the layered dropout.")
+    adv_lambda: float = _opt(1.0, "Final gradient-reversal strength lambda.")
+    lambda_schedule: str = _opt("dann", "Gradient-reversal ramp over training.", choices=LAMBDA_SCHEDULES)
+    # objective (eq. 4)
+    vae_weight: float = _opt(1.0, "Weight of L_VAE (negative ELBO per feature, eq. 1).")
+    kl_weight: float = _opt(1.0, "Weight of the KL term inside L_VAE (beta).")
+    emo_weight: float = _opt(1.0, "Weight of L_emo (emotion cross-entropy).")
+    id_weight: float = _opt(1.0, "Weight of L_id (speaker-ID cross-entropy).")
+    emo_adv_weight: float = _opt(1.0, "Weight of L_emo-adv (emotion discriminator on the speaker branch).")
+    id_adv_weight: float = _opt(1.0, "Weight of L_id-adv (speaker discriminator on the emotion branch).")
+    # optimisation
+    epochs: int = _opt(30, "Training epochs.")
+    batch_size: int = _opt(128, "Batch size per replica; the global batch is this times the replicas.")
+    learning_rate: float = _opt(5e-4, "Adam learning rate.")
+    l2: float = _opt(1e-6, "L2 regularisation on all weights and biases.")
+    select_after: float = _opt(
+        0.5, "Checkpoint selection considers only epochs after this fraction of training "
+        "(the adversaries' gradient reversal ramps up before).")
+    seed: int = _opt(0, "Random seed (weights, dropout masks, shuffling, cut selection).")
+    strategy: str = _opt(
+        "auto", "tf.distribute strategy: auto = MirroredStrategy over local GPUs if any, else default.",
+        choices=STRATEGIES)
+    # masking
+    mask_groups: int = _opt(32, "Number of node groups the mask cut moves by (paper Fig. 2 uses 32).")
+    cut_tolerance: float = _opt(
+        0.02, "Utility loss tolerated when choosing a mask cut on validation (absolute, e.g. 0.02 = 2 points).")
+    # outputs
+    output_dir: str = _opt("runs", "Where run directories (TensorBoard, checkpoint, statistics) go.")
+    run_name: str | None = _opt(None, "Run name (default: <dataset>-<feature_set>-<method>).")
+    export_dir: str = _opt("saved_models", "SavedModel root; models go to <export_dir>/<run-name>/<version>/.")
+    verbose: int = _opt(1, "Keras verbosity: 0 silent, 1 progress bar, 2 one line per epoch.")
+
+    # ------------------------------------------------------------------
+    def validate(self, feature_sets: Sequence[str] | None = None) -> "TrainConfig":
+        """Check every value; raise :class:`ConfigError` naming the bad option."""
+        errs = []
+        if self.method not in METHODS:
+            errs.append(f"method={self.method!r} is unknown; choose one of {', '.join(METHODS)}")
+        if self.protect not in PROTECT:
+            errs.append(f"protect={self.protect!r} is unknown; choose one of {', '.join(PROTECT)}")
+        if feature_sets is not None and self.feature_set not in feature_sets:
+            errs.append(f"feature_set={self.feature_set!r} is unknown; choose one of {', '.join(feature_sets)}")
+        if self.keep_schedule not in KEEP_SCHEDULES:
+            errs.append(f"keep_schedule={self.keep_schedule!r} is unknown; choose one of {', '.join(KEEP_SCHEDULES)}")
+        if self.lambda_schedule not in LAMBDA_SCHEDULES:
+            errs.append(f"lambda_schedule={self.lambda_schedule!r} is unknown")
+        if self.strategy not in STRATEGIES:
+            errs.append(f"strategy={self.strategy!r} is unknown; choose one of {', '.join(STRATEGIES)}")
+        if self.mask_groups < 2:
+            errs.append(f"mask_groups={self.mask_groups} must be at least 2")
+        elif self.latent_dim < self.mask_groups or self.latent_dim % self.mask_groups:
+            errs.append(
+                f"latent_dim={self.latent_dim} cannot be split into mask_groups={self.mask_groups} equal "
+                f"groups; use a multiple of {self.mask_groups}")
+        if not 0.0 <= self.keep_min <= self.keep_max <= 1.0:
+            errs.append(f"keep rates must satisfy 0 <= keep_min ({self.keep_min}) <= keep_max ({self.keep_max}) <= 1")
+        for name in ("vae_weight", "kl_weight", "emo_weight", "id_weight", "emo_adv_weight",
+                     "id_adv_weight", "adv_lambda", "l2", "cut_tolerance", "select_after"):
+            if getattr(self, name) < 0:
+                errs.append(f"{name}={getattr(self, name)} must be >= 0")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                errs.append(f"{name}={getattr(self, name)} must be >= 1")
+        if self.select_after > 1:
+            errs.append(f"select_after={self.select_after} must be a fraction in [0, 1]")
+        if self.learning_rate <= 0:
+            errs.append(f"learning_rate={self.learning_rate} must be > 0")
+        for name in ("encoder_units", "decoder_units", "head_units"):
+            units = getattr(self, name)
+            if not units or any(u < 1 for u in units):
+                errs.append(f"{name}={units} must be a non-empty list of positive sizes")
+        if errs:
+            raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errs))
+        return self
+
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        return {t: getattr(self, f"{t}_weight") for t in LOSS_TERMS}
+
+    def default_run_name(self) -> str:
+        if self.run_name:
+            return self.run_name
+        ds = Path(self.dataset).stem if self.dataset.endswith(".csv") else self.dataset.replace("/", "-")
+        return f"{ds}-{self.feature_set}-{self.method}"
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ConfigError(f"unknown configuration keys: {sorted(unknown)}")
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**d)
+
+    # ------------------------------------------------------------------
+    @classmethod
+    def parser(cls, prog: str = "python -m tfvae.train", description: str | None = None) -> argparse.ArgumentParser:
+        """An argparse parser with one ``--flag`` per field."""
+        p = argparse.ArgumentParser(prog=prog, description=description,
+                                    formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        for f in dataclasses.fields(cls):
+            meta = dict(f.metadata)
+            help_ = meta.pop("help", "")
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+            kw: dict[str, Any] = {"default": default, "help": help_, **meta}
+            if isinstance(default, tuple):
+                kw.update(type=int, nargs="+")
+            elif isinstance(default, bool):
+                kw.update(type=_bool)
+            elif default is not None:
+                kw["type"] = type(default)
+            p.add_argument(f"--{f.name}", **kw)
+        return p
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str] | None = None) -> "TrainConfig":
+        ns = cls.parser().parse_args(argv)
+        return cls.from_dict(vars(ns))
+
+
+def _bool(s: str) -> bool:
+    if s.lower() in ("1", "true", "yes"):
+        return True
+    if s.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")

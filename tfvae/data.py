@@ -1,0 +1,139 @@
+"""TFDS dataset -> validated arrays -> ``tf.data`` pipelines.
+
+Every tfvae dataset has the splits ``train``, ``validation``, ``test`` (speaker-disjoint) and
+examples ``{"features": float32[D], "emotion": ClassLabel, "speaker": str,
+"utterance_id": str, "duration": float32}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+SPLITS = ("train", "validation", "test")
+
+
+class DataError(ValueError):
+    """The data cannot be used for training; the message lists every problem found."""
+
+
+@dataclass
+class Split:
+    features: np.ndarray
+    emotion: np.ndarray
+    speaker: np.ndarray
+    utterance_id: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.features.shape[0])
+
+
+@dataclass
+class Corpus:
+    """All splits of one dataset/feature set in memory (utterance-level features are small)."""
+
+    name: str
+    feature_set: str
+    emotion_names: list[str]
+    splits: dict[str, Split]
+    feature_names: list[str] | None = None
+    info: dict = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        return int(self.splits["train"].features.shape[1])
+
+    def speaker_index(self) -> dict[str, int]:
+        """Training speakers -> classifier index (sorted, so it is reproducible)."""
+        return {s: i for i, s in enumerate(sorted(set(self.splits["train"].speaker.tolist())))}
+
+    def speaker_labels(self, split: str) -> np.ndarray:
+        """Speaker-classifier labels; -1 for speakers not in the training split."""
+        index = self.speaker_index()
+        return np.array([index.get(s, -1) for s in self.splits[split].speaker.tolist()], dtype=np.int32)
+
+
+def builder_name(dataset: str, feature_set: str) -> str:
+    """``name`` -> ``name/<feature set config>``; ``name/config`` is kept as given."""
+    return dataset if "/" in dataset else f"{dataset}/{feature_set.lower()}"
+
+
+def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = None,
+                manual_dir: str | None = None) -> Corpus:
+    """Build the TFDS dataset if needed and read its three splits into numpy arrays."""
+    import tensorflow_datasets as tfds
+
+    import tfvae_datasets  # noqa: F401  (registers tfvae's builders with TFDS)
+
+    full = builder_name(dataset, feature_set)
+    try:
+        builder = tfds.builder(full, data_dir=data_dir)
+    except Exception as e:  # TFDS raises several types for unknown names/configs
+        raise DataError(f"cannot open dataset {full!r}: {e}") from e
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    missing = [s for s in SPLITS if s not in builder.info.splits]
+    if missing:
+        raise DataError(f"dataset {full!r} lacks split(s) {missing}; it has {list(builder.info.splits)}")
+    splits = {}
+    for s in SPLITS:
+        if builder.info.splits[s].num_examples == 0:
+            splits[s] = Split(np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, str), np.zeros(0, str))
+            continue
+        arr = tfds.as_numpy(builder.as_dataset(split=s, batch_size=-1))
+        splits[s] = Split(
+            features=np.asarray(arr["features"], dtype=np.float32),
+            emotion=np.asarray(arr["emotion"], dtype=np.int64),
+            speaker=np.asarray([v.decode() for v in arr["speaker"]]),
+            utterance_id=np.asarray([v.decode() for v in arr["utterance_id"]]))
+    meta = dict(builder.info.metadata or {})
+    return Corpus(name=full, feature_set=meta.get("feature_set", feature_set),
+                  emotion_names=list(builder.info.features["emotion"].names), splits=splits,
+                  feature_names=meta.get("feature_names"), info=meta)
+
+
+def validate_corpus(corpus: Corpus, expected_dim: int | None = None, max_listed: int = 10) -> None:
+    """Raise :class:`DataError` listing every problem that would spoil training."""
+    errs = []
+    for name in SPLITS:
+        sp = corpus.splits.get(name)
+        if sp is None or len(sp) == 0:
+            errs.append(f"split {name!r} of {corpus.name} is empty")
+            continue
+        if sp.features.ndim != 2:
+            errs.append(f"split {name!r}: features have shape {sp.features.shape}, expected (n, D)")
+            continue
+        if expected_dim is not None and sp.features.shape[1] != expected_dim:
+            errs.append(f"split {name!r}: features have dimension {sp.features.shape[1]} but feature set "
+                        f"{corpus.feature_set} expects {expected_dim}")
+        bad_rows = np.where(~np.all(np.isfinite(sp.features), axis=1))[0]
+        if bad_rows.size:
+            ids = ", ".join(sp.utterance_id[bad_rows[:max_listed]].tolist())
+            more = f" and {bad_rows.size - max_listed} more" if bad_rows.size > max_listed else ""
+            errs.append(f"split {name!r}: {bad_rows.size} utterance(s) have NaN or infinite features: {ids}{more}")
+        out = (sp.emotion < 0) | (sp.emotion >= len(corpus.emotion_names))
+        if out.any():
+            errs.append(f"split {name!r}: {int(out.sum())} emotion label(s) outside 0..{len(corpus.emotion_names) - 1}")
+    train = corpus.splits.get("train")
+    if train is not None and len(train):
+        if len(set(train.speaker.tolist())) < 2:
+            errs.append("split 'train' has fewer than 2 speakers; the speaker classifier needs at least 2")
+        if len(set(train.emotion.tolist())) < 2:
+            errs.append("split 'train' has fewer than 2 emotion classes")
+    if errs:
+        raise DataError(f"dataset {corpus.name} cannot be used:\n  - " + "\n  - ".join(errs))
+
+
+def make_dataset(corpus: Corpus, split: str, batch_size: int, training: bool = False, seed: int = 0):
+    """A ``tf.data`` pipeline of ``{"features", "emotion", "speaker"}`` batches."""
+    import tensorflow as tf
+
+    sp = corpus.splits[split]
+    ds = tf.data.Dataset.from_tensor_slices({
+        "features": sp.features,
+        "emotion": sp.emotion.astype(np.int32),
+        "speaker": corpus.speaker_labels(split),
+    })
+    if training:
+        ds = ds.shuffle(len(sp), seed=seed, reshuffle_each_iteration=True)
+    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,193 @@
+"""Utterance-level openSMILE functionals (paper section 2.2) and a parallel map over audio.
+
+This module imports neither TensorFlow nor tfvae's model code, so worker processes stay light.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import importlib.util
+import multiprocessing
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+#: Feature sets by the name used in tfvae configs -> (openSMILE FeatureSet member, dimension).
+#: IS10 (``IS10_paraling_compat``) is the emobase2010 set the paper uses.
+FEATURE_SETS: dict[str, tuple[str, int]] = {
+    "IS10": ("IS10", 1582),
+    "IS09": ("IS09", 384),
+    "emobase": ("emobase", 988),
+    "eGeMAPSv02": ("eGeMAPSv02", 88),
+    "ComParE_2016": ("ComParE_2016", 6373),
+}
+
+TARGET_RATE = 16000
+#: Peak amplitude under which a signal counts as silent.
+SILENCE_PEAK = 1e-4
+
+
+class FeatureError(ValueError):
+    """A file or signal yields no feature vector; the message says why."""
+
+
+def import_opensmile():
+    """Import ``opensmile`` so that it works in a process that already loaded TensorFlow.
+
+    TensorFlow's ``libtensorflow_framework`` and openSMILE's ``libSMILEapi`` both export the
+    Ooura FFT routines (``cdft``, ``bitrv2``, ...) with different signatures; when TensorFlow is
+    loaded first, openSMILE binds to TensorFlow's copies and crashes. Pre-loading
+    ``libSMILEapi`` with ``RTLD_DEEPBIND`` makes it use its own symbols.
+    """
+    if "opensmile" not in sys.modules and hasattr(os, "RTLD_DEEPBIND"):
+        spec = importlib.util.find_spec("opensmile")
+        if spec and spec.submodule_search_locations:
+            for root in spec.submodule_search_locations:
+                for lib in glob.glob(os.path.join(root, "core", "bin", "*", "libSMILEapi.so")):
+                    ctypes.CDLL(lib, mode=os.RTLD_DEEPBIND | os.RTLD_LOCAL)
+    import opensmile
+
+    return opensmile
+
+
+def feature_dim(feature_set: str) -> int:
+    return _lookup(feature_set)[1]
+
+
+def _lookup(feature_set: str) -> tuple[str, int]:
+    try:
+        return FEATURE_SETS[feature_set]
+    except KeyError:
+        raise FeatureError(
+            f"feature set {feature_set!r} is unknown; choose one of {', '.join(FEATURE_SETS)}") from None
+
+
+class FeatureExtractor:
+    """openSMILE functionals of one feature set, one vector per utterance.
+
+    Signals are mixed down to mono and resampled to 16 kHz by openSMILE when needed.
+    ``extractor(signal, rate)`` returns a float32 vector or raises :class:`FeatureError`
+    stating why (empty, non-finite samples, silent, too short for the set).
+    """
+
+    def __init__(self, feature_set: str = "IS10"):
+        opensmile = import_opensmile()
+        member, dim = _lookup(feature_set)
+        self.feature_set = feature_set
+        self.smile = opensmile.Smile(
+            feature_set=getattr(opensmile.FeatureSet, member),
+            feature_level=opensmile.FeatureLevel.Functionals,
+            sampling_rate=TARGET_RATE, resample=True, channels=[0], mixdown=True)
+        self.names: list[str] = list(self.smile.feature_names)
+        if len(self.names) != dim:
+            raise FeatureError(f"openSMILE's {feature_set} has {len(self.names)} features, expected {dim}")
+
+    @property
+    def dim(self) -> int:
+        return len(self.names)
+
+    def __call__(self, signal: np.ndarray, sampling_rate: int) -> np.ndarray:
+        x = np.asarray(signal, dtype=np.float32)
+        if x.ndim == 2:  # (samples, channels) as soundfile returns it -> (channels, samples)
+            x = x.T
+        if x.size == 0:
+            raise FeatureError("empty signal (0 samples)")
+        if not np.all(np.isfinite(x)):
+            raise FeatureError("signal contains NaN or infinite samples")
+        if float(np.max(np.abs(x))) < SILENCE_PEAK:
+            raise FeatureError(f"silent signal (peak amplitude below {SILENCE_PEAK:g})")
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # openSMILE warns "Segment too short"; we report it below
+            values = self.smile.process_signal(x, int(sampling_rate)).to_numpy(dtype=np.float32)
+        if values.shape != (1, self.dim):
+            raise FeatureError(f"openSMILE returned shape {values.shape}, expected (1, {self.dim})")
+        bad = int(np.sum(~np.isfinite(values)))
+        if bad:
+            dur = x.shape[-1] / float(sampling_rate)
+            raise FeatureError(
+                f"openSMILE returned {bad} non-finite {self.feature_set} features; "
+                f"the audio ({dur:.2f} s) is probably too short for this feature set")
+        return values[0]
+
+
+@dataclass
+class Outcome:
+    """Result of one item of :func:`parallel_map`: ``value`` or ``error`` (a reason)."""
+
+    key: str
+    value: object = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def _guarded(fn: Callable, key: str, arg) -> Outcome:
+    try:
+        return Outcome(key, value=fn(arg))
+    except (FeatureError, ValueError, OSError, RuntimeError) as e:  # report, never drop silently
+        return Outcome(key, error=f"{type(e).__name__}: {e}")
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def parallel_map(fn: Callable, items: Sequence[tuple[str, object]], workers: int | None = None,
+                 desc: str = "openSMILE", progress: bool = True, chunksize: int = 8) -> list[Outcome]:
+    """Apply ``fn(arg)`` to ``(key, arg)`` items over all cores, in order, with a progress bar.
+
+    ``fn`` must be a picklable top-level function of a module that does not import TensorFlow:
+    workers are *spawned* (forking a process that runs TensorFlow can crash), and each imports
+    only that module.
+    Failures come back as :class:`Outcome` with ``error`` set; nothing is dropped.
+    """
+    from tqdm.auto import tqdm
+
+    items = list(items)
+    workers = default_workers() if workers is None else int(workers)
+    bar = tqdm(total=len(items), desc=desc, unit="utt", disable=not progress)
+    results: list[Outcome] = []
+    try:
+        if workers <= 1 or len(items) < 2 * workers:
+            for key, arg in items:
+                results.append(_guarded(fn, key, arg))
+                bar.update()
+            return results
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            keys = [k for k, _ in items]
+            for out in pool.map(_guarded, [fn] * len(items), keys, [a for _, a in items],
+                                chunksize=max(1, min(chunksize, len(items) // (4 * workers) or 1))):
+                results.append(out)
+                bar.update()
+        return results
+    finally:
+        bar.close()
+
+
+def summarize_failures(outcomes: Iterable[Outcome], limit: int = 20) -> str:
+    """A readable list of failed items and their reasons."""
+    bad = [o for o in outcomes if not o.ok]
+    lines = [f"{len(bad)} item(s) failed:"] + [f"  {o.key}: {o.error}" for o in bad[:limit]]
+    if len(bad) > limit:
+        lines.append(f"  ... and {len(bad) - limit} more")
+    return "\n".join(lines)
+
+
+_EXTRACTORS: dict[str, FeatureExtractor] = {}
+
+
+def extractor_for(feature_set: str) -> FeatureExtractor:
+    """A per-process cached :class:`FeatureExtractor` (for use inside worker processes)."""
+    if feature_set not in _EXTRACTORS:
+        _EXTRACTORS[feature_set] = FeatureExtractor(feature_set)
+    return _EXTRACTORS[feature_set]

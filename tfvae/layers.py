@@ -1,0 +1,94 @@
+"""The two paper-specific layers: layered dropout (eq. 2-3) and gradient reversal (ref. [22])."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class LayeredDropout(keras.layers.Layer):
+    """Dropout with a different, fixed keep rate per node (paper eq. 2-3).
+
+    Training: ``m_i ~ Bernoulli(p_i)`` independently for every example and node, output
+    ``m * x`` (no rescaling). Inference: output ``p * x``, which is the paper's
+    ``W_test = W * p^T`` rule applied to the input of the following layer.
+
+    Args:
+        keep_rates: the vector ``p`` (one rate in [0, 1] per input node), e.g. from
+            :func:`tfvae.schedules.keep_rates`.
+        seed: seed of the mask generator.
+    """
+
+    def __init__(self, keep_rates: Sequence[float], seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        p = np.asarray(keep_rates, dtype=np.float64).reshape(-1)
+        if p.size == 0 or not np.all(np.isfinite(p)) or p.min() < 0.0 or p.max() > 1.0:
+            raise ValueError(f"keep_rates must be a non-empty vector of values in [0, 1], got {keep_rates!r}")
+        self.keep_rates = [float(v) for v in p]
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True
+
+    def build(self, input_shape):
+        if input_shape[-1] is not None and input_shape[-1] != len(self.keep_rates):
+            raise ValueError(
+                f"LayeredDropout has {len(self.keep_rates)} keep rates but its input has "
+                f"{input_shape[-1]} nodes")
+
+    def call(self, inputs, training=False):
+        p = ops.convert_to_tensor(self.keep_rates, dtype=inputs.dtype)
+        if training:
+            u = keras.random.uniform(ops.shape(inputs), seed=self.seed_generator, dtype="float32")
+            return inputs * ops.cast(u < ops.cast(p, "float32"), inputs.dtype)
+        return inputs * p
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "keep_rates": self.keep_rates, "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class GradientReversal(keras.layers.Layer):
+    """Identity forward; multiplies the incoming gradient by ``-lambda`` backward.
+
+    The gradient reversal layer of Ganin & Lempitsky (paper ref. [22]) used in front of
+    the adversarial discriminators. ``lambda`` is a non-trainable variable so a schedule
+    (:class:`tfvae.schedules.LambdaSchedule`) can move it during training; the model's
+    train step assigns it.
+    """
+
+    def __init__(self, lambda_: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        if lambda_ < 0:
+            raise ValueError(f"GradientReversal lambda must be >= 0, got {lambda_}")
+        self.initial_lambda = float(lambda_)
+
+    def build(self, input_shape):
+        self.lambda_ = self.add_weight(
+            name="lambda", shape=(), initializer=keras.initializers.Constant(self.initial_lambda),
+            trainable=False, aggregation="only_first_replica")
+
+    def call(self, inputs):
+        lam = ops.cast(ops.convert_to_tensor(self.lambda_), inputs.dtype)
+        return _reverse_gradient(inputs, lam)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "lambda_": self.initial_lambda}
+
+
+@tf.custom_gradient
+def _reverse_gradient(x, lam):
+    def grad(dy):
+        return -lam * dy, tf.zeros_like(lam)
+
+    return tf.identity(x), grad

@@ -1,0 +1,354 @@
+"""The LR-VAE (paper section 2.3) and its baselines (section 3.1.1) as one Keras model.
+
+``compute_losses`` is the single place where the objective of eq. 4 is computed;
+``train_step`` / ``test_step`` wrap it for ``model.fit`` and any custom
+``strategy.run`` loop can call ``train_step`` directly.
+
+Latent node order: node 0 is the top, *emotion* end; node N-1 the bottom, *identity* end.
+
+Loss terms (each a Keras metric, all per example, batch mean):
+
+- ``recon``: -log p(x|z) / D, Gaussian likelihood with unit variance over the D standardised
+  features (nats per feature); ``kl``: KL(q(z|x) || N(0, I)) / N (``tfd.kl_divergence``, nats
+  per latent node); ``vae`` = recon + kl_weight * kl. Both parts of eq. 1 are means over their
+  dimensions, so unit weights in eq. 4 balance L_VAE against the cross-entropies; relative to
+  the plain ELBO this weights KL by beta = kl_weight * D / N (a beta-VAE, which favours the
+  factorised latent the paper relies on).
+- ``emo`` / ``id``: cross-entropy of the emotion / speaker-ID classifier.
+- ``id_adv``: cross-entropy of the speaker discriminator behind gradient reversal on the
+  emotion branch; ``emo_adv``: of the emotion discriminator on the speaker branch. The
+  discriminators minimise them; through the reversal the encoder maximises them.
+- ``loss`` = sum of the weighted terms + L2 (eq. 4); ``selection`` = the weighted
+  non-adversarial terms, monitored on validation to choose the checkpoint.
+
+Speaker labels < 0 mark speakers unknown to the classifier (validation and test speakers
+are disjoint from training speakers); they contribute nothing to ``id``/``id_adv``.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import keras
+import tensorflow as tf
+import tensorflow_probability as tfp
+from keras import ops
+
+from tfvae.config import LOSS_TERMS, METHODS
+from tfvae.layers import GradientReversal, LayeredDropout
+from tfvae.schedules import LambdaSchedule, keep_rates
+
+tfd = tfp.distributions
+
+#: Which parts each method has: (vae, layered dropout, emotion head, speaker head,
+#: speaker discriminator on the emotion branch, emotion discriminator on the speaker branch).
+def method_parts(method: str, protect: str = "identity") -> dict[str, bool]:
+    """Components of a method; ``protect`` only matters for ``a-vae``."""
+    if method not in METHODS:
+        raise ValueError(f"method {method!r} is unknown; choose one of {', '.join(METHODS)}")
+    if method == "a-vae" and protect not in ("identity", "emotion"):
+        raise ValueError(f"a-vae protects 'identity' or 'emotion', got {protect!r}")
+    avae_id = method == "a-vae" and protect == "identity"
+    avae_emo = method == "a-vae" and protect == "emotion"
+    return {
+        "vae": method != "dnn",
+        "layered": method in ("lrvae", "lrvae-noadv"),
+        "emo": not avae_emo,
+        "id": not avae_id,
+        "id_adv": method == "lrvae" or avae_id,
+        "emo_adv": method == "lrvae" or avae_emo,
+    }
+
+
+def _mlp(units: Sequence[int], l2: float, name: str, out: int | None = None) -> keras.Sequential:
+    reg = keras.regularizers.L2(l2) if l2 else None
+    layers = [keras.layers.Dense(u, activation="relu", kernel_regularizer=reg, bias_regularizer=reg,
+                                 name=f"{name}_dense{i}") for i, u in enumerate(units)]
+    if out is not None:
+        layers.append(keras.layers.Dense(out, kernel_regularizer=reg, bias_regularizer=reg, name=f"{name}_out"))
+    return keras.Sequential(layers, name=name)
+
+
+def _masked_ce(labels, logits):
+    """Mean sparse cross-entropy over examples with label >= 0, and how many there were."""
+    labels = ops.cast(labels, "int32")
+    known = ops.cast(labels >= 0, "float32")
+    ce = keras.losses.sparse_categorical_crossentropy(
+        ops.maximum(labels, 0), ops.cast(logits, "float32"), from_logits=True)
+    n = ops.sum(known)
+    return ops.divide_no_nan(ops.sum(ce * known), n), n
+
+
+def _masked_acc(labels, logits):
+    labels = ops.cast(labels, "int32")
+    known = ops.cast(labels >= 0, "float32")
+    hit = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), labels), "float32")
+    return ops.divide_no_nan(ops.sum(hit * known), ops.sum(known))
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class LRVAE(keras.Model):
+    """Layered-representation VAE and baselines, chosen by ``method``.
+
+    Args:
+        input_dim: feature dimension D.
+        n_emotions, n_speakers: classes of the emotion and speaker-ID classifiers.
+        method: ``dnn``, ``vae``, ``a-vae``, ``lrvae-noadv`` or ``lrvae``.
+        protect: for ``a-vae``, the attribute the adversary removes.
+        latent_dim: N.
+        keep_schedule, keep_min, keep_max: layered-dropout keep rates (eq. 2).
+        lambda_schedule: config dict of :class:`LambdaSchedule` for gradient reversal.
+        loss_weights: weights of ``vae, emo, id, emo_adv, id_adv`` in eq. 4.
+        kl_weight: beta, the weight of KL inside L_VAE.
+        l2: L2 on all weights and biases (paper: 1e-6).
+    """
+
+    def __init__(self, input_dim: int, n_emotions: int, n_speakers: int, method: str = "lrvae",
+                 protect: str = "identity", latent_dim: int = 128,
+                 encoder_units: Sequence[int] = (512, 256), decoder_units: Sequence[int] = (256, 512),
+                 head_units: Sequence[int] = (256, 128), keep_schedule: str = "linear",
+                 keep_min: float = 0.0, keep_max: float = 1.0, lambda_schedule: dict | None = None,
+                 loss_weights: dict | None = None, kl_weight: float = 1.0, l2: float = 1e-6,
+                 seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.parts = method_parts(method, protect)
+        if n_emotions < 2 and self.parts["emo"]:
+            raise ValueError(f"need at least 2 emotion classes, got {n_emotions}")
+        if n_speakers < 2 and self.parts["id"]:
+            raise ValueError(f"need at least 2 training speakers, got {n_speakers}")
+        self.input_dim, self.n_emotions, self.n_speakers = int(input_dim), int(n_emotions), int(n_speakers)
+        self.method, self.protect, self.latent_dim = method, protect, int(latent_dim)
+        self.encoder_units, self.decoder_units = tuple(encoder_units), tuple(decoder_units)
+        self.head_units = tuple(head_units)
+        self.keep_schedule, self.keep_min, self.keep_max = keep_schedule, float(keep_min), float(keep_max)
+        self.lambda_schedule = LambdaSchedule(**(lambda_schedule or {}))
+        unknown = set(loss_weights or {}) - set(LOSS_TERMS)
+        if unknown:
+            raise ValueError(f"unknown loss weights {sorted(unknown)}; terms are {LOSS_TERMS}")
+        self.loss_weights = {t: float((loss_weights or {}).get(t, 1.0)) for t in LOSS_TERMS}
+        self.kl_weight, self.l2, self.seed = float(kl_weight), float(l2), seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+        p = self.parts
+        self.normalizer = keras.layers.Normalization(axis=-1, name="normalizer")
+        rep_dim = self.latent_dim if p["vae"] else self.input_dim
+        if p["vae"]:
+            self.encoder = _mlp(self.encoder_units, l2, "encoder", out=2 * self.latent_dim)
+            self.decoder = _mlp(self.decoder_units, l2, "decoder", out=self.input_dim)
+        if p["layered"]:
+            self.emo_dropout = LayeredDropout(
+                keep_rates(rep_dim, keep_schedule, "emotion", keep_min, keep_max),
+                seed=None if seed is None else seed + 1, name="emo_layered_dropout")
+            self.id_dropout = LayeredDropout(
+                keep_rates(rep_dim, keep_schedule, "identity", keep_min, keep_max),
+                seed=None if seed is None else seed + 2, name="id_layered_dropout")
+        if p["emo"]:
+            self.emo_head = _mlp(self.head_units, l2, "emotion_classifier", out=self.n_emotions)
+        if p["id"]:
+            self.id_body = _mlp(self.head_units, l2, "speaker_embedding")
+            self.id_out = _mlp((), l2, "speaker_classifier", out=self.n_speakers)
+        self.grls = []
+        if p["id_adv"]:
+            self.id_adv_grl = GradientReversal(self.lambda_schedule.max_lambda, name="id_adv_reversal")
+            self.id_adv_head = _mlp(self.head_units, l2, "speaker_discriminator", out=self.n_speakers)
+            self.grls.append(self.id_adv_grl)
+        if p["emo_adv"]:
+            self.emo_adv_grl = GradientReversal(self.lambda_schedule.max_lambda, name="emo_adv_reversal")
+            self.emo_adv_head = _mlp(self.head_units, l2, "emotion_discriminator", out=self.n_emotions)
+            self.grls.append(self.emo_adv_grl)
+
+        self.term_names = [t for t in ("recon", "kl") if p["vae"]] + [t for t in LOSS_TERMS if p[t]]
+        tracked = ["loss", "selection", *self.term_names, "l2"]
+        tracked += [a for a, t in (("emo_acc", "emo"), ("id_acc", "id")) if p[t]]
+        tracked += ["grl_lambda"] if self.grls else []
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in tracked}
+
+    # ------------------------------------------------------------------ structure
+    def build(self, input_shape=None):
+        d = self.input_dim
+        self.normalizer.build((None, d))
+        rep = self.latent_dim if self.parts["vae"] else d
+        if self.parts["vae"]:
+            self.encoder.build((None, d))
+            self.decoder.build((None, self.latent_dim))
+        for name in ("emo_dropout", "id_dropout", "id_adv_grl", "emo_adv_grl"):
+            if hasattr(self, name):
+                getattr(self, name).build((None, rep))
+        if self.parts["emo"]:
+            self.emo_head.build((None, rep))
+        if self.parts["id"]:
+            self.id_body.build((None, rep))
+            self.id_out.build((None, self.head_units[-1]))
+        if self.parts["id_adv"]:
+            self.id_adv_head.build((None, rep))
+        if self.parts["emo_adv"]:
+            self.emo_adv_head.build((None, rep))
+        self.built = True
+
+    def adapt_normalizer(self, features) -> None:
+        """Set the standardisation statistics from *training* features (numpy array)."""
+        if not self.built:
+            self.build()
+        self.normalizer.adapt(features)
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    # ------------------------------------------------------------------ forward
+    def _check_dim(self, x):
+        d = x.shape[-1]
+        if d is not None and d != self.input_dim:
+            raise ValueError(f"the model expects {self.input_dim} features per example, got {d}")
+
+    def posterior(self, x):
+        """q(z|x) as a ``tfd.MultivariateNormalDiag`` (paper eq. 1), from raw features."""
+        self._check_dim(x)
+        params = ops.cast(self.encoder(self.normalizer(x)), "float32")
+        mean, log_var = ops.split(params, 2, axis=-1)
+        log_var = ops.clip(log_var, -12.0, 8.0)
+        return tfd.MultivariateNormalDiag(loc=mean, scale_diag=ops.exp(0.5 * log_var))
+
+    def encode(self, x):
+        """The representation used downstream: posterior mean (or standardised features for dnn)."""
+        if not self.parts["vae"]:
+            self._check_dim(x)
+            return self.normalizer(x)
+        return self.posterior(x).mean()
+
+    def forward(self, x, training: bool = False) -> dict:
+        """Every intermediate the objective needs."""
+        self._check_dim(x)
+        out = {"x_std": ops.cast(self.normalizer(x), "float32")}
+        if self.parts["vae"]:
+            q = self.posterior(x)
+            out["q"] = q
+            if training:
+                eps = keras.random.normal(ops.shape(q.mean()), seed=self.seed_generator)
+                z = q.mean() + q.stddev() * eps  # reparameterised sample
+            else:
+                z = q.mean()
+            out["z"] = z
+            out["x_loc"] = ops.cast(self.decoder(z, training=training), "float32")
+            rep = z
+        else:
+            rep = out["x_std"]
+        emo_in = self.emo_dropout(rep, training=training) if self.parts["layered"] else rep
+        id_in = self.id_dropout(rep, training=training) if self.parts["layered"] else rep
+        if self.parts["emo"]:
+            out["emo_logits"] = self.emo_head(emo_in, training=training)
+        if self.parts["id"]:
+            out["speaker_embedding"] = self.id_body(id_in, training=training)
+            out["id_logits"] = self.id_out(out["speaker_embedding"], training=training)
+        if self.parts["id_adv"]:
+            out["id_adv_logits"] = self.id_adv_head(self.id_adv_grl(emo_in), training=training)
+        if self.parts["emo_adv"]:
+            out["emo_adv_logits"] = self.emo_adv_head(self.emo_adv_grl(id_in), training=training)
+        return out
+
+    def call(self, inputs, training=False):
+        out = self.forward(inputs, training=training)
+        res = {"latent": out["z"] if self.parts["vae"] else out["x_std"]}
+        if "emo_logits" in out:
+            res["emotion_probabilities"] = ops.softmax(ops.cast(out["emo_logits"], "float32"))
+        if "speaker_embedding" in out:
+            res["speaker_embedding"] = out["speaker_embedding"]
+        return res
+
+    # ------------------------------------------------------------------ objective (eq. 4)
+    def compute_losses(self, data: dict, training: bool = False):
+        """Return ``(loss, terms)`` for a batch ``{"features", "emotion", "speaker"}``.
+
+        ``terms`` holds every unweighted term, accuracies and the ``selection`` value.
+        """
+        out = self.forward(data["features"], training=training)
+        y_emo, y_id = data["emotion"], data["speaker"]
+        terms, counts = {}, {}
+        if self.parts["vae"]:
+            d = float(self.input_dim)
+            likelihood = tfd.Independent(tfd.Normal(loc=out["x_loc"], scale=1.0), reinterpreted_batch_ndims=1)
+            prior = tfd.MultivariateNormalDiag(loc=ops.zeros_like(out["z"]), scale_diag=ops.ones_like(out["z"]))
+            terms["recon"] = -ops.mean(likelihood.log_prob(out["x_std"])) / d
+            terms["kl"] = ops.mean(tfd.kl_divergence(out["q"], prior)) / float(self.latent_dim)
+            terms["vae"] = terms["recon"] + self.kl_weight * terms["kl"]
+        if self.parts["emo"]:
+            terms["emo"], _ = _masked_ce(y_emo, out["emo_logits"])
+            terms["emo_acc"] = _masked_acc(y_emo, out["emo_logits"])
+        if self.parts["id"]:
+            terms["id"], counts["id"] = _masked_ce(y_id, out["id_logits"])
+            terms["id_acc"] = _masked_acc(y_id, out["id_logits"])
+        if self.parts["emo_adv"]:
+            terms["emo_adv"], _ = _masked_ce(y_emo, out["emo_adv_logits"])
+        if self.parts["id_adv"]:
+            terms["id_adv"], counts["id_adv"] = _masked_ce(y_id, out["id_adv_logits"])
+        w = self.loss_weights
+        terms["l2"] = ops.cast(ops.sum(self.losses), "float32") if self.losses else ops.zeros(())
+        terms["selection"] = sum(w[t] * terms[t] for t in ("vae", "emo", "id") if t in terms)
+        loss = sum(w[t] * terms[t] for t in LOSS_TERMS if t in terms) + terms["l2"]
+        terms["_counts"] = counts
+        return loss, terms
+
+    def _record(self, loss, terms, batch_size, training: bool):
+        counts = terms.pop("_counts")
+        for name, tracker in self.trackers.items():
+            if name == "loss":
+                tracker.update_state(loss, sample_weight=batch_size)
+            elif name == "grl_lambda":
+                tracker.update_state(ops.convert_to_tensor(self.grls[0].lambda_))
+            else:
+                key = name.replace("_acc", "")
+                tracker.update_state(terms[name], sample_weight=counts.get(key, batch_size))
+        logs = {}
+        for name, tracker in self.trackers.items():
+            if training or name != "grl_lambda":
+                # NaN, not 0, when no example had a known label (validation speakers are unseen)
+                logs[name] = ops.where(tracker.count > 0, tracker.result(), float("nan"))
+        return logs
+
+    def train_step(self, data):
+        if self.grls:
+            lam = self.lambda_schedule(self.optimizer.iterations)
+            for grl in self.grls:
+                grl.lambda_.assign(lam)
+        with tf.GradientTape() as tape:
+            loss, terms = self.compute_losses(data, training=True)
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = self.optimizer.scale_loss(loss / replicas)
+        grads = tape.gradient(scaled, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
+        return self._record(loss, terms, ops.cast(ops.shape(data["features"])[0], "float32"), training=True)
+
+    def test_step(self, data):
+        loss, terms = self.compute_losses(data, training=False)
+        return self._record(loss, terms, ops.cast(ops.shape(data["features"])[0], "float32"), training=False)
+
+    def predict_step(self, data):
+        x = data["features"] if isinstance(data, dict) else data
+        return self(x, training=False)
+
+    # ------------------------------------------------------------------ serialisation
+    def get_config(self):
+        return {
+            "input_dim": self.input_dim, "n_emotions": self.n_emotions, "n_speakers": self.n_speakers,
+            "method": self.method, "protect": self.protect, "latent_dim": self.latent_dim,
+            "encoder_units": list(self.encoder_units), "decoder_units": list(self.decoder_units),
+            "head_units": list(self.head_units), "keep_schedule": self.keep_schedule,
+            "keep_min": self.keep_min, "keep_max": self.keep_max,
+            "lambda_schedule": self.lambda_schedule.get_config(), "loss_weights": dict(self.loss_weights),
+            "kl_weight": self.kl_weight, "l2": self.l2, "seed": self.seed, "name": self.name,
+        }
+
+
+def build_model(cfg, input_dim: int, n_emotions: int, n_speakers: int, total_steps: int,
+                protect: str | None = None) -> LRVAE:
+    """An :class:`LRVAE` from a :class:`tfvae.config.TrainConfig`."""
+    model = LRVAE(
+        input_dim=input_dim, n_emotions=n_emotions, n_speakers=n_speakers, method=cfg.method,
+        protect=protect or ("identity" if cfg.protect == "both" else cfg.protect),
+        latent_dim=cfg.latent_dim, encoder_units=cfg.encoder_units, decoder_units=cfg.decoder_units,
+        head_units=cfg.head_units, keep_schedule=cfg.keep_schedule, keep_min=cfg.keep_min,
+        keep_max=cfg.keep_max,
+        lambda_schedule={"kind": cfg.lambda_schedule, "max_lambda": cfg.adv_lambda, "total_steps": total_steps},
+        loss_weights=cfg.loss_weights, kl_weight=cfg.kl_weight, l2=cfg.l2, seed=cfg.seed, name="lrvae")
+    model.build()
+    return model
