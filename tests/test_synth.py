@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 
 import numpy as np
 import pytest
@@ -164,13 +163,3 @@ def test_female_voices_brighter_than_male():
         for u in range(2):
             cent[v.sex].append(_centroid(synthesize(v, "neutral", u)))
     assert np.mean(cent["female"]) > 1.1 * np.mean(cent["male"])
-
-
-def test_speed():
-    v = make_voice(1)
-    synthesize(v, "happy", 0)
-    t0 = time.perf_counter()
-    for u in range(10):
-        synthesize(v, EMOTIONS[u % 5], u)
-    per_utt = (time.perf_counter() - t0) / 10
-    assert per_utt < 0.05  # ~7 ms on one core; generous bound for loaded CI machines
