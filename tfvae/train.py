@@ -78,6 +78,7 @@ def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) ->
     train_ds = make_dataset(corpus, "train", global_batch, training=True, seed=cfg.seed)
     val_ds = make_dataset(corpus, "validation", global_batch)
     spk_index = corpus.speaker_index()
+    keras.utils.set_random_seed(cfg.seed)  # here, so building the dataset first changes nothing
     with strategy.scope():
         model = build_model(cfg, corpus.dim, len(corpus.emotion_names), len(spk_index),
                             total_steps=steps_per_epoch * cfg.epochs, protect=protect)
@@ -151,11 +152,8 @@ def _print_summary(s: dict) -> None:
 
 def run(cfg: TrainConfig) -> list[dict]:
     """Load and validate the data, then train every model the method needs."""
-    import keras
-
     from tfvae.data import load_corpus, validate_corpus
 
-    keras.utils.set_random_seed(cfg.seed)
     strategy = make_strategy(cfg.strategy)
     corpus = load_corpus(cfg.dataset, cfg.feature_set, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir)
     if corpus.feature_set != cfg.feature_set:
