@@ -113,3 +113,18 @@ def test_nan_features_and_empty_split_stop_before_training(monkeypatch, tmp_path
     assert "split 'train': 1 utterance(s) have NaN or infinite features: tr_7" in err
     assert "split 'validation' of bad is empty" in err
     assert not (tmp_path / "runs").exists()
+
+
+def test_same_seed_same_results(demo_data_dir, tmp_path):
+    import json
+
+    summaries = []
+    for i in range(2):
+        args = [*SMALL, "--epochs", "2", "--data_dir", demo_data_dir, "--seed", "7",
+                "--output_dir", str(tmp_path / f"runs{i}"), "--export_dir", str(tmp_path / f"sm{i}")]
+        assert train.main(args) == 0
+        summaries.append(json.loads((tmp_path / f"runs{i}" / "tfvae_demo-is10_small-IS10-lrvae" /
+                                     "summary.json").read_text()))
+    a, b = summaries
+    assert a["final_epoch_metrics"] == b["final_epoch_metrics"]
+    assert a["cuts"] == b["cuts"] and a["test"] == b["test"]

@@ -81,8 +81,8 @@ class TrainConfig:
     learning_rate: float = _opt(5e-4, "Adam learning rate.")
     l2: float = _opt(1e-6, "L2 regularisation on all weights and biases.")
     select_after: float = _opt(
-        0.5, "Checkpoint selection considers only epochs after this fraction of training "
-        "(the adversaries' gradient reversal ramps up before).")
+        0.5, "Methods with adversaries: checkpoint selection considers only epochs after this fraction "
+        "of training (the gradient reversal ramps up before).")
     seed: int = _opt(0, "Random seed (weights, dropout masks, shuffling, cut selection).")
     strategy: str = _opt(
         "auto", "tf.distribute strategy: auto = MirroredStrategy over local GPUs if any, else default.",

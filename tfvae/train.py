@@ -71,6 +71,7 @@ def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) ->
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(cfg.to_json())
 
+    keras.utils.set_random_seed(cfg.seed)  # here: building a dataset first must not change results
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.batch_size * replicas
     train = corpus.splits["train"]
@@ -78,7 +79,6 @@ def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) ->
     train_ds = make_dataset(corpus, "train", global_batch, training=True, seed=cfg.seed)
     val_ds = make_dataset(corpus, "validation", global_batch)
     spk_index = corpus.speaker_index()
-    keras.utils.set_random_seed(cfg.seed)  # here, so building the dataset first changes nothing
     with strategy.scope():
         model = build_model(cfg, corpus.dim, len(corpus.emotion_names), len(spk_index),
                             total_steps=steps_per_epoch * cfg.epochs, protect=protect)
@@ -89,7 +89,7 @@ def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) ->
              feature_names=np.asarray(corpus.feature_names or []))
 
     best = run_dir / "best.weights.h5"
-    start_epoch = max(1, min(cfg.epochs, math.ceil(cfg.select_after * cfg.epochs)))
+    start_epoch = max(1, min(cfg.epochs, math.ceil(cfg.select_after * cfg.epochs))) if model.grls else 1
     callbacks = [
         keras.callbacks.TensorBoard(log_dir=str(run_dir / "tb" / time.strftime("%Y%m%d-%H%M%S"))),
         selection_checkpoint(best, start_epoch),
