@@ -4,4 +4,5 @@
 project; a built dataset also loads without this package via ``tfds.builder_from_directory``.
 """
 
+from tfvae_datasets.ravdess import ravdess_dataset_builder as _ravdess  # noqa: F401
 from tfvae_datasets.tfvae_demo import tfvae_demo_dataset_builder as _demo  # noqa: F401

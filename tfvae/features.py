@@ -191,3 +191,26 @@ def extractor_for(feature_set: str) -> FeatureExtractor:
     if feature_set not in _EXTRACTORS:
         _EXTRACTORS[feature_set] = FeatureExtractor(feature_set)
     return _EXTRACTORS[feature_set]
+
+
+def read_audio(path: str) -> tuple[np.ndarray, int]:
+    """Samples (float32, frames x channels or frames) and rate of an audio file, or FeatureError."""
+    import soundfile as sf
+
+    try:
+        x, rate = sf.read(str(path), dtype="float32", always_2d=False)
+    except FileNotFoundError:
+        raise FeatureError(f"file not found: {path}") from None
+    except Exception as e:  # libsndfile's errors for corrupt/unsupported files
+        raise FeatureError(f"cannot read audio ({type(e).__name__}: {e})") from None
+    return x, int(rate)
+
+
+def extract_file(task: tuple[str, str]) -> dict:
+    """``(feature_set, path)`` -> ``{"features": float32[D], "duration": seconds}``.
+
+    A top-level, TensorFlow-free function for :func:`parallel_map` workers.
+    """
+    feature_set, path = task
+    x, rate = read_audio(path)
+    return {"features": extractor_for(feature_set)(x, rate), "duration": np.float32(x.shape[0] / rate)}

@@ -1,0 +1,1 @@
+"""Any labelled audio folder described by a CSV manifest."""

@@ -1,0 +1,1 @@
+"""MSP-Podcast (manual download)."""

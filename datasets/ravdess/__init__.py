@@ -1,0 +1,1 @@
+"""RAVDESS speech (manual download)."""
