@@ -28,8 +28,9 @@ SPLITS = ("train", "validation", "test")
 @dataclasses.dataclass
 class AudioFeatureConfig(tfds.core.BuilderConfig):
     """``feature_set``: openSMILE functionals set; ``skip_bad_items``: skip (and report) items
-    that cannot be used instead of stopping; ``beam``: generate with Apache Beam
-    (``tfds build ... --beam_pipeline_options=...``); ``workers``: local processes (all cores)."""
+    that cannot be used instead of stopping; ``beam``: extract with Apache Beam (also switched
+    on by ``tfds build ... --beam_pipeline_options=...``); ``workers``: local processes (default
+    all cores). ``skip_bad_items`` and ``workers`` can also be given to the builder itself."""
 
     feature_set: str = "IS10"
     skip_bad_items: bool = False
@@ -63,6 +64,24 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
     EMOTIONS: tuple[str, ...] = ()
     #: Splits must not share speakers (asserted before extraction).
     SPEAKER_DISJOINT = True
+
+    def __init__(self, *, skip_bad_items: bool | None = None, workers: int | None = None, **kwargs):
+        """``skip_bad_items`` / ``workers`` override the config's fields, so a registered config
+        (``tfds.builder("ravdess/is10", skip_bad_items=True)``) can skip bad items without a new
+        config name."""
+        super().__init__(**kwargs)
+        cfg = self.builder_config
+        self.skip_bad_items = cfg.skip_bad_items if skip_bad_items is None else bool(skip_bad_items)
+        self.workers = cfg.workers if workers is None else workers
+        self._use_beam = cfg.beam
+
+    def _download_and_prepare(self, dl_manager, download_config=None):
+        # `tfds build --beam_pipeline_options=...` (or a DownloadConfig with a Beam runner or
+        # options) switches feature extraction to Apache Beam.
+        if download_config is not None and (download_config.beam_options is not None
+                                            or download_config.beam_runner is not None):
+            self._use_beam = True
+        return super()._download_and_prepare(dl_manager, download_config)
 
     # ------------------------------------------------------------------ subclass API
     def _utterances(self, dl_manager) -> tuple[list[Utterance], list[BadItem], dict]:
@@ -101,11 +120,11 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
             from tfvae.labelled_audio import assert_speaker_disjoint
 
             assert_speaker_disjoint(good, self.name)
-        if cfg.beam:
+        if self._use_beam:
             self._record(good, bad, extra)
             return {s: self._beam_examples([u for u in good if u.split == s]) for s in SPLITS}
         outcomes = parallel_map(extract_file, [(u.utterance_id, (cfg.feature_set, u.path)) for u in good],
-                                workers=cfg.workers, desc=f"{self.name}/{cfg.name} openSMILE")
+                                workers=self.workers, desc=f"{self.name}/{cfg.name} openSMILE")
         examples = {s: [] for s in SPLITS}
         kept = []
         for u, o in zip(good, outcomes):
@@ -122,9 +141,9 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         """Settle bad items (raise or report) and put counts into ``info.metadata``."""
         cfg = self.builder_config
         data_dir = Path(self.data_dir)  # the in-progress directory while generating
-        report = data_dir / "bad_items.json" if cfg.skip_bad_items else \
+        report = data_dir / "bad_items.json" if self.skip_bad_items else \
             data_dir.parent / f"bad_items-{self.version}.json"
-        skipped = settle_bad_items(bad, cfg.skip_bad_items, report, f"{self.name}/{cfg.name}")
+        skipped = settle_bad_items(bad, self.skip_bad_items, report, f"{self.name}/{cfg.name}")
         counts = class_counts(kept)
         self.info.metadata.update({
             "class_counts": {s: counts.get(s, {}) for s in SPLITS},

@@ -96,3 +96,17 @@ def test_opensmile_after_tensorflow_in_one_process():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "DIM 1582 True" in r.stdout
+
+
+def test_extract_file_reads_audio_or_says_why(tmp_path):
+    from tfvae.features import extract_file
+
+    x = _speechlike(seconds=2.0)
+    sf.write(tmp_path / "ok.flac", x, 16000)
+    out = extract_file(("eGeMAPSv02", str(tmp_path / "ok.flac")))
+    assert out["features"].shape == (88,) and out["duration"] == pytest.approx(len(x) / 16000)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF\x00\x00garbage" * 20)
+    with pytest.raises(FeatureError, match="cannot read audio"):
+        extract_file(("eGeMAPSv02", str(tmp_path / "bad.wav")))
+    with pytest.raises(FeatureError, match="file not found"):
+        extract_file(("eGeMAPSv02", str(tmp_path / "nope.wav")))

@@ -197,10 +197,10 @@ def read_audio(path: str) -> tuple[np.ndarray, int]:
     """Samples (float32, frames x channels or frames) and rate of an audio file, or FeatureError."""
     import soundfile as sf
 
+    if not os.path.isfile(path):
+        raise FeatureError(f"file not found: {path}")
     try:
         x, rate = sf.read(str(path), dtype="float32", always_2d=False)
-    except FileNotFoundError:
-        raise FeatureError(f"file not found: {path}") from None
     except Exception as e:  # libsndfile's errors for corrupt/unsupported files
         raise FeatureError(f"cannot read audio ({type(e).__name__}: {e})") from None
     return x, int(rate)
