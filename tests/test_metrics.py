@@ -45,3 +45,19 @@ def test_cosine_trials_all_pairs_and_sampling():
     np.testing.assert_allclose(sorted(scores), [0, 0, 0, 0, 1, 1])
     s2, l2 = cosine_trials(np.random.default_rng(0).normal(size=(50, 3)), np.arange(50) % 5, max_trials=100)
     assert s2.shape == (100,) and l2.shape == (100,)
+
+
+def test_min_dcf_hand_cases():
+    from tfvae.metrics import min_dcf
+
+    y = [1, 1, 0, 0, 0, 0]
+    assert min_dcf([0.9, 0.8, 0.3, 0.2, 0.1, 0.0], y) == pytest.approx(0.0)  # perfect separation
+    # inverted: best is a trivial decision; normalised cost 1 at p_target=0.01 (reject all)
+    assert min_dcf([0.0, 0.1, 0.5, 0.6, 0.7, 0.8], y) == pytest.approx(1.0)
+    # one target below all non-targets: reject-all costs 0.01; accepting above 0.5 misses 1/2
+    # targets (0.005) with no false alarms -> 0.005 / 0.01 = 0.5
+    assert min_dcf([0.9, 0.05, 0.4, 0.3, 0.2, 0.1], y) == pytest.approx(0.5)
+    # at p_target = 0.5, one false alarm in 4 non-targets vs one miss in 2 targets: 0.125/0.5 = 0.25
+    assert min_dcf([0.9, 0.6, 0.7, 0.3, 0.2, 0.1], y, p_target=0.5) == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="both target"):
+        min_dcf([0.1, 0.2], [0, 0])

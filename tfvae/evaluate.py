@@ -71,3 +71,96 @@ def evaluate_views(outputs: dict, emotion: dict, speaker: dict, masks: dict, see
             heads["speaker_eer"] = eer(*cosine_trials(out["speaker_embedding"], speaker[split]))
         res["model_heads"] = heads
     return res
+
+
+# ---------------------------------------------------------------------------------------------
+# The privacy protocol's attacker suite (paper section 3.1: the attacker holds the encoded
+# training set and its labels). Privacy claims use the strongest attacker.
+# ---------------------------------------------------------------------------------------------
+
+EMOTION_ATTACKERS = ("mlp", "logreg", "knn_cosine")
+SPEAKER_ATTACKERS = ("mlp_embedding", "lda_cosine", "logreg_posteriors", "cosine")
+
+
+def _mlp(seed: int, hidden=(256, 128)):
+    from sklearn.neural_network import MLPClassifier
+
+    return MLPClassifier(hidden_layer_sizes=hidden, alpha=1e-4, max_iter=300, early_stopping=True,
+                         validation_fraction=0.15, n_iter_no_change=15, random_state=seed)
+
+
+def _hidden(mlp, x):
+    """Last hidden layer (ReLU) of a fitted sklearn MLP: the speaker embedding of the paper."""
+    h = x
+    for w, b in zip(mlp.coefs_[:-1], mlp.intercepts_[:-1]):
+        h = np.maximum(h @ w + b, 0.0)
+    return h
+
+
+def emotion_attacks(z_train, y_train, z_eval, y_eval, seed: int = 0,
+                    attackers=EMOTION_ATTACKERS) -> dict:
+    """Weighted F1 and unweighted average recall of each emotion attacker on ``z_eval``."""
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    x, y = _subsample(np.asarray(z_train, np.float64), np.asarray(y_train), seed)
+    scaler = StandardScaler().fit(x)
+    xs, es = scaler.transform(x), scaler.transform(np.asarray(z_eval, np.float64))
+    out = {}
+    for name in attackers:
+        if name == "mlp":
+            clf = _mlp(seed)
+        elif name == "logreg":
+            clf = LogisticRegression(max_iter=3000, random_state=seed)
+        elif name == "knn_cosine":
+            clf = KNeighborsClassifier(n_neighbors=min(10, len(xs)), metric="cosine", weights="distance")
+        else:
+            raise ValueError(f"unknown emotion attacker {name!r}; choose from {EMOTION_ATTACKERS}")
+        pred = clf.fit(xs, y).predict(es)
+        out[name] = {"wf1": float(f1_score(y_eval, pred, average="weighted")),
+                     "uar": float(balanced_accuracy_score(y_eval, pred))}
+    return out
+
+
+def speaker_attacks(z_train, spk_train, z_eval, spk_eval, seed: int = 0, attackers=SPEAKER_ATTACKERS,
+                    max_trials: int | None = 2_000_000, p_target: float = 0.01) -> dict:
+    """Speaker verification on unseen speakers: each attacker maps ``z`` to an embedding,
+    trials are all pairs of ``z_eval`` (or a seeded sample of ``max_trials``), scored by cosine."""
+    from tfvae.metrics import min_dcf
+
+    x, y = _subsample(np.asarray(z_train, np.float64), np.asarray(spk_train), seed)
+    scaler = StandardScaler().fit(x)
+    xs, es = scaler.transform(x), scaler.transform(np.asarray(z_eval, np.float64))
+    out = {}
+    for name in attackers:
+        if name == "mlp_embedding":
+            emb = _hidden(_mlp(seed).fit(xs, y), es)
+        elif name == "lda_cosine":
+            n_comp = max(1, min(len(set(y.tolist())) - 1, xs.shape[1]))
+            emb = LinearDiscriminantAnalysis(n_components=n_comp).fit(xs, y).transform(es)
+        elif name == "logreg_posteriors":
+            emb = LogisticRegression(max_iter=3000, random_state=seed).fit(xs, y).predict_log_proba(es)
+            emb = emb - emb.mean(axis=1, keepdims=True)
+        elif name == "cosine":
+            emb = es
+        else:
+            raise ValueError(f"unknown speaker attacker {name!r}; choose from {SPEAKER_ATTACKERS}")
+        scores, labels = cosine_trials(emb, spk_eval, max_trials=max_trials, seed=seed)
+        out[name] = {"eer": eer(scores, labels), "min_dcf": min_dcf(scores, labels, p_target),
+                     "target_trials": int(labels.sum()), "nontarget_trials": int(len(labels) - labels.sum())}
+    return out
+
+
+def strongest(results: dict, metric: str, chance: float) -> tuple[str, dict]:
+    """The attacker whose ``metric`` is furthest from ``chance`` (most harmful to privacy)."""
+    name = max(results, key=lambda k: abs(results[k][metric] - chance))
+    return name, results[name]
+
+
+def chance_wf1(y_eval) -> dict:
+    """Weighted F1 of two trivial predictors on the evaluation labels: stratified random guessing
+    (expected value, sum of squared class shares) and always predicting the majority class."""
+    _, counts = np.unique(np.asarray(y_eval), return_counts=True)
+    shares = counts / counts.sum()
+    top = float(shares.max())
+    return {"stratified": float(np.sum(shares ** 2)), "majority": top * 2 * top / (1 + top)}

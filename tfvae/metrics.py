@@ -40,3 +40,18 @@ def cosine_trials(embeddings, speakers, max_trials: int | None = None, seed: int
         i, j = i[pick], j[pick]
     scores = np.einsum("ij,ij->i", e[i], e[j])
     return scores, (spk[i] == spk[j]).astype(int)
+
+
+def min_dcf(scores, labels, p_target: float = 0.01, c_miss: float = 1.0, c_fa: float = 1.0) -> float:
+    """Normalised minimum detection cost over all thresholds (NIST SRE convention).
+
+    DCF(t) = c_miss * P_miss(t) * p_target + c_fa * P_fa(t) * (1 - p_target), divided by
+    min(c_miss * p_target, c_fa * (1 - p_target)), the cost of the best fixed decision.
+    """
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    labels = np.asarray(labels).ravel().astype(int)
+    if labels.min(initial=1) == labels.max(initial=0):
+        raise ValueError("minDCF needs both target (1) and non-target (0) trials")
+    fpr, tpr, _ = roc_curve(labels, scores, drop_intermediate=False)
+    dcf = c_miss * (1.0 - tpr) * p_target + c_fa * fpr * (1.0 - p_target)
+    return float(dcf.min() / min(c_miss * p_target, c_fa * (1.0 - p_target)))
