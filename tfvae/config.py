@@ -48,11 +48,16 @@ class TrainConfig:
     # data
     dataset: str = _opt(
         "tfvae_demo",
-        "TFDS dataset name, optionally name/config (e.g. tfvae_demo/is10_small). "
+        "TFDS dataset name, optionally name/config (e.g. tfvae_demo/is10_small), or the path of a CSV "
+        "manifest of any labelled audio folder (columns path, speaker, emotion, optional split, "
+        "utterance_id; see tfvae_datasets.audio_manifest). "
         "The default is the built-in synthetic demo corpus, generated on first use.")
     data_dir: str | None = _opt(None, "TFDS data directory (default: TFDS's, ~/tensorflow_datasets).")
     manual_dir: str | None = _opt(None, "Directory holding a manually downloaded corpus (MSP-Podcast, RAVDESS).")
     feature_set: str = _opt("IS10", "openSMILE functionals set; IS10 is the paper's emobase2010 (1582 features).")
+    skip_bad_items: bool = _opt(
+        False, "Skip unusable audio/label items (unreadable, silent or too short audio, bad labels) and write "
+        "their list (bad_items.json) beside the dataset instead of stopping; matters when the dataset is built.")
     # model
     method: str = _opt("lrvae", "Training method (paper section 3.1.1).", choices=METHODS)
     protect: str = _opt(
@@ -176,7 +181,7 @@ class TrainConfig:
             if isinstance(default, tuple):
                 kw.update(type=int, nargs="+")
             elif isinstance(default, bool):
-                kw.update(type=_bool)
+                kw.update(type=_bool, nargs="?", const=True, metavar="{true,false}")  # bare --flag = true
             elif default is not None:
                 kw["type"] = type(default)
             p.add_argument(f"--{f.name}", **kw)

@@ -60,18 +60,53 @@ def builder_name(dataset: str, feature_set: str) -> str:
 
 
 def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = None,
-                manual_dir: str | None = None) -> Corpus:
-    """Build the TFDS dataset if needed and read its three splits into numpy arrays."""
+                manual_dir: str | None = None, skip_bad_items: bool = False) -> Corpus:
+    """Build the TFDS dataset if needed and read its three splits into numpy arrays.
+
+    ``dataset`` is a registered name (``name`` or ``name/config``) or the path of a CSV manifest
+    (``*.csv``, see ``tfvae_datasets.audio_manifest``), built as an ``audio_manifest`` dataset.
+    ``skip_bad_items``: skip unusable items (listed in ``bad_items.json`` beside the dataset)
+    instead of stopping; it matters only when the dataset is built here. Problems with the
+    data (bad items, a bad manifest, a missing manual download) raise :class:`DataError`.
+    """
     import tensorflow_datasets as tfds
 
     import tfvae_datasets  # noqa: F401  (registers tfvae's builders with TFDS)
+    from tfvae.labelled_audio import BadItemsError
+    from tfvae_datasets.audio_features import AudioFeatureBuilder
+    from tfvae_datasets.audio_manifest.audio_manifest_dataset_builder import ManifestError, manifest_config
 
-    full = builder_name(dataset, feature_set)
+    if dataset.lower().endswith(".csv"):
+        try:
+            cfg = manifest_config(dataset, feature_set, skip_bad_items=skip_bad_items)
+            builder = tfds.builder("audio_manifest", config=cfg, data_dir=data_dir)
+        except ManifestError as e:
+            raise DataError(str(e)) from e
+        full = f"audio_manifest/{cfg.name}"
+    else:
+        full = builder_name(dataset, feature_set)
+        kwargs = {}
+        try:
+            if skip_bad_items:
+                # A registered config cannot be replaced by an edited copy of the same name (TFDS
+                # refuses it); tfvae's audio builders take ``skip_bad_items`` themselves.
+                if issubclass(tfds.builder_cls(full.split("/")[0]), AudioFeatureBuilder):
+                    kwargs["skip_bad_items"] = True
+                else:
+                    print(f"[tfvae] note: {full} has no unusable items to skip; skip_bad_items is ignored")
+            builder = tfds.builder(full, data_dir=data_dir, **kwargs)
+        except Exception as e:  # TFDS raises several types for unknown names/configs
+            raise DataError(f"cannot open dataset {full!r}: {e}") from e
     try:
-        builder = tfds.builder(full, data_dir=data_dir)
-    except Exception as e:  # TFDS raises several types for unknown names/configs
-        raise DataError(f"cannot open dataset {full!r}: {e}") from e
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+    except BadItemsError as e:
+        raise DataError(f"{e}\n(python -m tfvae.train: pass --skip_bad_items true to skip them)") from e
+    except (ManifestError, FileNotFoundError, NotADirectoryError) as e:
+        raise DataError(str(e)) from e
+    except AssertionError as e:  # TFDS's check of the manual directory, with the download instructions
+        if "Manual directory" not in str(e):
+            raise
+        raise DataError(str(e)) from e
     missing = [s for s in SPLITS if s not in builder.info.splits]
     if missing:
         raise DataError(f"dataset {full!r} lacks split(s) {missing}; it has {list(builder.info.splits)}")

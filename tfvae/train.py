@@ -155,7 +155,8 @@ def run(cfg: TrainConfig) -> list[dict]:
     from tfvae.data import load_corpus, validate_corpus
 
     strategy = make_strategy(cfg.strategy)
-    corpus = load_corpus(cfg.dataset, cfg.feature_set, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir)
+    corpus = load_corpus(cfg.dataset, cfg.feature_set, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir,
+                         skip_bad_items=cfg.skip_bad_items)
     if corpus.feature_set != cfg.feature_set:
         raise DataError(f"dataset {corpus.name} holds {corpus.feature_set} features but --feature_set is "
                         f"{cfg.feature_set}; pass --feature_set {corpus.feature_set}")
