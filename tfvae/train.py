@@ -55,22 +55,19 @@ def encode_splits(model, corpus) -> dict[str, dict]:
     return {s: model.predict(corpus.splits[s].features, batch_size=1024, verbose=0) for s in corpus.splits}
 
 
-def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) -> dict:
-    """Train one model on ``corpus`` and export it; return its summary."""
+def fit_model(cfg: TrainConfig, corpus, strategy, protect: str | None, run_dir: Path):
+    """Train one model; return it with the selected checkpoint loaded, its history and best epoch.
+
+    Writes ``normalization.npz``, ``best.weights.h5``, ``history.csv`` and TensorBoard logs
+    into ``run_dir``.
+    """
     import keras
     import numpy as np
 
     from tfvae.data import make_dataset
-    from tfvae.evaluate import evaluate_views
-    from tfvae.export import export_encoder
-    from tfvae.masking import choose_cuts, keep_mask
     from tfvae.model import build_model
 
-    name = cfg.default_run_name() + (f"-{protect}" if cfg.method == "a-vae" else "")
-    run_dir = Path(cfg.output_dir) / name
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(cfg.to_json())
-
     keras.utils.set_random_seed(cfg.seed)  # here: building a dataset first must not change results
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.batch_size * replicas
@@ -95,31 +92,55 @@ def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) ->
         selection_checkpoint(best, start_epoch),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
     ]
-    print(f"[tfvae] training {cfg.method}{'/' + protect if cfg.method == 'a-vae' else ''} on {corpus.name}: "
-          f"{len(train)} train / {len(corpus.splits['validation'])} validation utterances, "
-          f"{len(spk_index)} training speakers, {replicas} replica(s), global batch {global_batch}")
+    if cfg.verbose:
+        print(f"[tfvae] training {cfg.method}{'/' + protect if cfg.method == 'a-vae' else ''} on {corpus.name}: "
+              f"{len(train)} train / {len(corpus.splits['validation'])} validation utterances, "
+              f"{len(spk_index)} training speakers, {replicas} replica(s), global batch {global_batch}")
     history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks,
                         shuffle=False, verbose=cfg.verbose)  # tf.data shuffles
     model.load_weights(str(best))
     hist = history.history
     best_epoch = start_epoch - 1 + int(np.argmin(hist["val_selection"][start_epoch - 1:]))
+    return model, hist, best_epoch + 1
+
+
+def choose_masks(cfg: TrainConfig, model, outputs: dict, corpus, protect: str | None):
+    """Mask cuts chosen on the validation split (layered methods) and the keep vectors."""
+    import numpy as np
+
+    from tfvae.masking import choose_cuts, keep_mask
+
+    n = outputs["train"]["latent"].shape[1]
+    if model.parts["layered"]:
+        sp = corpus.splits
+        cuts = choose_cuts(outputs["train"]["latent"], sp["train"].emotion, sp["train"].speaker,
+                           outputs["validation"]["latent"], sp["validation"].emotion, sp["validation"].speaker,
+                           groups=cfg.mask_groups, tolerance=cfg.cut_tolerance, seed=cfg.seed)
+        return cuts, {"identity_free": keep_mask(n, "identity_free", cuts["identity_free_cut"]),
+                      "emotion_free": keep_mask(n, "emotion_free", cuts["emotion_free_cut"])}
+    if cfg.method == "a-vae":  # the whole latent is the protected representation
+        view = "identity_free" if protect == "identity" else "emotion_free"
+        return ({"chosen_on": "fixed: a-vae protects the whole latent",
+                 f"{view}_cut": n if protect == "identity" else 0}, {view: np.ones(n, np.float32)})
+    return {"chosen_on": f"no masks: {cfg.method} latents are not ordered"}, {}
+
+
+def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) -> dict:
+    """Train one model on ``corpus``, choose its masks, report test probes, export; return its summary."""
+    from tfvae.evaluate import evaluate_views
+    from tfvae.export import export_encoder
+
+    name = cfg.default_run_name() + (f"-{protect}" if cfg.method == "a-vae" else "")
+    run_dir = Path(cfg.output_dir) / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(cfg.to_json())
+    model, hist, best_epoch = fit_model(cfg, corpus, strategy, protect, run_dir)
 
     outputs = encode_splits(model, corpus)
     spk = {s: corpus.splits[s].speaker for s in corpus.splits}
     emo = {s: corpus.splits[s].emotion for s in corpus.splits}
     n = outputs["train"]["latent"].shape[1]
-    if model.parts["layered"]:
-        cuts = choose_cuts(outputs["train"]["latent"], emo["train"], spk["train"],
-                           outputs["validation"]["latent"], emo["validation"], spk["validation"],
-                           groups=cfg.mask_groups, tolerance=cfg.cut_tolerance, seed=cfg.seed)
-        masks = {"identity_free": keep_mask(n, "identity_free", cuts["identity_free_cut"]),
-                 "emotion_free": keep_mask(n, "emotion_free", cuts["emotion_free_cut"])}
-    elif cfg.method == "a-vae":  # the whole latent is the protected representation
-        view = "identity_free" if protect == "identity" else "emotion_free"
-        cuts = {"chosen_on": "fixed: a-vae protects the whole latent", f"{view}_cut": n if protect == "identity" else 0}
-        masks = {view: np.ones(n, np.float32)}
-    else:
-        cuts, masks = {"chosen_on": f"no masks: {cfg.method} latents are not ordered"}, {}
+    cuts, masks = choose_masks(cfg, model, outputs, corpus, protect)
     (run_dir / "mask.json").write_text(json.dumps(
         {**cuts, "masks": {k: v.astype(int).tolist() for k, v in masks.items()}}, indent=2))
 
@@ -130,7 +151,7 @@ def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) ->
             "latent_order": "node 0 = emotion end, node N-1 = identity end"}
     export_path = export_encoder(model, cfg.export_dir, name, masks, meta)
     final = {k: float(v[-1]) for k, v in hist.items()}
-    summary = {**meta, "run_dir": str(run_dir), "export_path": str(export_path), "best_epoch": best_epoch + 1,
+    summary = {**meta, "run_dir": str(run_dir), "export_path": str(export_path), "best_epoch": best_epoch,
                "final_epoch_metrics": final, "test": test}
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     _print_summary(summary)
