@@ -48,7 +48,8 @@ def test_cli_end_to_end(demo_data_dir, small_corpus, tmp_path):
 
     path = sm / "tfvae_demo-is10_small-IS10-lrvae" / "1"
     loaded = tf.saved_model.load(str(path))
-    assert set(loaded.signatures) == {"serving_default", "identity_free", "emotion_free"}
+    assert set(loaded.signatures) == {"serving_default", "identity_free", "emotion_free", "mask", "emotion",
+                                      "speaker_embedding"}
     x = tf.constant(small_corpus.splits["test"].features)
     full = loaded.signatures["serving_default"](features=x)["latent"].numpy()
     idf = loaded.signatures["identity_free"](features=x)["latent"].numpy()
@@ -67,7 +68,8 @@ def test_avae_trains_one_model_per_protected_attribute(demo_data_dir, tmp_path, 
     for protect in ("identity", "emotion"):
         path = tmp_path / "sm" / f"tfvae_demo-is10_small-IS10-a-vae-{protect}" / "1"
         sigs[protect] = set(tf.saved_model.load(str(path)).signatures)
-    assert sigs == {"identity": {"serving_default", "identity_free"}, "emotion": {"serving_default", "emotion_free"}}
+    assert sigs == {"identity": {"serving_default", "identity_free", "mask", "emotion"},
+                    "emotion": {"serving_default", "emotion_free", "mask", "speaker_embedding"}}
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -169,9 +169,10 @@ class TrainConfig:
 
     # ------------------------------------------------------------------
     @classmethod
-    def parser(cls, prog: str = "python -m tfvae.train", description: str | None = None) -> argparse.ArgumentParser:
+    def parser(cls, prog: str = "python -m tfvae.train", description: str | None = None,
+               add_help: bool = True) -> argparse.ArgumentParser:
         """An argparse parser with one ``--flag`` per field."""
-        p = argparse.ArgumentParser(prog=prog, description=description,
+        p = argparse.ArgumentParser(prog=prog, description=description, add_help=add_help,
                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         for f in dataclasses.fields(cls):
             meta = dict(f.metadata)

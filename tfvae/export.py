@@ -1,23 +1,48 @@
-"""SavedModel export of the encoder with masking signatures, in TF Serving's versioned layout.
+"""SavedModel export of the encoder in TF Serving's layout, and ``python -m tfvae.export``.
 
-``<export_dir>/<model-name>/<version>/`` holds a SavedModel whose signatures take raw
-feature vectors (``features``: float32 [batch, D]; standardisation is inside the graph):
+``<export_dir>/<model-name>/<version>/`` holds a SavedModel that ``tensorflow_model_server``
+(and :mod:`tfvae.serve`) loads as it is; ``<export_dir>/models.config`` lists every model
+directory under ``export_dir`` in TF Serving's ``model_config_list`` text format. Every
+signature takes raw feature vectors (``features``: float32 [batch, D]); standardisation with
+the training statistics is inside the graph, and a feature that is NaN or infinite fails with
+``InvalidArgument`` inside the graph, so TF Serving answers it with a 400 as well.
 
-- ``serving_default`` -> ``latent``: float32 [batch, N], the posterior mean (full latent);
-- ``identity_free`` -> ``latent``: [batch, N], nodes below the identity-free cut set to exactly 0
-  (the representation for privacy-preserving SER);
-- ``emotion_free`` -> ``latent``: [batch, N], nodes above the emotion-free cut set to exactly 0
-  (for privacy-preserving SV).
+Signatures of a full export (models with a VAE latent):
 
-For ``dnn`` (no latent) ``serving_default`` returns ``emotion_probabilities`` and
-``speaker_embedding``. The mask cuts, emotion names and feature set are recorded in
-``assets.extra/tfvae.json`` beside the SavedModel.
+- ``serving_default`` -> ``latent`` float32 [batch, N]: the posterior mean (full latent);
+- ``identity_free`` -> ``latent`` [batch, N]: nodes from the identity-free cut on set to
+  exactly +0.0 (the representation for privacy-preserving SER);
+- ``emotion_free`` -> ``latent`` [batch, N]: nodes above the emotion-free cut set to exactly
+  +0.0 (for privacy-preserving SV);
+- ``mask`` (``features``, ``keep`` float32 [1 or batch, N] of 0/1) -> ``latent`` [batch, N]:
+  nodes whose ``keep`` is 0 set to +0.0; ``keep`` is checked in the graph;
+- ``emotion`` -> ``probabilities`` float32 [batch, C], ``class_index`` int64 [batch],
+  ``class_name`` string [batch]: the emotion classifier;
+- ``speaker_embedding`` -> ``speaker_embedding`` float32 [batch, H]: the speaker branch.
+
+``emotion`` and ``speaker_embedding`` read the *full* latent: they are not privacy-masked.
+``dnn`` (no latent) exports ``serving_default`` with ``emotion_probabilities`` and
+``speaker_embedding`` plus the two head signatures.
+
+A **privacy-safe** export (:func:`export_protected`, ``--protect identity|emotion``) writes a
+separate small ``tf.Module`` that holds only the standardisation, the hidden encoder layers and
+the columns of the final encoder layer for the *kept* nodes: the protected nodes are never
+computed and no variable holds their weights. Its only signatures are the matching view and
+``serving_default`` (the same function), returning ``latent`` float32 [batch, kept].
+
+Each version directory is written under a temporary name and renamed into place, so a server
+polling the model directory never sees a half-written version.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import re
+import shutil
+import sys
+import uuid
 from pathlib import Path
 
 import keras
@@ -25,6 +50,13 @@ import numpy as np
 import tensorflow as tf
 
 METADATA_FILE = "assets.extra/tfvae.json"
+CONFIG_FILE = "models.config"
+#: Which view the privacy-safe export keeps for each protected attribute.
+PROTECT_VIEWS = {"identity": "identity_free", "emotion": "emotion_free"}
+#: Version policy written for models new to ``models.config`` (TF Serving's text form).
+DEFAULT_VERSION_POLICY = "all"
+
+_FINITE_MSG = "features must be finite (no NaN or Inf)"
 
 
 def next_version(model_root: str | Path) -> int:
@@ -35,45 +67,384 @@ def next_version(model_root: str | Path) -> int:
     return max(versions, default=0) + 1
 
 
+def _finite(features):
+    # the returned tensor must be used, or the check is pruned from the graph
+    return tf.debugging.check_numerics(features, _FINITE_MSG)
+
+
+def _emotion_names(model, metadata: dict) -> list[str]:
+    names = list(metadata.get("emotion_names") or [])
+    return names if len(names) == model.n_emotions else [str(i) for i in range(model.n_emotions)]
+
+
 def _masked_encoder(model, keep):
     def masked(features):
-        z = model.encode(features)
+        z = model.encode(_finite(features))
         return {"latent": tf.where(keep, z, tf.zeros_like(z))}  # masked nodes are exactly +0.0
 
     return masked
 
 
-def export_encoder(model, export_dir: str | Path, name: str, masks: dict[str, np.ndarray],
-                   metadata: dict, version: int | None = None) -> Path:
-    """Write ``model`` as ``<export_dir>/<name>/<version>/`` and return that path.
+def _mask_with_keep(model):
+    n = model.latent_dim
 
-    ``masks`` maps a signature name (``identity_free``, ``emotion_free``) to a 0/1 keep vector.
-    """
-    root = Path(export_dir) / name
+    def mask(features, keep):
+        z = model.encode(_finite(features))
+        rows, batch = tf.shape(keep)[0], tf.shape(z)[0]
+        checks = [
+            tf.debugging.assert_equal(
+                tf.reduce_all(tf.logical_or(tf.equal(keep, 0.0), tf.equal(keep, 1.0))), True,
+                message="keep must hold only 0 and 1"),
+            tf.debugging.assert_equal(
+                tf.logical_or(tf.equal(rows, 1), tf.equal(rows, batch)), True,
+                message=f"keep must have 1 row or one row per example, shape [1 or batch, {n}]"),
+        ]
+        with tf.control_dependencies([c for c in checks if c is not None]):  # checks run before the broadcast
+            keep_b = tf.broadcast_to(keep, tf.shape(z)) > 0.5
+        return {"latent": tf.where(keep_b, z, tf.zeros_like(z))}
+
+    return mask
+
+
+def _emotion_head(model, names: list[str]):
+    table = tf.constant(names)
+
+    def emotion(features):
+        rep = model.encode(_finite(features))
+        if model.parts["layered"]:
+            rep = model.emo_dropout(rep, training=False)  # inference scaling x·p, as in model(x)
+        probs = tf.nn.softmax(tf.cast(model.emo_head(rep, training=False), tf.float32))
+        idx = tf.argmax(probs, axis=-1, output_type=tf.int64)
+        return {"probabilities": probs, "class_index": idx, "class_name": tf.gather(table, idx)}
+
+    return emotion
+
+
+def _speaker_head(model):
+    def speaker(features):
+        rep = model.encode(_finite(features))
+        if model.parts["layered"]:
+            rep = model.id_dropout(rep, training=False)
+        return {"speaker_embedding": tf.cast(model.id_body(rep, training=False), tf.float32)}
+
+    return speaker
+
+
+def _write_version(root: Path, version: int | None, write) -> Path:
+    """Write a version under a temporary name with ``write(tmp_path, version)``, then rename it into place."""
     version = next_version(root) if version is None else int(version)
     path = root / str(version)
     if path.exists():
         raise FileExistsError(f"{path} exists; TF Serving versions are immutable, choose another version")
-    spec = [tf.TensorSpec([None, model.input_dim], tf.float32, name="features")]
-    archive = keras.export.ExportArchive()
-    archive.track(model)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-{version}-{uuid.uuid4().hex[:8]}"  # not numeric: servers ignore it
+    try:
+        write(tmp, version)
+        try:
+            os.rename(tmp, path)  # atomic on one file system; fails if path appeared meanwhile
+        except OSError as e:
+            raise FileExistsError(f"{path} was created while exporting; TF Serving versions are "
+                                  "immutable, choose another version") from e
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def export_encoder(model, export_dir: str | Path, name: str, masks: dict[str, np.ndarray],
+                   metadata: dict, version: int | None = None, write_config: bool = True) -> Path:
+    """Write ``model`` as ``<export_dir>/<name>/<version>/`` and return that path.
+
+    ``masks`` maps a signature name (``identity_free``, ``emotion_free``) to a 0/1 keep vector.
+    With ``write_config`` (the default) ``<export_dir>/models.config`` is refreshed to cover
+    every model directory under ``export_dir``.
+    """
+    spec = tf.TensorSpec([None, model.input_dim], tf.float32, name="features")
+    endpoints: dict[str, tuple] = {}
     if model.parts["vae"]:
-        archive.add_endpoint("serving_default", lambda features: {"latent": model.encode(features)}, spec)
+        endpoints["serving_default"] = (lambda features: {"latent": model.encode(_finite(features))}, [spec])
         for sig, mask in masks.items():
             keep = tf.constant(np.asarray(mask).reshape(1, -1) > 0)
             if keep.shape[1] != model.latent_dim:
                 raise ValueError(f"mask {sig!r} has {keep.shape[1]} entries, the latent has {model.latent_dim}")
-            archive.add_endpoint(sig, _masked_encoder(model, keep), spec)
+            endpoints[sig] = (_masked_encoder(model, keep), [spec])
+        keep_spec = tf.TensorSpec([None, model.latent_dim], tf.float32, name="keep")
+        endpoints["mask"] = (_mask_with_keep(model), [spec, keep_spec])
     else:
         def heads(features):
-            out = model(features, training=False)
+            out = model(_finite(features), training=False)
             return {k: out[k] for k in ("emotion_probabilities", "speaker_embedding") if k in out}
 
-        archive.add_endpoint("serving_default", heads, spec)
-    archive.write_out(str(path), verbose=False)
+        endpoints["serving_default"] = (heads, [spec])
+    if model.parts["emo"]:
+        endpoints["emotion"] = (_emotion_head(model, _emotion_names(model, metadata)), [spec])
+    if model.parts["id"]:
+        endpoints["speaker_embedding"] = (_speaker_head(model), [spec])
+
+    def write(tmp: Path, version: int) -> None:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        for sig, (fn, sig_spec) in endpoints.items():
+            archive.add_endpoint(sig, fn, sig_spec)
+        archive.write_out(str(tmp), verbose=False)
+        meta = {**metadata, "signatures": list(endpoints), "version": version,
+                "masks": {k: np.asarray(v).astype(int).tolist() for k, v in masks.items()},
+                "privacy_note": "emotion and speaker_embedding read the full latent; they are not masked"}
+        _write_metadata(tmp, meta)
+
+    path = _write_version(Path(export_dir) / name, version, write)
+    if write_config:
+        write_models_config(export_dir)
+    return path
+
+
+def _write_metadata(path: Path, meta: dict) -> None:
     meta_path = path / METADATA_FILE
     meta_path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {**metadata, "signatures": ["serving_default", *masks], "version": version,
-            "masks": {k: np.asarray(v).astype(int).tolist() for k, v in masks.items()}}
     meta_path.write_text(json.dumps(meta, indent=2))
+
+
+# ---------------------------------------------------------------------- privacy-safe export
+class KeptNodesEncoder(tf.Module):
+    """Raw features -> the kept latent nodes only (posterior mean), nothing else.
+
+    Holds the standardisation statistics, the hidden encoder layers and the kept columns of the
+    final encoder layer's mean half. The log-variance half and the protected columns are not
+    copied, so no variable holds their weights and no function can compute them.
+    """
+
+    def __init__(self, mean, variance, epsilon: float, hidden: list[tuple], kernel, bias, view: str):
+        super().__init__(name=f"{view}_encoder")
+        self.view = view
+        self.feature_mean = tf.Variable(mean, trainable=False, name="feature_mean")
+        self.feature_variance = tf.Variable(variance, trainable=False, name="feature_variance")
+        self.epsilon = float(epsilon)
+        self.hidden_kernels = [tf.Variable(w, trainable=False, name=f"hidden{i}_kernel") for i, (w, _) in enumerate(hidden)]
+        self.hidden_biases = [tf.Variable(b, trainable=False, name=f"hidden{i}_bias") for i, (_, b) in enumerate(hidden)]
+        self.kept_kernel = tf.Variable(kernel, trainable=False, name="kept_kernel")
+        self.kept_bias = tf.Variable(bias, trainable=False, name="kept_bias")
+        spec = tf.TensorSpec([None, int(np.shape(mean)[-1])], tf.float32, name="features")
+        self.encode = tf.function(self._encode, input_signature=[spec])
+
+    def _encode(self, features):
+        x = _finite(features)
+        x = (x - self.feature_mean) / tf.maximum(tf.sqrt(self.feature_variance), self.epsilon)
+        for w, b in zip(self.hidden_kernels, self.hidden_biases):
+            x = tf.nn.relu(tf.matmul(x, w) + b)
+        return {"latent": tf.matmul(x, self.kept_kernel) + self.kept_bias}
+
+
+def protected_encoder(model, keep, view: str) -> KeptNodesEncoder:
+    """The :class:`KeptNodesEncoder` of ``model`` for the nodes where ``keep`` is 1."""
+    if not model.parts["vae"]:
+        raise ValueError(f"method {model.method!r} has no latent to mask; privacy-safe export needs a VAE")
+    keep = np.asarray(keep).reshape(-1)
+    if keep.shape[0] != model.latent_dim:
+        raise ValueError(f"mask has {keep.shape[0]} entries, the latent has {model.latent_dim}")
+    kept = np.flatnonzero(keep > 0)
+    if kept.size == 0:
+        raise ValueError(f"the {view} mask keeps no node; nothing to export")
+    layers = model.encoder.layers
+    for layer in layers[:-1]:
+        if layer.activation is not keras.activations.relu:
+            raise ValueError(f"encoder layer {layer.name} is not a ReLU Dense layer")
+    if layers[-1].activation is not keras.activations.linear:
+        raise ValueError(f"encoder output layer {layers[-1].name} is not linear")
+    hidden = [(np.asarray(l.kernel.numpy(), np.float32), np.asarray(l.bias.numpy(), np.float32)) for l in layers[:-1]]
+    # columns 0..N-1 of the output layer are the posterior mean (model.posterior splits in two)
+    kernel = np.asarray(layers[-1].kernel.numpy(), np.float32)[:, kept]
+    bias = np.asarray(layers[-1].bias.numpy(), np.float32)[kept]
+    norm = {w.name: np.asarray(w.numpy(), np.float32) for w in model.normalizer.weights}
+    return KeptNodesEncoder(norm["mean"].reshape(1, -1), norm["variance"].reshape(1, -1), keras.backend.epsilon(),
+                            hidden, np.ascontiguousarray(kernel), bias, view)
+
+
+def export_protected(model, export_dir: str | Path, name: str, protect: str, keep, metadata: dict,
+                     version: int | None = None, write_config: bool = True) -> Path:
+    """Privacy-safe export for one protected attribute (``identity`` or ``emotion``).
+
+    The SavedModel's signatures are ``serving_default`` and the view (``identity_free`` or
+    ``emotion_free``), both the same function returning ``latent``: float32 [batch, kept].
+    """
+    if protect not in PROTECT_VIEWS:
+        raise ValueError(f"protect must be one of {sorted(PROTECT_VIEWS)}, got {protect!r}")
+    view = PROTECT_VIEWS[protect]
+    module = protected_encoder(model, keep, view)
+    kept = np.flatnonzero(np.asarray(keep).reshape(-1) > 0)
+    fn = module.encode.get_concrete_function()
+
+    def write(tmp: Path, version: int) -> None:
+        tf.saved_model.save(module, str(tmp), signatures={"serving_default": fn, view: fn})
+        meta = {**metadata, "signatures": ["serving_default", view], "version": version,
+                "protect": protect, "view": view, "kept_nodes": kept.tolist(), "latent_dim": model.latent_dim,
+                "privacy_note": f"only the {kept.size} kept nodes of the {view} view are computable; "
+                                "output column j is latent node kept_nodes[j]"}
+        _write_metadata(tmp, meta)
+
+    path = _write_version(Path(export_dir) / name, version, write)
+    if write_config:
+        write_models_config(export_dir)
     return path
+
+
+# ---------------------------------------------------------------------- models.config
+def _model_dirs(export_dir: Path) -> list[Path]:
+    """Model directories: those holding at least one numeric version with a saved_model.pb."""
+    if not export_dir.is_dir():
+        return []
+    out = []
+    for d in sorted(p for p in export_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if any(v.is_dir() and re.fullmatch(r"\d+", v.name) and (v / "saved_model.pb").exists() for v in d.iterdir()):
+            out.append(d)
+    return out
+
+
+def read_models_config(path: str | Path):
+    """Parse a TF Serving ``models.config`` (text ``ModelServerConfig``) and return it."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    cfg = model_server_config_pb2.ModelServerConfig()
+    text_format.Parse(Path(path).read_text(), cfg)
+    return cfg
+
+
+def write_models_config(export_dir: str | Path, config_path: str | Path | None = None,
+                        base_path_prefix: str | None = None) -> Path:
+    """(Re)write ``models.config`` with one ``config`` entry per model directory under ``export_dir``.
+
+    Entries already in the file keep their settings (version policy, labels, base path) while
+    their directory exists; new models get ``base_path`` = ``<base_path_prefix>/<name>`` (the
+    absolute path of the directory by default) and ``model_version_policy { all {} }``: every
+    version is served and a request without a version gets the newest.
+    """
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    export_dir = Path(export_dir)
+    config_path = Path(config_path) if config_path else export_dir / CONFIG_FILE
+    old = {}
+    if config_path.exists():
+        try:
+            old = {c.name: c for c in read_models_config(config_path).model_config_list.config}
+        except Exception as e:  # noqa: BLE001 - an unreadable file is replaced, but say so
+            print(f"tfvae.export: warning: replacing unreadable {config_path}: {e}", file=sys.stderr)
+    cfg = model_server_config_pb2.ModelServerConfig()
+    for d in _model_dirs(export_dir):
+        entry = cfg.model_config_list.config.add()
+        if d.name in old and base_path_prefix is None:
+            entry.CopyFrom(old[d.name])
+            continue
+        entry.name = d.name
+        entry.base_path = f"{base_path_prefix.rstrip('/')}/{d.name}" if base_path_prefix else str(d.resolve())
+        entry.model_platform = "tensorflow"
+        if d.name in old and old[d.name].HasField("model_version_policy"):
+            entry.model_version_policy.CopyFrom(old[d.name].model_version_policy)
+            for k, v in old[d.name].version_labels.items():
+                entry.version_labels[k] = v
+        else:
+            getattr(entry.model_version_policy, DEFAULT_VERSION_POLICY).SetInParent()
+    tmp = config_path.with_name(f".{config_path.name}.{uuid.uuid4().hex[:8]}")
+    tmp.write_text(text_format.MessageToString(cfg))
+    os.replace(tmp, config_path)  # a polling server never reads a half-written file
+    return config_path
+
+
+# ---------------------------------------------------------------------- re-export from a run dir
+def _last_dense_units(h5, group: str) -> int | None:
+    if f"{group}/layers" not in h5:
+        return None
+    layers = sorted(h5[f"{group}/layers"], key=lambda k: int(k.rsplit("_", 1)[1]) if "_" in k else 0)
+    return int(h5[f"{group}/layers/{layers[-1]}/vars/0"].shape[-1])
+
+
+def load_run(run_dir: str | Path):
+    """Rebuild the trained model of a ``python -m tfvae.train`` run directory.
+
+    Returns ``(model, masks, metadata)``: the model with ``best.weights.h5`` loaded, the keep
+    masks of ``mask.json`` and the export metadata train writes.
+    """
+    import h5py
+
+    from tfvae.config import TrainConfig
+    from tfvae.model import build_model
+
+    run_dir = Path(run_dir)
+    missing = [f for f in ("config.json", "best.weights.h5", "mask.json", "normalization.npz")
+               if not (run_dir / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"{run_dir} is not a complete training run: missing {', '.join(missing)}")
+    cfg = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    summary = json.loads((run_dir / "summary.json").read_text()) if (run_dir / "summary.json").exists() else {}
+    norm = np.load(run_dir / "normalization.npz")
+    input_dim = int(norm["mean"].shape[0])
+    weights = run_dir / "best.weights.h5"
+    with h5py.File(weights, "r") as h5:
+        n_emotions = _last_dense_units(h5, "emo_head") or _last_dense_units(h5, "emo_adv_head") or 2
+        n_speakers = _last_dense_units(h5, "id_out") or _last_dense_units(h5, "id_adv_head") or 2
+    protect = summary.get("protect")
+    if cfg.method == "a-vae" and protect is None:
+        protect = run_dir.name.rsplit("-", 1)[-1] if run_dir.name.endswith(("-identity", "-emotion")) else \
+            ("identity" if cfg.protect == "both" else cfg.protect)
+    model = build_model(cfg, input_dim, n_emotions, n_speakers, total_steps=1, protect=protect)
+    model.load_weights(str(weights))
+    mask_info = json.loads((run_dir / "mask.json").read_text())
+    masks = {k: np.asarray(v, np.float32) for k, v in mask_info.get("masks", {}).items()}
+    meta = {"run_name": summary.get("run_name", run_dir.name), "method": cfg.method, "protect": protect,
+            "dataset": summary.get("dataset", cfg.dataset), "feature_set": summary.get("feature_set", cfg.feature_set),
+            "input_dim": input_dim, "latent_dim": model.latent_dim if model.parts["vae"] else input_dim,
+            "emotion_names": summary.get("emotion_names") or [str(i) for i in range(n_emotions)],
+            "cuts": {k: v for k, v in mask_info.items() if k.endswith("_cut")},
+            "latent_order": "node 0 = emotion end, node N-1 = identity end"}
+    return model, masks, meta
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m tfvae.export",
+        description="Re-export a training run as a SavedModel in TF Serving's layout and refresh "
+                    "<export_dir>/models.config. Without --run_dir only models.config is rewritten.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--run_dir", help="training run directory (config.json, best.weights.h5, mask.json, "
+                                     "normalization.npz), e.g. runs/tfvae_demo-IS10-lrvae")
+    p.add_argument("--export_dir", default="saved_models", help="SavedModel root")
+    p.add_argument("--name", help="model name (default: the run name; with --protect, "
+                                  "<run>-identity-free or <run>-emotion-free)")
+    p.add_argument("--protect", choices=sorted(PROTECT_VIEWS),
+                   help="privacy-safe export: only the nodes of the view that removes this attribute exist")
+    p.add_argument("--version", type=int, help="version number (default: one more than the newest)")
+    p.add_argument("--base_path_prefix",
+                   help="write base_path of new entries as <prefix>/<name> (e.g. /models inside a container) "
+                        "instead of the absolute local path")
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if args.run_dir:
+            model, masks, meta = load_run(args.run_dir)
+            if args.protect:
+                view = PROTECT_VIEWS[args.protect]
+                if view not in masks:
+                    raise ValueError(f"run {args.run_dir} has no {view} mask (mask.json has "
+                                     f"{sorted(masks) or 'none'}); method {meta['method']} cannot be exported with "
+                                     f"--protect {args.protect}")
+                name = args.name or f"{meta['run_name']}-{view.replace('_', '-')}"
+                path = export_protected(model, args.export_dir, name, args.protect, masks[view], meta,
+                                        version=args.version, write_config=False)
+            else:
+                path = export_encoder(model, args.export_dir, args.name or meta["run_name"], masks, meta,
+                                      version=args.version, write_config=False)
+            print(f"[tfvae] SavedModel: {path}")
+        config = write_models_config(args.export_dir, base_path_prefix=args.base_path_prefix)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"tfvae.export: error: {e}", file=sys.stderr)
+        return 2
+    n = len(read_models_config(config).model_config_list.config)
+    print(f"[tfvae] {config}: {n} model(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

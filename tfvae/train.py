@@ -55,7 +55,7 @@ def encode_splits(model, corpus) -> dict[str, dict]:
     return {s: model.predict(corpus.splits[s].features, batch_size=1024, verbose=0) for s in corpus.splits}
 
 
-def fit_model(cfg: TrainConfig, corpus, strategy, protect: str | None, run_dir: Path):
+def fit_model(cfg: TrainConfig, corpus, strategy, protect: str | None, run_dir: Path, announce: bool = True):
     """Train one model; return it with the selected checkpoint loaded, its history and best epoch.
 
     Writes ``normalization.npz``, ``best.weights.h5``, ``history.csv`` and TensorBoard logs
@@ -92,7 +92,7 @@ def fit_model(cfg: TrainConfig, corpus, strategy, protect: str | None, run_dir: 
         selection_checkpoint(best, start_epoch),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
     ]
-    if cfg.verbose:
+    if announce:
         print(f"[tfvae] training {cfg.method}{'/' + protect if cfg.method == 'a-vae' else ''} on {corpus.name}: "
               f"{len(train)} train / {len(corpus.splits['validation'])} validation utterances, "
               f"{len(spk_index)} training speakers, {replicas} replica(s), global batch {global_batch}")
