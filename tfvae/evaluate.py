@@ -97,15 +97,20 @@ def _hidden(mlp, x):
     return h
 
 
+def _standardized(z_train, labels, z_eval, seed):
+    """Training rows (subsampled beyond MAX_FIT_ROWS) and eval rows, standardised on training."""
+    x, y = _subsample(np.asarray(z_train, np.float64), np.asarray(labels), seed)
+    scaler = StandardScaler().fit(x)
+    return scaler.transform(x), y, scaler.transform(np.asarray(z_eval, np.float64))
+
+
 def emotion_attacks(z_train, y_train, z_eval, y_eval, seed: int = 0,
                     attackers=EMOTION_ATTACKERS) -> dict:
     """Weighted F1 and unweighted average recall of each emotion attacker on ``z_eval``."""
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.neighbors import KNeighborsClassifier
 
-    x, y = _subsample(np.asarray(z_train, np.float64), np.asarray(y_train), seed)
-    scaler = StandardScaler().fit(x)
-    xs, es = scaler.transform(x), scaler.transform(np.asarray(z_eval, np.float64))
+    xs, y, es = _standardized(z_train, y_train, z_eval, seed)
     out = {}
     for name in attackers:
         if name == "mlp":
@@ -128,9 +133,7 @@ def speaker_attacks(z_train, spk_train, z_eval, spk_eval, seed: int = 0, attacke
     trials are all pairs of ``z_eval`` (or a seeded sample of ``max_trials``), scored by cosine."""
     from tfvae.metrics import min_dcf
 
-    x, y = _subsample(np.asarray(z_train, np.float64), np.asarray(spk_train), seed)
-    scaler = StandardScaler().fit(x)
-    xs, es = scaler.transform(x), scaler.transform(np.asarray(z_eval, np.float64))
+    xs, y, es = _standardized(z_train, spk_train, z_eval, seed)
     out = {}
     for name in attackers:
         if name == "mlp_embedding":
