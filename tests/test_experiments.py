@@ -53,7 +53,7 @@ def test_cut_is_chosen_on_validation_not_test(small_corpus, monkeypatch, tmp_pat
     pool, folds = make_folds(small_corpus, k=3, n_validation=2, seed=0)
     c = fold_corpus(small_corpus, pool, folds[1])
     from tfvae.config import TrainConfig
-    from tfvae.train import make_strategy
+    from tfvae.distribute import make_strategy
 
     cfg = TrainConfig.from_args(TINY + ["--output_dir", str(tmp_path)])
     res = experiments.run_fold(cfg, c, make_strategy("default"), tmp_path, models=[("lrvae", None)])

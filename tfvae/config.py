@@ -23,8 +23,12 @@ PROTECT = ("identity", "emotion", "both")
 KEEP_SCHEDULES = ("linear", "exponential", "sigmoid", "cosine")
 #: Gradient-reversal strength schedules.
 LAMBDA_SCHEDULES = ("constant", "dann", "linear")
-#: Distribution strategies of the train CLI.
-STRATEGIES = ("auto", "default", "mirrored")
+#: Distribution strategies of the train CLI (see :mod:`tfvae.distribute`).
+STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+#: Keras dtype policies: float32, mixed_float16 (GPU), mixed_bfloat16 (CPU/TPU).
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+#: How the learning rate follows the number of replicas (global batch = batch_size x replicas).
+LR_SCALING = ("none", "linear", "sqrt")
 
 #: The loss terms of eq. 4, in the order they are reported.
 LOSS_TERMS = ("vae", "emo", "id", "emo_adv", "id_adv")
@@ -90,8 +94,20 @@ class TrainConfig:
         "of training (the gradient reversal ramps up before).")
     seed: int = _opt(0, "Random seed (weights, dropout masks, shuffling, cut selection).")
     strategy: str = _opt(
-        "auto", "tf.distribute strategy: auto = MirroredStrategy over local GPUs if any, else default.",
+        "auto", "tf.distribute strategy: auto = MirroredStrategy over local GPUs if any, else default; "
+        "mirrored = all local GPUs (or logical CPUs); multiworker = MultiWorkerMirroredStrategy from TF_CONFIG.",
         choices=STRATEGIES)
+    lr_scaling: str = _opt(
+        "none", "Learning rate for N replicas: none = learning_rate as given, linear = learning_rate x N, "
+        "sqrt = learning_rate x sqrt(N) (the global batch is batch_size x N).", choices=LR_SCALING)
+    jit_compile: bool = _opt(False, "Compile the forward and backward pass of the train step with XLA.")
+    precision: str = _opt(
+        "float32", "Keras dtype policy: mixed_float16 (GPUs, with dynamic loss scaling) or mixed_bfloat16 "
+        "(CPUs with AVX512-BF16/AMX, TPUs); KL, likelihood and cross-entropies stay float32.",
+        choices=PRECISIONS)
+    backup_every: int = _opt(
+        50, "Fault tolerance: back up the training state every this many steps and at each epoch end into "
+        "<run dir>/backup; running the same command again resumes from it. 0 = epoch ends only.")
     # masking
     mask_groups: int = _opt(32, "Number of node groups the mask cut moves by (paper Fig. 2 uses 32).")
     cut_tolerance: float = _opt(
@@ -116,8 +132,11 @@ class TrainConfig:
             errs.append(f"keep_schedule={self.keep_schedule!r} is unknown; choose one of {', '.join(KEEP_SCHEDULES)}")
         if self.lambda_schedule not in LAMBDA_SCHEDULES:
             errs.append(f"lambda_schedule={self.lambda_schedule!r} is unknown")
-        if self.strategy not in STRATEGIES:
-            errs.append(f"strategy={self.strategy!r} is unknown; choose one of {', '.join(STRATEGIES)}")
+        for name, allowed in (("strategy", STRATEGIES), ("precision", PRECISIONS), ("lr_scaling", LR_SCALING)):
+            if getattr(self, name) not in allowed:
+                errs.append(f"{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}")
+        if self.backup_every < 0:
+            errs.append(f"backup_every={self.backup_every} must be >= 0")
         if self.mask_groups < 2:
             errs.append(f"mask_groups={self.mask_groups} must be at least 2")
         elif self.latent_dim < self.mask_groups or self.latent_dim % self.mask_groups:

@@ -60,7 +60,7 @@ def builder_name(dataset: str, feature_set: str) -> str:
 
 
 def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = None,
-                manual_dir: str | None = None, skip_bad_items: bool = False) -> Corpus:
+                manual_dir: str | None = None, skip_bad_items: bool = False, wait_for_build: float = 0) -> Corpus:
     """Build the TFDS dataset if needed and read its three splits into numpy arrays.
 
     ``dataset`` is a registered name (``name`` or ``name/config``) or the path of a CSV manifest
@@ -68,7 +68,11 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
     ``skip_bad_items``: skip unusable items (listed in ``bad_items.json`` beside the dataset)
     instead of stopping; it matters only when the dataset is built here. Problems with the
     data (bad items, a bad manifest, a missing manual download) raise :class:`DataError`.
+    ``wait_for_build`` > 0: do not build; wait up to that many seconds for another process (the chief
+    of a multi-worker run) to finish building it.
     """
+    import time
+
     import tensorflow_datasets as tfds
 
     import tfvae_datasets  # noqa: F401  (registers tfvae's builders with TFDS)
@@ -97,6 +101,12 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
             builder = tfds.builder(full, data_dir=data_dir, **kwargs)
         except Exception as e:  # TFDS raises several types for unknown names/configs
             raise DataError(f"cannot open dataset {full!r}: {e}") from e
+    deadline = time.monotonic() + wait_for_build
+    while wait_for_build and not builder.is_prepared():
+        if time.monotonic() > deadline:
+            raise DataError(f"dataset {full!r} was not built in {builder.data_dir} within {wait_for_build:.0f} s; "
+                            "the chief builds it, or build it first with one process")
+        time.sleep(2.0)
     try:
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
     except BadItemsError as e:
@@ -159,16 +169,51 @@ def validate_corpus(corpus: Corpus, expected_dim: int | None = None, max_listed:
         raise DataError(f"dataset {corpus.name} cannot be used:\n  - " + "\n  - ".join(errs))
 
 
-def make_dataset(corpus: Corpus, split: str, batch_size: int, training: bool = False, seed: int = 0):
-    """A ``tf.data`` pipeline of ``{"features", "emotion", "speaker"}`` batches."""
-    import tensorflow as tf
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The training order of epoch ``epoch``: a permutation drawn from ``(seed, epoch)`` alone, so every
+    worker sees the same order and a resumed run replays the epoch it was interrupted in."""
+    return np.random.default_rng([seed, epoch]).permutation(n)
 
-    sp = corpus.splits[split]
-    ds = tf.data.Dataset.from_tensor_slices({
-        "features": sp.features,
-        "emotion": sp.emotion.astype(np.int32),
-        "speaker": corpus.speaker_labels(split),
-    })
-    if training:
-        ds = ds.shuffle(len(sp), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+class SplitPipeline:
+    """``tf.data`` pipelines over one split held in memory as tensors (created once).
+
+    Each call to :meth:`dataset` gives ``{"features", "emotion", "speaker"}`` batches in a given
+    order, restricted to one shard (``tf.distribute`` input pipeline) and optionally skipping the
+    batches a resumed run has already trained on. Rows are gathered per batch, so a new epoch
+    order costs one index vector.
+    """
+
+    def __init__(self, corpus: Corpus, split: str):
+        import tensorflow as tf
+
+        sp = corpus.splits[split]
+        self.size = len(sp)
+        with tf.device("/cpu:0"):
+            self.tensors = {"features": tf.constant(sp.features, tf.float32),
+                            "emotion": tf.constant(sp.emotion.astype(np.int32)),
+                            "speaker": tf.constant(corpus.speaker_labels(split))}
+
+    def dataset(self, batch_size: int, order=None, num_shards: int = 1, shard_index: int = 0,
+                skip_batches: int = 0):
+        import tensorflow as tf
+
+        idx = np.arange(self.size) if order is None else np.asarray(order)
+        ds = tf.data.Dataset.from_tensor_slices(idx.astype(np.int64))
+        if num_shards > 1:
+            ds = ds.shard(num_shards, shard_index)  # before batching: every worker gets distinct rows
+        ds = ds.batch(batch_size)
+        if skip_batches:
+            ds = ds.skip(skip_batches)
+        tensors = self.tensors
+        ds = ds.map(lambda i: {k: tf.gather(v, i) for k, v in tensors.items()},
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def make_dataset(corpus: Corpus, split: str, batch_size: int, training: bool = False, seed: int = 0,
+                 epoch: int = 0):
+    """A ``tf.data`` pipeline of ``{"features", "emotion", "speaker"}`` batches; ``training`` shuffles
+    in the order :func:`epoch_order` gives for ``(seed, epoch)``."""
+    pipe = SplitPipeline(corpus, split)
+    return pipe.dataset(batch_size, epoch_order(pipe.size, seed, epoch) if training else None)

@@ -333,9 +333,11 @@ def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speaker
     from tfvae.data import load_corpus, validate_corpus
     from tfvae.evaluate import chance_wf1
     from tfvae.features import default_workers, feature_dim
-    from tfvae.train import make_strategy
+    from tfvae.distribute import make_strategy
 
     t0 = time.time()
+    if cfg.strategy == "multiworker":
+        raise ConfigError("--strategy multiworker: the experiments run on one machine; use default or mirrored")
     corpus = load_corpus(cfg.dataset, cfg.feature_set, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir,
                          skip_bad_items=cfg.skip_bad_items)
     validate_corpus(corpus, expected_dim=feature_dim(cfg.feature_set))

@@ -79,6 +79,12 @@ def _masked_ce(labels, logits):
     return ops.divide_no_nan(ops.sum(ce * known), n), n
 
 
+def _batch_mean(values):
+    """Mean over the batch, 0 for an empty batch (a replica can get none at the end of an epoch)."""
+    n = ops.cast(ops.shape(values)[0], "float32")
+    return ops.sum(values) / ops.maximum(n, 1.0)
+
+
 def _masked_acc(labels, logits):
     labels = ops.cast(labels, "int32")
     known = ops.cast(labels >= 0, "float32")
@@ -130,7 +136,8 @@ class LRVAE(keras.Model):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
         p = self.parts
-        self.normalizer = keras.layers.Normalization(axis=-1, name="normalizer")
+        # float32 under any mixed-precision policy: raw openSMILE features span many decades
+        self.normalizer = keras.layers.Normalization(axis=-1, name="normalizer", dtype="float32")
         rep_dim = self.latent_dim if p["vae"] else self.input_dim
         if p["vae"]:
             self.encoder = _mlp(self.encoder_units, l2, "encoder", out=2 * self.latent_dim)
@@ -268,8 +275,8 @@ class LRVAE(keras.Model):
             d = float(self.input_dim)
             likelihood = tfd.Independent(tfd.Normal(loc=out["x_loc"], scale=1.0), reinterpreted_batch_ndims=1)
             prior = tfd.MultivariateNormalDiag(loc=ops.zeros_like(out["z"]), scale_diag=ops.ones_like(out["z"]))
-            terms["recon"] = -ops.mean(likelihood.log_prob(out["x_std"])) / d
-            terms["kl"] = ops.mean(tfd.kl_divergence(out["q"], prior)) / float(self.latent_dim)
+            terms["recon"] = -_batch_mean(likelihood.log_prob(out["x_std"])) / d
+            terms["kl"] = _batch_mean(tfd.kl_divergence(out["q"], prior)) / float(self.latent_dim)
             terms["vae"] = terms["recon"] + self.kl_weight * terms["kl"]
         if self.parts["emo"]:
             terms["emo"], _ = _masked_ce(y_emo, out["emo_logits"])
@@ -298,6 +305,10 @@ class LRVAE(keras.Model):
             else:
                 key = name.replace("_acc", "")
                 tracker.update_state(terms[name], sample_weight=counts.get(key, batch_size))
+        return self.metric_results(training)
+
+    def metric_results(self, training: bool) -> dict:
+        """Current value of every tracked term; in cross-replica context, aggregated over all replicas."""
         logs = {}
         for name, tracker in self.trackers.items():
             if training or name != "grl_lambda":
@@ -305,16 +316,40 @@ class LRVAE(keras.Model):
                 logs[name] = ops.where(tracker.count > 0, tracker.result(), float("nan"))
         return logs
 
-    def train_step(self, data):
+    def replica_share(self, data):
+        """This replica's share of the global batch, n_local / n_global (1 without distribution).
+
+        The gradients of all replicas are summed (Keras' optimizer all-reduces them), so scaling each
+        replica's mean loss by its share gives exactly the gradient of the global batch mean, even when
+        the last batch of an epoch is split unevenly or leaves a replica empty.
+        """
+        n = ops.cast(ops.shape(data["features"])[0], "float32")
+        ctx = tf.distribute.get_replica_context()
+        if ctx is None or ctx.num_replicas_in_sync == 1:
+            return ops.ones_like(n)
+        return ops.divide_no_nan(n, ctx.all_reduce(tf.distribute.ReduceOp.SUM, n))
+
+    def compute_gradients(self, data, share):
+        """Loss (eq. 4), its terms and the gradients of ``share * loss`` (loss-scaled under mixed_float16).
+
+        The forward and backward pass without the optimizer update (and its gradient all-reduce), so a
+        training loop can compile it with XLA (``tfvae.loop.Trainer(jit_compile=True)``).
+        """
+        with tf.GradientTape() as tape:
+            loss, terms = self.compute_losses(data, training=True)
+            scaled = self.optimizer.scale_loss(loss * share)
+        return tape.gradient(scaled, self.trainable_variables), loss, terms
+
+    def train_step(self, data, gradient_fn=None):
+        """One optimizer step; ``model.fit`` and :class:`tfvae.loop.Trainer` (any strategy) both call it.
+
+        ``gradient_fn`` replaces :meth:`compute_gradients`, e.g. by its XLA-compiled version.
+        """
         if self.grls:
             lam = self.lambda_schedule(self.optimizer.iterations)
             for grl in self.grls:
                 grl.lambda_.assign(lam)
-        with tf.GradientTape() as tape:
-            loss, terms = self.compute_losses(data, training=True)
-            replicas = tf.distribute.get_strategy().num_replicas_in_sync
-            scaled = self.optimizer.scale_loss(loss / replicas)
-        grads = tape.gradient(scaled, self.trainable_variables)
+        grads, loss, terms = (gradient_fn or self.compute_gradients)(data, self.replica_share(data))
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
         return self._record(loss, terms, ops.cast(ops.shape(data["features"])[0], "float32"), training=True)
 

@@ -8,6 +8,10 @@ use). A run named ``R`` writes
   statistics, also inside the exported graph), ``mask.json`` (cuts chosen on validation),
   ``summary.json`` (final loss terms and test probes);
 - ``<export_dir>/R/<version>/``: the encoder SavedModel (see :mod:`tfvae.export`).
+
+Training runs in :class:`tfvae.loop.Trainer` under the strategy ``--strategy`` names
+(:mod:`tfvae.distribute`); an interrupted run resumes from ``<output_dir>/R/backup`` when the same
+command is run again.
 """
 
 from __future__ import annotations
@@ -23,85 +27,89 @@ from tfvae.data import DataError
 from tfvae.features import FEATURE_SETS, FeatureError, feature_dim
 
 
-def selection_checkpoint(path: Path, start_epoch: int):
-    """Keep the weights with the lowest ``val_selection`` among epochs ``>= start_epoch`` (1-based).
+def encode_splits(model, corpus, batch_size: int = 1024) -> dict[str, dict]:
+    """Model outputs at inference (posterior mean etc.) for every split, as float32 numpy arrays.
 
-    Earlier epochs are skipped because the gradient-reversal strength is still ramping up there:
-    a checkpoint from them has not been shaped by the adversaries yet.
+    A plain ``tf.function`` over the model, not ``model.predict``: it runs the same way under every
+    strategy, multi-worker included.
     """
-    import keras
-
-    class SelectionCheckpoint(keras.callbacks.ModelCheckpoint):
-        def on_epoch_end(self, epoch, logs=None):
-            if epoch + 1 >= start_epoch:
-                super().on_epoch_end(epoch, logs)
-
-    return SelectionCheckpoint(str(path), monitor="val_selection", mode="min", save_best_only=True,
-                               save_weights_only=True)
-
-
-def make_strategy(name: str):
-    """``auto``: MirroredStrategy over local GPUs if there are any, else the default strategy."""
+    import numpy as np
     import tensorflow as tf
 
-    gpus = tf.config.list_logical_devices("GPU")
-    if name == "default" or (name == "auto" and not gpus):
-        return tf.distribute.get_strategy()
-    return tf.distribute.MirroredStrategy()
+    fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    out = {}
+    for name, sp in corpus.splits.items():
+        parts = [fn(tf.constant(sp.features[i:i + batch_size])) for i in range(0, len(sp), batch_size)]
+        out[name] = {k: np.concatenate([np.asarray(p[k], np.float32) for p in parts]) for k in parts[0]}
+    return out
 
 
-def encode_splits(model, corpus) -> dict[str, dict]:
-    """Model outputs at inference (posterior mean etc.) for every split, as numpy."""
-    return {s: model.predict(corpus.splits[s].features, batch_size=1024, verbose=0) for s in corpus.splits}
+def config_fingerprint(cfg: TrainConfig, protect: str | None) -> str:
+    """What a backup must match to be resumed: every option that changes the training trajectory."""
+    import hashlib
+
+    d = json.loads(cfg.to_json())
+    for k in ("verbose", "output_dir", "export_dir", "run_name", "data_dir", "manual_dir", "backup_every",
+              "mask_groups", "cut_tolerance"):
+        d.pop(k, None)
+    return hashlib.sha256(json.dumps({**d, "protect": protect}, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None):
+    """The model (built and compiled under ``strategy.scope()``, normaliser adapted on the training
+    split) and the :class:`tfvae.loop.Trainer` that trains it, exactly as the train CLI sets them up."""
+    import keras
+
+    from tfvae.distribute import role as cluster_role
+    from tfvae.distribute import scaled_learning_rate
+    from tfvae.loop import Trainer
+    from tfvae.model import build_model
+
+    keras.mixed_precision.set_global_policy(cfg.precision)
+    keras.utils.set_random_seed(cfg.seed)  # here: building a dataset first must not change results
+    replicas = strategy.num_replicas_in_sync
+    steps_per_epoch = math.ceil(len(corpus.splits["train"]) / (cfg.batch_size * replicas))
+    lr = scaled_learning_rate(cfg.learning_rate, replicas, cfg.lr_scaling)
+    with strategy.scope():
+        model = build_model(cfg, corpus.dim, len(corpus.emotion_names), len(corpus.speaker_index()),
+                            total_steps=steps_per_epoch * cfg.epochs, protect=protect)
+        optimizer = keras.optimizers.Adam(lr)
+        if cfg.precision == "mixed_float16":  # dynamic loss scaling keeps float16 gradients finite
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        model.compile(optimizer=optimizer)
+    model.adapt_normalizer(corpus.splits["train"].features)
+    trainer = Trainer(model, strategy, corpus, cfg.batch_size, seed=cfg.seed, jit_compile=cfg.jit_compile,
+                      role=cluster_role(strategy), verbose=cfg.verbose)
+    return model, trainer
 
 
 def fit_model(cfg: TrainConfig, corpus, strategy, protect: str | None, run_dir: Path, announce: bool = True):
-    """Train one model; return it with the selected checkpoint loaded, its history and best epoch.
+    """Train one model with :class:`tfvae.loop.Trainer`; return it with the selected checkpoint loaded,
+    its history and best epoch (1-based).
 
-    Writes ``normalization.npz``, ``best.weights.h5``, ``history.csv`` and TensorBoard logs
-    into ``run_dir``.
+    ``run_dir`` is the chief's run directory: it gets ``normalization.npz``, ``best.weights.h5``,
+    ``history.csv``, TensorBoard logs and, while training, ``backup/`` (a rerun resumes from it).
+    Other workers of a multi-worker run write to temporary directories instead.
     """
-    import keras
     import numpy as np
 
-    from tfvae.data import make_dataset
-    from tfvae.model import build_model
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    keras.utils.set_random_seed(cfg.seed)  # here: building a dataset first must not change results
-    replicas = strategy.num_replicas_in_sync
-    global_batch = cfg.batch_size * replicas
-    train = corpus.splits["train"]
-    steps_per_epoch = math.ceil(len(train) / global_batch)
-    train_ds = make_dataset(corpus, "train", global_batch, training=True, seed=cfg.seed)
-    val_ds = make_dataset(corpus, "validation", global_batch)
-    spk_index = corpus.speaker_index()
-    with strategy.scope():
-        model = build_model(cfg, corpus.dim, len(corpus.emotion_names), len(spk_index),
-                            total_steps=steps_per_epoch * cfg.epochs, protect=protect)
-        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate))
-    model.adapt_normalizer(train.features)
-    norm = {w.name: np.asarray(w.numpy()) for w in model.normalizer.weights}
-    np.savez(run_dir / "normalization.npz", mean=norm["mean"].ravel(), variance=norm["variance"].ravel(),
-             feature_names=np.asarray(corpus.feature_names or []))
-
-    best = run_dir / "best.weights.h5"
-    start_epoch = max(1, min(cfg.epochs, math.ceil(cfg.select_after * cfg.epochs))) if model.grls else 1
-    callbacks = [
-        keras.callbacks.TensorBoard(log_dir=str(run_dir / "tb" / time.strftime("%Y%m%d-%H%M%S"))),
-        selection_checkpoint(best, start_epoch),
-        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
-    ]
-    if announce:
+    model, trainer = build_trainer(cfg, corpus, strategy, protect)
+    role = trainer.role
+    if role.is_chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        norm = {w.name: np.asarray(w.numpy()) for w in model.normalizer.weights}
+        np.savez(run_dir / "normalization.npz", mean=norm["mean"].ravel(), variance=norm["variance"].ravel(),
+                 feature_names=np.asarray(corpus.feature_names or []))
+    select_from = max(1, min(cfg.epochs, math.ceil(cfg.select_after * cfg.epochs))) if model.grls else 1
+    if announce and role.is_chief:
         print(f"[tfvae] training {cfg.method}{'/' + protect if cfg.method == 'a-vae' else ''} on {corpus.name}: "
-              f"{len(train)} train / {len(corpus.splits['validation'])} validation utterances, "
-              f"{len(spk_index)} training speakers, {replicas} replica(s), global batch {global_batch}")
-    history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, callbacks=callbacks,
-                        shuffle=False, verbose=cfg.verbose)  # tf.data shuffles
-    model.load_weights(str(best))
-    hist = history.history
-    best_epoch = start_epoch - 1 + int(np.argmin(hist["val_selection"][start_epoch - 1:]))
-    return model, hist, best_epoch + 1
+              f"{trainer.train_pipe.size} train / {trainer.val_pipe.size} validation utterances, "
+              f"{len(corpus.speaker_index())} training speakers, {trainer.replicas} replica(s) ({role.name} of "
+              f"{role.num_workers} worker(s)), global batch {trainer.global_batch}, learning rate "
+              f"{float(model.optimizer.learning_rate.numpy()):g}, {cfg.precision}{', XLA' if cfg.jit_compile else ''}")
+    result = trainer.fit(cfg.epochs, run_dir, select_from_epoch=select_from, backup_every=cfg.backup_every,
+                         fingerprint=config_fingerprint(cfg, protect))
+    return model, result.history, result.best_epoch
 
 
 def choose_masks(cfg: TrainConfig, model, outputs: dict, corpus, protect: str | None):
@@ -126,36 +134,53 @@ def choose_masks(cfg: TrainConfig, model, outputs: dict, corpus, protect: str | 
 
 
 def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) -> dict:
-    """Train one model on ``corpus``, choose its masks, report test probes, export; return its summary."""
+    """Train one model on ``corpus``, choose its masks, report test probes, export; return its summary.
+
+    In a multi-worker run every worker does the same work (saving involves collectives), but only the
+    chief's run directory and SavedModel remain; the others write to a temporary directory.
+    """
+    import shutil
+
+    from tfvae.distribute import role as cluster_role
     from tfvae.evaluate import evaluate_views
     from tfvae.export import export_encoder
+    from tfvae.loop import weights_fingerprint, worker_dirs
 
+    role = cluster_role(strategy)
     name = cfg.default_run_name() + (f"-{protect}" if cfg.method == "a-vae" else "")
-    run_dir = Path(cfg.output_dir) / name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(cfg.to_json())
-    model, hist, best_epoch = fit_model(cfg, corpus, strategy, protect, run_dir)
+    chief_run_dir = Path(cfg.output_dir) / name
+    (run_dir, export_dir), tmp = worker_dirs(role, chief_run_dir, Path(cfg.export_dir))
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(cfg.to_json())
+        model, hist, best_epoch = fit_model(cfg, corpus, strategy, protect, chief_run_dir)
+        print(f"[tfvae] {role.name}: trained weights fingerprint {weights_fingerprint(model)}", flush=True)
 
-    outputs = encode_splits(model, corpus)
-    spk = {s: corpus.splits[s].speaker for s in corpus.splits}
-    emo = {s: corpus.splits[s].emotion for s in corpus.splits}
-    n = outputs["train"]["latent"].shape[1]
-    cuts, masks = choose_masks(cfg, model, outputs, corpus, protect)
-    (run_dir / "mask.json").write_text(json.dumps(
-        {**cuts, "masks": {k: v.astype(int).tolist() for k, v in masks.items()}}, indent=2))
+        outputs = encode_splits(model, corpus)
+        spk = {s: corpus.splits[s].speaker for s in corpus.splits}
+        emo = {s: corpus.splits[s].emotion for s in corpus.splits}
+        n = outputs["train"]["latent"].shape[1]
+        cuts, masks = choose_masks(cfg, model, outputs, corpus, protect)
+        (run_dir / "mask.json").write_text(json.dumps(
+            {**cuts, "masks": {k: v.astype(int).tolist() for k, v in masks.items()}}, indent=2))
 
-    test = evaluate_views(outputs, emo, spk, masks, seed=cfg.seed)
-    meta = {"run_name": name, "method": cfg.method, "protect": protect, "dataset": corpus.name,
-            "feature_set": corpus.feature_set, "input_dim": corpus.dim, "latent_dim": n,
-            "emotion_names": corpus.emotion_names, "cuts": {k: v for k, v in cuts.items() if k.endswith("_cut")},
-            "latent_order": "node 0 = emotion end, node N-1 = identity end"}
-    export_path = export_encoder(model, cfg.export_dir, name, masks, meta)
-    final = {k: float(v[-1]) for k, v in hist.items()}
-    summary = {**meta, "run_dir": str(run_dir), "export_path": str(export_path), "best_epoch": best_epoch,
-               "final_epoch_metrics": final, "test": test}
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    _print_summary(summary)
-    return summary
+        test = evaluate_views(outputs, emo, spk, masks, seed=cfg.seed)
+        meta = {"run_name": name, "method": cfg.method, "protect": protect, "dataset": corpus.name,
+                "feature_set": corpus.feature_set, "input_dim": corpus.dim, "latent_dim": n,
+                "emotion_names": corpus.emotion_names,
+                "cuts": {k: v for k, v in cuts.items() if k.endswith("_cut")},
+                "latent_order": "node 0 = emotion end, node N-1 = identity end"}
+        export_path = export_encoder(model, export_dir, name, masks, meta)
+        final = {k: float(v[-1]) for k, v in hist.items()}
+        summary = {**meta, "run_dir": str(run_dir), "export_path": str(export_path), "best_epoch": best_epoch,
+                   "final_epoch_metrics": final, "test": test}
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if role.is_chief:
+            _print_summary(summary)
+        return summary
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _print_summary(s: dict) -> None:
@@ -174,10 +199,16 @@ def _print_summary(s: dict) -> None:
 def run(cfg: TrainConfig) -> list[dict]:
     """Load and validate the data, then train every model the method needs."""
     from tfvae.data import load_corpus, validate_corpus
+    from tfvae.distribute import make_strategy
+    from tfvae.distribute import role as cluster_role
 
-    strategy = make_strategy(cfg.strategy)
+    try:
+        strategy = make_strategy(cfg.strategy)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+    chief = cluster_role(strategy).is_chief
     corpus = load_corpus(cfg.dataset, cfg.feature_set, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir,
-                         skip_bad_items=cfg.skip_bad_items)
+                         skip_bad_items=cfg.skip_bad_items, wait_for_build=0 if chief else 3600)
     if corpus.feature_set != cfg.feature_set:
         raise DataError(f"dataset {corpus.name} holds {corpus.feature_set} features but --feature_set is "
                         f"{cfg.feature_set}; pass --feature_set {corpus.feature_set}")

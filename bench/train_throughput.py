@@ -1,0 +1,177 @@
+"""Train-step throughput of tfvae's training loop against this CPU's own matmul peak.
+
+    python bench/train_throughput.py [--steps 300] [--method lrvae] [--dataset tfvae_demo/is10 --data_dir ...]
+
+Measured in one run, on whatever devices TensorFlow sees (2 CPU cores in CI):
+
+1. the matmul peak: float32 ``[128, 1582] x [1582, 512]`` (the train step's largest GEMM: batch x
+   IS10 features x first encoder layer) in a compiled loop, with and without XLA; the larger is the peak;
+2. the model's FLOPs per example (forward + backward), counted by TensorFlow's profiler on the graph
+   of ``LRVAE.compute_gradients`` at batch 128, and the analytic count of its dense layers;
+3. examples/s of ``Trainer.train_function`` -- the step the train CLI runs (``tfvae.train.build_trainer``,
+   default layer sizes, batch 128, Adam update included) -- without and with ``--jit_compile``, fed
+   (a) by the CLI's own ``tf.data`` pipeline and (b) by one cached batch (no input pipeline);
+4. achieved FLOP/s = FLOPs/example x examples/s, as a fraction of the matmul peak.
+
+Without ``--dataset`` the corpus is an in-memory stand-in with the IS10 shape (1582 features, 5
+emotions, 32 training speakers, 8192 training utterances, values drawn from a seeded normal
+distribution): throughput does not depend on the feature values. With ``--dataset`` it is loaded
+like the train CLI does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+PEAK_SHAPE = (128, 1582, 512)
+
+
+def matmul_peak(jit: bool, seconds: float = 3.0, inner: int = 50) -> float:
+    """FLOP/s of ``a @ b`` at :data:`PEAK_SHAPE`, ``inner`` products per call, best of repeated calls."""
+    import tensorflow as tf
+
+    m, k, n = PEAK_SHAPE
+    rng = np.random.default_rng(0)
+    a = tf.constant(rng.normal(size=(m, k)).astype(np.float32))
+    b = tf.constant(rng.normal(size=(k, n)).astype(np.float32))
+
+    @tf.function(jit_compile=jit)
+    def loop(a, b):
+        acc = tf.zeros((m, n))
+        for i in tf.range(inner):
+            # each product depends on the loop variable, so none is hoisted or merged
+            acc += tf.matmul(a + tf.cast(i, tf.float32) * 1e-9, b)
+        return acc
+
+    loop(a, b).numpy()
+    best, t_end = 0.0, time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        loop(a, b).numpy()
+        best = max(best, 2.0 * m * k * n * inner / (time.perf_counter() - t0))
+    return best
+
+
+def analytic_flops(model) -> float:
+    """Forward + backward FLOPs per example of the dense layers (2 per multiply-add): forward 2*in*out;
+    backward the weight gradient (2*in*out) and, except for the first encoder layer, the input gradient."""
+    total, first = 0.0, None
+    for layer in model._flatten_layers(include_self=False):
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None:
+            continue
+        fi, fo = kernel.shape
+        total += 6.0 * fi * fo
+        if layer.name == "encoder_dense0":
+            first = 2.0 * fi * fo
+    return total - (first or 0.0)
+
+
+def profiled_flops(model, batch: int) -> float:
+    """FLOPs per example that TensorFlow's profiler counts in the graph of ``compute_gradients``."""
+    import tensorflow as tf
+
+    spec = {"features": tf.TensorSpec([batch, model.input_dim], tf.float32),
+            "emotion": tf.TensorSpec([batch], tf.int32), "speaker": tf.TensorSpec([batch], tf.int32)}
+    graph = tf.function(model.compute_gradients).get_concrete_function(spec, tf.TensorSpec([], tf.float32)).graph
+    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    opts["output"] = "none"
+    prof = tf.compat.v1.profiler.profile(graph=graph, options=opts)
+    return prof.total_float_ops / batch
+
+
+def stand_in_corpus(n_train: int, seed: int = 0):
+    from tfvae.data import Corpus, Split
+
+    rng = np.random.default_rng(seed)
+
+    def split(n, prefix, speakers):
+        return Split(rng.normal(size=(n, 1582)).astype(np.float32), rng.integers(0, 5, n),
+                     np.array([f"{prefix}{i % speakers}" for i in range(n)]), np.array([f"{prefix}u{i}" for i in range(n)]))
+
+    return Corpus("stand-in/is10", "IS10", ["neutral", "angry", "sad", "happy", "disgust"],
+                  {"train": split(n_train, "tr", 32), "validation": split(512, "va", 8), "test": split(512, "te", 8)})
+
+
+def step_rate(trainer, steps: int, cached: bool) -> float:
+    """Examples/s of ``trainer.train_function`` over ``steps`` steps after one warm-up epoch."""
+    def batches():
+        epoch = 0
+        while True:
+            yield from trainer.train_batches(epoch)
+            epoch += 1
+
+    it = batches()
+    for _ in range(trainer.steps_per_epoch):  # warm-up: tracing, XLA compilation, thread pools
+        logs = trainer.train_function(next(it))
+    float(logs["loss"])
+    fixed = next(it)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        logs = trainer.train_function(fixed if cached else next(it))
+    float(logs["loss"])
+    return steps * trainer.global_batch / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=300, help="timed steps per measurement")
+    p.add_argument("--method", default="lrvae")
+    p.add_argument("--dataset", help="a tfvae dataset (default: an in-memory IS10-shaped stand-in)")
+    p.add_argument("--data_dir")
+    p.add_argument("--n_train", type=int, default=8192, help="stand-in training utterances")
+    args = p.parse_args()
+
+    import os
+
+    import tensorflow as tf
+
+    from tfvae.config import TrainConfig
+    from tfvae.distribute import make_strategy
+    from tfvae.train import build_trainer
+
+    if args.dataset:
+        from tfvae.data import load_corpus
+
+        corpus = load_corpus(args.dataset, "IS10", data_dir=args.data_dir)
+    else:
+        corpus = stand_in_corpus(args.n_train)
+    peaks = {jit: matmul_peak(jit) for jit in (False, True)}
+    peak = max(peaks.values())
+    m, k, n = PEAK_SHAPE
+    print(f"TF {tf.__version__}, {os.cpu_count()} CPU cores, corpus {corpus.name} "
+          f"({len(corpus.splits['train'])} training utterances x {corpus.dim} features)")
+    print(f"matmul peak [{m}x{k}] x [{k}x{n}] float32: {peaks[False] / 1e9:.1f} GFLOP/s (TF kernels), "
+          f"{peaks[True] / 1e9:.1f} GFLOP/s (XLA) -> peak {peak / 1e9:.1f} GFLOP/s")
+
+    rows = []
+    for jit in (False, True):
+        cfg = TrainConfig(dataset=corpus.name, method=args.method, jit_compile=jit, verbose=0)
+        model, trainer = build_trainer(cfg, corpus, make_strategy(cfg.strategy))
+        if not jit:
+            flops, flops_a = profiled_flops(model, cfg.batch_size), analytic_flops(model)
+            print(f"{args.method}, batch {cfg.batch_size}, encoder {cfg.encoder_units}, latent {cfg.latent_dim}, "
+                  f"heads {cfg.head_units}: {flops / 1e6:.2f} MFLOP/example forward+backward (profiler), "
+                  f"{flops_a / 1e6:.2f} MFLOP/example (dense layers, analytic)")
+        piped = step_rate(trainer, args.steps, cached=False)
+        cached = step_rate(trainer, args.steps, cached=True)
+        rows.append((jit, piped, cached))
+
+    print(f"\n| train step ({args.method}, batch 128) | examples/s | ms/step | GFLOP/s | fraction of peak |")
+    print("|---|---|---|---|---|")
+    for jit, piped, cached in rows:
+        for label, rate in (("tf.data pipeline", piped), ("cached batch", cached)):
+            print(f"| {'XLA' if jit else 'no XLA'}, {label} | {rate:,.0f} | {128e3 / rate:.2f} | "
+                  f"{rate * flops / 1e9:.1f} | {rate * flops / peak:.1%} |")
+    for jit, piped, cached in rows:
+        print(f"input pipeline ({'XLA' if jit else 'no XLA'}): step time with tf.data / cached = {cached / piped:.3f}")
+    best = max(r[1] for r in rows)
+    print(f"\ngoal: lrvae train step with XLA >= 90% of the matmul peak: measured {rows[1][1] * flops / peak:.1%} "
+          f"({'met' if rows[1][1] * flops / peak >= 0.9 else 'not met'}); best {best * flops / peak:.1%}")
+
+
+if __name__ == "__main__":
+    main()

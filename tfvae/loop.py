@@ -1,0 +1,262 @@
+"""The one training loop of tfvae, for every ``tf.distribute`` strategy, with backup and resume.
+
+Keras 3's ``model.fit`` does not run under ``MultiWorkerMirroredStrategy`` (keras-team/keras#20585),
+so :class:`Trainer` drives the model's own ``train_step`` / ``test_step`` (and therefore the one
+objective, ``LRVAE.compute_losses``, paper eq. 4) with ``strategy.run`` under every strategy:
+default, mirrored and multi-worker.
+
+- **Input.** ``strategy.distribute_datasets_from_function``: each input pipeline (worker) takes its
+  shard of the epoch's order (:func:`tfvae.data.epoch_order`, the same on every worker) and batches
+  it with the per-replica batch size. A replica left short at the end of an epoch gets a smaller or
+  empty batch; ``LRVAE.replica_share`` weights every replica by its share of the global batch, so
+  the update equals the single-device one.
+- **Metrics.** Loss terms are Keras metrics (sync-on-read variables); epoch values are read in
+  cross-replica context, i.e. aggregated over every replica of every worker.
+- **Fault tolerance.** A ``tf.train.CheckpointManager`` backs up the full training state (weights,
+  optimizer slots, random-generator states, partial epoch metrics, epoch and step, history, best
+  epoch) every ``backup_every`` steps and at each epoch end. Running the same command again
+  restores it and replays the interrupted epoch from the next step, so a run killed with SIGKILL
+  ends with the same weights as an uninterrupted one. The backup is deleted when training ends.
+- **Multi-worker.** Every worker runs the same code, including every save (sync-on-read variables
+  are aggregated with collectives while saving); only the chief's paths are kept. Other workers
+  write to a temporary directory (:func:`worker_dirs`), deleted at the end, as in TensorFlow's
+  multi-worker guide. Resuming a multi-worker run reads the chief's backup, so ``--output_dir``
+  must be on a file system all workers share.
+- **XLA.** ``jit_compile=True`` compiles the forward and backward pass (``compute_gradients``); the
+  optimizer update with its cross-replica all-reduce stays outside the compiled cluster.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfvae.config import ConfigError
+from tfvae.data import Corpus, SplitPipeline, epoch_order
+from tfvae.distribute import Role
+
+
+class BackupMismatchError(ConfigError):
+    """A backup exists but was written by a different configuration."""
+
+
+@dataclass
+class FitResult:
+    history: dict[str, list[float]]
+    best_epoch: int  # 1-based
+    resumed_from: tuple[int, int] | None = None  # (epoch, step) of the backup the run resumed from
+    epochs_run: list[int] = field(default_factory=list)
+
+
+def worker_dirs(role: Role, *paths: Path) -> tuple[list[Path], Path | None]:
+    """``paths`` for the chief; for other workers the same names under a fresh temporary directory
+    (returned second, to delete when done)."""
+    if role.is_chief:
+        return list(paths), None
+    tmp = Path(tempfile.mkdtemp(prefix=f"tfvae-{role.task_type}{role.task_id}-"))
+    return [tmp / f"{i}-{Path(p).name}" for i, p in enumerate(paths)], tmp
+
+
+def weights_fingerprint(model) -> str:
+    """SHA-256 of every trainable weight's float32 bytes: equal on all workers after a synchronous step."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for v in model.trainable_variables:
+        h.update(np.ascontiguousarray(np.asarray(v.numpy(), np.float32)).tobytes())
+    return h.hexdigest()[:16]
+
+
+class Trainer:
+    """Train ``model`` (built and compiled under ``strategy.scope()``) on ``corpus``.
+
+    Args:
+        batch_size: per-replica batch; the global batch is ``batch_size x num_replicas_in_sync``.
+        seed: data order seed (:func:`tfvae.data.epoch_order`).
+        jit_compile: XLA-compile the forward and backward pass.
+        role: this process's place in a multi-worker cluster.
+        verbose: 0 silent, 1 progress bar, 2 one line per epoch.
+    """
+
+    def __init__(self, model, strategy, corpus: Corpus, batch_size: int, seed: int = 0,
+                 jit_compile: bool = False, role: Role | None = None, verbose: int = 1):
+        self.model, self.strategy, self.role = model, strategy, role or Role()
+        self.batch_size, self.seed, self.verbose = int(batch_size), int(seed), int(verbose)
+        self.replicas = strategy.num_replicas_in_sync
+        self.global_batch = self.batch_size * self.replicas
+        self.train_pipe = SplitPipeline(corpus, "train")
+        self.val_pipe = SplitPipeline(corpus, "validation")
+        self.steps_per_epoch = math.ceil(self.train_pipe.size / self.global_batch)
+        if not model.optimizer.built:
+            with strategy.scope():
+                model.optimizer.build(model.trainable_variables)  # slots exist before a restore
+        grad_fn = tf.function(model.compute_gradients, jit_compile=True, reduce_retracing=True) \
+            if jit_compile else None
+
+        def replica_train(batch):
+            return model.train_step(batch, gradient_fn=grad_fn)
+
+        def train(batch):
+            logs = strategy.run(replica_train, args=(batch,))
+            return strategy.experimental_local_results(logs)[0]  # progress bar: first local replica
+
+        def test(batch):
+            strategy.run(model.test_step, args=(batch,))
+
+        self.train_function = tf.function(train, reduce_retracing=True)
+        self.test_function = tf.function(test, reduce_retracing=True)
+        self._progress = tf.Variable([0, 0], dtype=tf.int64, trainable=False, name="epoch_and_step")
+        self._state = tf.Variable("", dtype=tf.string, trainable=False, name="loop_state")
+        self._checkpoint = tf.train.Checkpoint(
+            weights=list(model.variables), optimizer=list(model.optimizer.variables),
+            metrics=[v for m in model.metrics for v in m.variables],
+            progress=self._progress, state=self._state)
+
+    # ------------------------------------------------------------------ data
+    def distributed(self, pipe: SplitPipeline, order=None, skip_steps: int = 0):
+        """Per-replica batches of ``pipe`` in ``order`` for this strategy, skipping ``skip_steps`` steps."""
+        def fn(ctx: tf.distribute.InputContext):
+            local = max(1, self.replicas // ctx.num_input_pipelines)  # replicas fed by this pipeline
+            return pipe.dataset(ctx.get_per_replica_batch_size(self.global_batch), order,
+                                ctx.num_input_pipelines, ctx.input_pipeline_id, skip_steps * local)
+
+        return self.strategy.distribute_datasets_from_function(fn)
+
+    def train_batches(self, epoch: int, skip_steps: int = 0):
+        """The distributed training batches of ``epoch`` (0-based), as the train CLI iterates them."""
+        return self.distributed(self.train_pipe, epoch_order(self.train_pipe.size, self.seed, epoch), skip_steps)
+
+    # ------------------------------------------------------------------ metrics
+    def _reset_metrics(self) -> None:
+        for m in self.model.metrics:
+            m.reset_state()
+
+    def _results(self, training: bool) -> dict[str, float]:
+        return {k: float(v) for k, v in self.model.metric_results(training).items()}
+
+    def evaluate(self) -> dict[str, float]:
+        """Every loss term on the validation split, aggregated over all replicas."""
+        self._reset_metrics()
+        for batch in self.distributed(self.val_pipe):
+            self.test_function(batch)
+        return self._results(training=False)
+
+    # ------------------------------------------------------------------ backup
+    def _restore(self, backup_dir: Path, fingerprint: str) -> dict | None:
+        latest = tf.train.latest_checkpoint(str(backup_dir))
+        if not latest:
+            return None
+        self._checkpoint.restore(latest).assert_existing_objects_matched()
+        state = json.loads(self._state.numpy().decode())
+        if state["fingerprint"] != fingerprint:
+            raise BackupMismatchError(
+                f"{backup_dir} holds the backup of a run with a different configuration; delete that directory "
+                f"to start over, or choose another --run_name/--output_dir")
+        return state
+
+    def fit(self, epochs: int, run_dir: Path, *, select_from_epoch: int = 1, backup_every: int = 0,
+            fingerprint: str = "", tensorboard: bool = True) -> FitResult:
+        """Train for ``epochs`` epochs, writing into ``run_dir`` (a temporary one on non-chief workers).
+
+        Keeps the weights with the lowest ``val_selection`` among epochs >= ``select_from_epoch``
+        (1-based) in ``best.weights.h5`` and loads them at the end; writes ``history.csv`` and
+        TensorBoard logs under ``tb/``. Resumes from ``run_dir/backup`` when a backup exists.
+        """
+        model = self.model
+        chief_dir = Path(run_dir)
+        (run_dir,), tmp = worker_dirs(self.role, chief_dir)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            backup_dir = run_dir / "backup"
+            manager = tf.train.CheckpointManager(self._checkpoint, str(backup_dir), max_to_keep=1)
+            state = self._restore(chief_dir / "backup", fingerprint)  # every worker resumes from the chief's
+            history: dict[str, list[float]] = state["history"] if state else {}
+            best = (state["best_value"], state["best_epoch"]) if state else (math.inf, 0)
+            start_epoch, start_step = (int(x) for x in self._progress.numpy()) if state else (0, 0)
+            resumed = (start_epoch, start_step) if state else None
+            if resumed and self.verbose:
+                print(f"[tfvae] resuming from backup {tf.train.latest_checkpoint(str(chief_dir / 'backup'))}: "
+                      f"epoch {start_epoch + 1}, step {start_step}")
+            writers = {}
+            if tensorboard and tmp is None:
+                logdir = run_dir / "tb" / time.strftime("%Y%m%d-%H%M%S")
+                writers = {k: tf.summary.create_file_writer(str(logdir / k)) for k in ("train", "validation")}
+            best_path = run_dir / "best.weights.h5"
+
+            def backup(epoch: int, step: int) -> None:
+                self._progress.assign([epoch, step])
+                self._state.assign(json.dumps({"fingerprint": fingerprint, "history": history,
+                                               "best_value": best[0], "best_epoch": best[1]}))
+                manager.save(checkpoint_number=epoch * self.steps_per_epoch + step)
+
+            ran = []
+            for epoch in range(start_epoch, epochs):
+                skip = start_step if epoch == start_epoch else 0
+                if not skip:
+                    self._reset_metrics()
+                bar = keras.utils.Progbar(self.steps_per_epoch, verbose=self.verbose if self.role.is_chief else 0,
+                                          stateful_metrics=list(model.trackers) + [f"val_{k}" for k in model.trackers])
+                if self.verbose == 1 and self.role.is_chief:
+                    print(f"Epoch {epoch + 1}/{epochs}")
+                step = skip
+                for batch in self.train_batches(epoch, skip):
+                    logs = self.train_function(batch)
+                    step += 1
+                    if self.verbose == 1 and self.role.is_chief:
+                        bar.update(step, [(k, float(v)) for k, v in logs.items()])
+                    if backup_every and step % backup_every == 0 and step < self.steps_per_epoch:
+                        backup(epoch, step)
+                train_logs = self._results(training=True)
+                val_logs = self.evaluate()
+                row = {**train_logs, **{f"val_{k}": v for k, v in val_logs.items()}}
+                for k, v in row.items():
+                    history.setdefault(k, []).append(v)
+                ran.append(epoch + 1)
+                if epoch + 1 >= select_from_epoch and row["val_selection"] < best[0]:
+                    best = (row["val_selection"], epoch + 1)
+                    model.save_weights(str(best_path))
+                for split, logs in (("train", train_logs), ("validation", val_logs)):
+                    if split in writers:
+                        with writers[split].as_default():
+                            for k, v in logs.items():
+                                tf.summary.scalar(f"epoch_{k}", v, step=epoch)
+                if tmp is None:
+                    _write_history(run_dir / "history.csv", history)
+                bar.update(self.steps_per_epoch, list(row.items()), finalize=True)
+                backup(epoch + 1, 0)
+            for w in writers.values():
+                w.flush()
+            if best[1] == 0:  # select_from_epoch beyond the last epoch: keep the last one
+                best = (history["val_selection"][-1], epochs)
+                model.save_weights(str(best_path))
+            # a resumed non-chief worker may have saved no best weights of its own: read the chief's
+            model.load_weights(str(best_path if best_path.exists() else chief_dir / best_path.name))
+            if tmp is None:
+                shutil.rmtree(backup_dir, ignore_errors=True)  # the run is complete
+            return FitResult(history, best[1], resumed, ran)
+        finally:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_history(path: Path, history: dict[str, list[float]]) -> None:
+    """``history.csv``: one row per epoch, columns ``epoch`` and every term (Keras CSVLogger layout)."""
+    keys = sorted(history)
+    n = len(history[keys[0]]) if keys else 0
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["epoch", *keys])
+        for i in range(n):
+            w.writerow([i, *(history[k][i] for k in keys)])
+    tmp.replace(path)
