@@ -97,21 +97,27 @@ def stand_in_corpus(n_train: int, seed: int = 0):
 
 
 def step_rate(trainer, steps: int, cached: bool) -> float:
-    """Examples/s of ``trainer.train_function`` over ``steps`` steps after one warm-up epoch."""
-    def batches():
-        epoch = 0
+    """Examples/s of the train step over ``steps`` steps after one warm-up epoch: fed by the CLI's
+    ``tf.data`` pipeline (``Trainer.train_function``), or by one cached batch (no input pipeline)."""
+    def iterators():  # as Trainer.fit: one iterator over many epochs, each in its own order
+        it = iter(trainer.distributed(trainer.train_pipe, seed=0, epochs=range(1000)))
         while True:
-            yield from trainer.train_batches(epoch)
-            epoch += 1
+            yield it
 
-    it = batches()
+    its = iterators()
     for _ in range(trainer.steps_per_epoch):  # warm-up: tracing, XLA compilation, thread pools
-        logs = trainer.train_function(next(it))
+        logs = trainer.train_function(next(its))
     float(logs["loss"])
-    fixed = next(it)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        logs = trainer.train_function(fixed if cached else next(it))
+    if cached:
+        step = trainer.cached_step_function(next(iter(trainer.train_batches(0))))
+        step()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            logs = step()
+    else:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            logs = trainer.train_function(next(its))
     float(logs["loss"])
     return steps * trainer.global_batch / (time.perf_counter() - t0)
 

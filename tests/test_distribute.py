@@ -43,11 +43,13 @@ for name, strategy, per_replica in [("one", make_strategy("default"), 32), ("two
     m.adapt_normalizer(corpus.splits["train"].features)
     t = Trainer(m, strategy, corpus, per_replica, seed=0, verbose=0)
     sizes = [[int(v.shape[0]) for v in strategy.experimental_local_results(b["features"])] for b in t.train_batches(0)]
+    assert t.steps_per_epoch == len(sizes) == 3, (t.steps_per_epoch, sizes)
     hist = {}
     for epoch in range(2):
         t._reset_metrics()
-        for b in t.train_batches(epoch):
-            t.train_function(b)
+        it = iter(t.train_batches(epoch))
+        for _ in range(t.steps_per_epoch):
+            t.train_function(it)
         hist = t._results(training=True)
     out[name] = ([w.numpy() for w in m.trainable_weights], hist["loss"], strategy.num_replicas_in_sync, sizes,
                  t.evaluate()["emo"])

@@ -169,19 +169,28 @@ def validate_corpus(corpus: Corpus, expected_dim: int | None = None, max_listed:
         raise DataError(f"dataset {corpus.name} cannot be used:\n  - " + "\n  - ".join(errs))
 
 
+def _order(n: int, seed, epoch):
+    """Epoch ``epoch``'s training order: a permutation drawn from ``(seed, epoch)`` alone (stateless), so
+    every worker sees the same order and a resumed run replays the epoch it was interrupted in."""
+    import tensorflow as tf
+
+    keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)]))
+    return tf.cast(tf.argsort(keys, stable=True), tf.int32)
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-    """The training order of epoch ``epoch``: a permutation drawn from ``(seed, epoch)`` alone, so every
-    worker sees the same order and a resumed run replays the epoch it was interrupted in."""
-    return np.random.default_rng([seed, epoch]).permutation(n)
+    """The training order of ``epoch`` (see :func:`_order`) as numpy."""
+    return _order(n, seed, epoch).numpy()
 
 
 class SplitPipeline:
     """``tf.data`` pipelines over one split held in memory as tensors (created once).
 
-    Each call to :meth:`dataset` gives ``{"features", "emotion", "speaker"}`` batches in a given
-    order, restricted to one shard (``tf.distribute`` input pipeline) and optionally skipping the
-    batches a resumed run has already trained on. Rows are gathered per batch, so a new epoch
-    order costs one index vector.
+    :meth:`dataset` streams ``{"features", "emotion", "speaker"}`` batches for a range of epochs
+    through one iterator: each epoch in its own order (training) or in file order, restricted to one
+    shard (``tf.distribute`` input pipeline), padded with empty batches to a fixed number per epoch
+    so that every replica of every worker takes the same number of steps, and optionally skipping the
+    batches a resumed run has already trained on. Rows are gathered per batch.
     """
 
     def __init__(self, corpus: Corpus, split: str):
@@ -194,17 +203,32 @@ class SplitPipeline:
                             "emotion": tf.constant(sp.emotion.astype(np.int32)),
                             "speaker": tf.constant(corpus.speaker_labels(split))}
 
-    def dataset(self, batch_size: int, order=None, num_shards: int = 1, shard_index: int = 0,
+    def dataset(self, batch_size: int, *, seed: int | None = None, epochs: range = range(1),
+                num_shards: int = 1, shard_index: int = 0, batches_per_epoch: int | None = None,
                 skip_batches: int = 0):
+        """Batches of ``epochs`` (shuffled per epoch when ``seed`` is given), ``batches_per_epoch``
+        per epoch (the shard's own count if None; more are padded with empty batches)."""
         import tensorflow as tf
 
-        idx = np.arange(self.size) if order is None else np.asarray(order)
-        ds = tf.data.Dataset.from_tensor_slices(idx.astype(np.int64))
-        if num_shards > 1:
-            ds = ds.shard(num_shards, shard_index)  # before batching: every worker gets distinct rows
-        ds = ds.batch(batch_size)
+        n = self.size
+        own = -(-len(range(shard_index, n, num_shards)) // batch_size)
+        pad = (batches_per_epoch or own) - own
+        if pad < 0:
+            raise ValueError(f"shard {shard_index} has {own} batches, more than batches_per_epoch={batches_per_epoch}")
+        empty = tf.data.Dataset.from_tensors(tf.zeros([0], tf.int32)).repeat(pad)
+
+        def one_epoch(e):
+            idx = _order(n, seed, e) if seed is not None else tf.range(n, dtype=tf.int32)
+            ds = tf.data.Dataset.from_tensor_slices(idx)
+            if num_shards > 1:
+                ds = ds.shard(num_shards, shard_index)  # before batching: every worker gets distinct rows
+            return ds.batch(batch_size).concatenate(empty)
+
+        ds = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch)
         if skip_batches:
             ds = ds.skip(skip_batches)
+        # flat_map hides the length; state it (Keras' fit and progress bars use it)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(max(0, len(epochs) * (own + pad) - skip_batches)))
         tensors = self.tensors
         ds = ds.map(lambda i: {k: tf.gather(v, i) for k, v in tensors.items()},
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -213,7 +237,7 @@ class SplitPipeline:
 
 def make_dataset(corpus: Corpus, split: str, batch_size: int, training: bool = False, seed: int = 0,
                  epoch: int = 0):
-    """A ``tf.data`` pipeline of ``{"features", "emotion", "speaker"}`` batches; ``training`` shuffles
-    in the order :func:`epoch_order` gives for ``(seed, epoch)``."""
-    pipe = SplitPipeline(corpus, split)
-    return pipe.dataset(batch_size, epoch_order(pipe.size, seed, epoch) if training else None)
+    """A ``tf.data`` pipeline of one epoch of ``{"features", "emotion", "speaker"}`` batches; ``training``
+    shuffles in the order :func:`epoch_order` gives for ``(seed, epoch)``."""
+    return SplitPipeline(corpus, split).dataset(batch_size, seed=seed if training else None,
+                                                epochs=range(epoch, epoch + 1))

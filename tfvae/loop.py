@@ -5,11 +5,12 @@ so :class:`Trainer` drives the model's own ``train_step`` / ``test_step`` (and t
 objective, ``LRVAE.compute_losses``, paper eq. 4) with ``strategy.run`` under every strategy:
 default, mirrored and multi-worker.
 
-- **Input.** ``strategy.distribute_datasets_from_function``: each input pipeline (worker) takes its
-  shard of the epoch's order (:func:`tfvae.data.epoch_order`, the same on every worker) and batches
-  it with the per-replica batch size. A replica left short at the end of an epoch gets a smaller or
-  empty batch; ``LRVAE.replica_share`` weights every replica by its share of the global batch, so
-  the update equals the single-device one.
+- **Input.** ``strategy.distribute_datasets_from_function`` with one iterator for the whole run:
+  each input pipeline (worker) takes its shard of every epoch's order (:func:`tfvae.data.epoch_order`,
+  the same on every worker), batches it with the per-replica batch size and pads the epoch with empty
+  batches, so every replica takes :meth:`Trainer.steps` steps per epoch. A replica left short at the
+  end of an epoch gets a smaller or empty batch; ``LRVAE.replica_share`` weights every replica by its
+  share of the global batch, so the update equals the single-device one.
 - **Metrics.** Loss terms are Keras metrics (sync-on-read variables); epoch values are read in
   cross-replica context, i.e. aggregated over every replica of every worker.
 - **Fault tolerance.** A ``tf.train.CheckpointManager`` backs up the full training state (weights,
@@ -96,7 +97,7 @@ class Trainer:
         self.global_batch = self.batch_size * self.replicas
         self.train_pipe = SplitPipeline(corpus, "train")
         self.val_pipe = SplitPipeline(corpus, "validation")
-        self.steps_per_epoch = math.ceil(self.train_pipe.size / self.global_batch)
+        self.steps_per_epoch = self.steps(self.train_pipe.size)
         if not model.optimizer.built:
             with strategy.scope():
                 model.optimizer.build(model.trainable_variables)  # slots exist before a restore
@@ -106,13 +107,15 @@ class Trainer:
         def replica_train(batch):
             return model.train_step(batch, gradient_fn=grad_fn)
 
-        def train(batch):
-            logs = strategy.run(replica_train, args=(batch,))
+        def train(iterator):  # the batch is taken inside the graph: no Python work per step
+            logs = strategy.run(replica_train, args=(next(iterator),))
             return strategy.experimental_local_results(logs)[0]  # progress bar: first local replica
 
-        def test(batch):
-            strategy.run(model.test_step, args=(batch,))
+        def test(iterator):
+            strategy.run(model.test_step, args=(next(iterator),))
 
+        self._replica_train = replica_train
+        self._val_iterator = None
         self.train_function = tf.function(train, reduce_retracing=True)
         self.test_function = tf.function(test, reduce_retracing=True)
         self._progress = tf.Variable([0, 0], dtype=tf.int64, trainable=False, name="epoch_and_step")
@@ -123,18 +126,30 @@ class Trainer:
             progress=self._progress, state=self._state)
 
     # ------------------------------------------------------------------ data
-    def distributed(self, pipe: SplitPipeline, order=None, skip_steps: int = 0):
-        """Per-replica batches of ``pipe`` in ``order`` for this strategy, skipping ``skip_steps`` steps."""
+    def steps(self, rows: int) -> int:
+        """Steps that cover ``rows`` examples: the largest shard's batches over its local replicas.
+
+        Shorter shards (other workers) get empty batches in their last steps (tf.distribute pads them).
+        """
+        workers = max(1, self.role.num_workers)
+        local = max(1, self.replicas // workers)
+        return math.ceil(math.ceil(math.ceil(rows / workers) / self.batch_size) / local)
+
+    def distributed(self, pipe: SplitPipeline, *, seed: int | None = None, epochs: range = range(1),
+                    skip_steps: int = 0):
+        """Per-replica batches of ``pipe`` for ``epochs`` under this strategy, ``self.steps(pipe.size)``
+        steps per epoch on every replica, skipping the first ``skip_steps`` steps."""
         def fn(ctx: tf.distribute.InputContext):
             local = max(1, self.replicas // ctx.num_input_pipelines)  # replicas fed by this pipeline
-            return pipe.dataset(ctx.get_per_replica_batch_size(self.global_batch), order,
-                                ctx.num_input_pipelines, ctx.input_pipeline_id, skip_steps * local)
+            return pipe.dataset(ctx.get_per_replica_batch_size(self.global_batch), seed=seed, epochs=epochs,
+                                num_shards=ctx.num_input_pipelines, shard_index=ctx.input_pipeline_id,
+                                batches_per_epoch=self.steps(pipe.size) * local, skip_batches=skip_steps * local)
 
         return self.strategy.distribute_datasets_from_function(fn)
 
     def train_batches(self, epoch: int, skip_steps: int = 0):
         """The distributed training batches of ``epoch`` (0-based), as the train CLI iterates them."""
-        return self.distributed(self.train_pipe, epoch_order(self.train_pipe.size, self.seed, epoch), skip_steps)
+        return self.distributed(self.train_pipe, seed=self.seed, epochs=range(epoch, epoch + 1), skip_steps=skip_steps)
 
     # ------------------------------------------------------------------ metrics
     def _reset_metrics(self) -> None:
@@ -147,9 +162,15 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Every loss term on the validation split, aggregated over all replicas."""
         self._reset_metrics()
-        for batch in self.distributed(self.val_pipe):
-            self.test_function(batch)
+        if self._val_iterator is None:  # one iterator for every evaluation: one pass per call
+            self._val_iterator = iter(self.distributed(self.val_pipe, epochs=range(1 << 40)))
+        for _ in range(self.steps(self.val_pipe.size)):
+            self.test_function(self._val_iterator)
         return self._results(training=False)
+
+    def cached_step_function(self, batch):
+        """The train step on one fixed distributed ``batch`` (no input pipeline): for benchmarks."""
+        return tf.function(lambda: self.strategy.run(self._replica_train, args=(batch,)))
 
     # ------------------------------------------------------------------ backup
     def _restore(self, backup_dir: Path, fingerprint: str) -> dict | None:
@@ -200,6 +221,9 @@ class Trainer:
                 manager.save(checkpoint_number=epoch * self.steps_per_epoch + step)
 
             ran = []
+            # one iterator for the whole run: every epoch in its own order, resumed runs skip what is done
+            iterator = iter(self.distributed(self.train_pipe, seed=self.seed, epochs=range(start_epoch, epochs),
+                                             skip_steps=start_step))
             for epoch in range(start_epoch, epochs):
                 skip = start_step if epoch == start_epoch else 0
                 if not skip:
@@ -208,10 +232,8 @@ class Trainer:
                                           stateful_metrics=list(model.trackers) + [f"val_{k}" for k in model.trackers])
                 if self.verbose == 1 and self.role.is_chief:
                     print(f"Epoch {epoch + 1}/{epochs}")
-                step = skip
-                for batch in self.train_batches(epoch, skip):
-                    logs = self.train_function(batch)
-                    step += 1
+                for step in range(skip + 1, self.steps_per_epoch + 1):
+                    logs = self.train_function(iterator)
                     if self.verbose == 1 and self.role.is_chief:
                         bar.update(step, [(k, float(v)) for k, v in logs.items()])
                     if backup_every and step % backup_every == 0 and step < self.steps_per_epoch:

@@ -64,6 +64,7 @@ def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None
     from tfvae.distribute import scaled_learning_rate
     from tfvae.loop import Trainer
     from tfvae.model import build_model
+    from tfvae.optimizers import FusedAdam
 
     keras.mixed_precision.set_global_policy(cfg.precision)
     keras.utils.set_random_seed(cfg.seed)  # here: building a dataset first must not change results
@@ -73,7 +74,7 @@ def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None
     with strategy.scope():
         model = build_model(cfg, corpus.dim, len(corpus.emotion_names), len(corpus.speaker_index()),
                             total_steps=steps_per_epoch * cfg.epochs, protect=protect)
-        optimizer = keras.optimizers.Adam(lr)
+        optimizer = FusedAdam(lr)
         if cfg.precision == "mixed_float16":  # dynamic loss scaling keeps float16 gradients finite
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         model.compile(optimizer=optimizer)
