@@ -11,7 +11,8 @@ Measured in one run, on whatever devices TensorFlow sees (2 CPU cores in CI):
 3. examples/s of ``Trainer.train_function`` -- the step the train CLI runs (``tfvae.train.build_trainer``,
    default layer sizes, batch 128, Adam update included) -- without and with ``--jit_compile``, fed
    (a) by the CLI's own ``tf.data`` pipeline and (b) by one cached batch (no input pipeline);
-4. achieved FLOP/s = FLOPs/example x examples/s, as a fraction of the matmul peak.
+4. achieved FLOP/s = FLOPs/example x examples/s, as a fraction of the matmul peak;
+5. where the time goes: the forward + backward pass alone and the optimizer update alone.
 
 Without ``--dataset`` the corpus is an in-memory stand-in with the IS10 shape (1582 features, 5
 emotions, 32 training speakers, 8192 training utterances, values drawn from a seeded normal
@@ -122,6 +123,28 @@ def step_rate(trainer, steps: int, cached: bool) -> float:
     return steps * trainer.global_batch / (time.perf_counter() - t0)
 
 
+def breakdown(model, trainer, reps: int = 100) -> dict[str, float]:
+    """ms per call of the step's parts on one cached batch: forward + backward, optimizer update."""
+    import tensorflow as tf
+
+    batch = next(iter(trainer.train_batches(0)))
+    share = tf.constant(1.0)
+    grads_fn = tf.function(model.compute_gradients)
+    grads = grads_fn(batch, share)[0]
+    update = tf.function(lambda g: model.optimizer.apply_gradients(zip(g, model.trainable_variables)))
+    out = {}
+    for name, fn in (("forward+backward (compute_gradients)", lambda: grads_fn(batch, share)[1]),
+                     ("optimizer update (fused Adam)", lambda: update(grads))):
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            r = fn()
+        if r is not None:
+            float(r)
+        out[name] = (time.perf_counter() - t0) / reps * 1e3
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=300, help="timed steps per measurement")
@@ -158,6 +181,7 @@ def main() -> None:
         cfg = TrainConfig(dataset=corpus.name, method=args.method, jit_compile=jit, verbose=0)
         model, trainer = build_trainer(cfg, corpus, make_strategy(cfg.strategy))
         if not jit:
+            parts = breakdown(model, trainer)
             flops, flops_a = profiled_flops(model, cfg.batch_size), analytic_flops(model)
             print(f"{args.method}, batch {cfg.batch_size}, encoder {cfg.encoder_units}, latent {cfg.latent_dim}, "
                   f"heads {cfg.head_units}: {flops / 1e6:.2f} MFLOP/example forward+backward (profiler), "
@@ -174,6 +198,8 @@ def main() -> None:
                   f"{rate * flops / 1e9:.1f} | {rate * flops / peak:.1%} |")
     for jit, piped, cached in rows:
         print(f"input pipeline ({'XLA' if jit else 'no XLA'}): step time with tf.data / cached = {cached / piped:.3f}")
+    for name, ms in parts.items():
+        print(f"part of the step (no XLA, cached batch): {name}: {ms:.2f} ms")
     best = max(r[1] for r in rows)
     print(f"\ngoal: lrvae train step with XLA >= 90% of the matmul peak: measured {rows[1][1] * flops / peak:.1%} "
           f"({'met' if rows[1][1] * flops / peak >= 0.9 else 'not met'}); best {best * flops / peak:.1%}")
