@@ -12,7 +12,8 @@ Measured in one run, on whatever devices TensorFlow sees (2 CPU cores in CI):
    default layer sizes, batch 128, Adam update included) -- without and with ``--jit_compile``, fed
    (a) by the CLI's own ``tf.data`` pipeline and (b) by one cached batch (no input pipeline);
 4. achieved FLOP/s = FLOPs/example x examples/s, as a fraction of the matmul peak;
-5. where the time goes: the forward + backward pass alone and the optimizer update alone.
+5. where the time goes: the forward + backward pass alone and the optimizer update alone (fused
+   Adam as trained, and Keras' element-wise Adam for comparison).
 
 Without ``--dataset`` the corpus is an in-memory stand-in with the IS10 shape (1582 features, 5
 emotions, 32 training speakers, 8192 training utterances, values drawn from a seeded normal
@@ -125,6 +126,7 @@ def step_rate(trainer, steps: int, cached: bool) -> float:
 
 def breakdown(model, trainer, reps: int = 100) -> dict[str, float]:
     """ms per call of the step's parts on one cached batch: forward + backward, optimizer update."""
+    import keras
     import tensorflow as tf
 
     batch = next(iter(trainer.train_batches(0)))
@@ -132,9 +134,13 @@ def breakdown(model, trainer, reps: int = 100) -> dict[str, float]:
     grads_fn = tf.function(model.compute_gradients)
     grads = grads_fn(batch, share)[0]
     update = tf.function(lambda g: model.optimizer.apply_gradients(zip(g, model.trainable_variables)))
+    keras_adam = keras.optimizers.Adam(float(model.optimizer.learning_rate.numpy()))
+    keras_adam.build(model.trainable_variables)
+    keras_update = tf.function(lambda g: keras_adam.apply_gradients(zip(g, model.trainable_variables)))
     out = {}
     for name, fn in (("forward+backward (compute_gradients)", lambda: grads_fn(batch, share)[1]),
-                     ("optimizer update (fused Adam)", lambda: update(grads))):
+                     ("optimizer update (fused Adam, as trained)", lambda: update(grads)),
+                     ("optimizer update (Keras' Adam, for comparison)", lambda: keras_update(grads))):
         fn()
         t0 = time.perf_counter()
         for _ in range(reps):
