@@ -35,7 +35,7 @@ import math
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -56,7 +56,6 @@ class FitResult:
     history: dict[str, list[float]]
     best_epoch: int  # 1-based
     resumed_from: tuple[int, int] | None = None  # (epoch, step) of the backup the run resumed from
-    epochs_run: list[int] = field(default_factory=list)
 
 
 def worker_dirs(role: Role, *paths: Path) -> tuple[list[Path], Path | None]:
@@ -129,7 +128,8 @@ class Trainer:
     def steps(self, rows: int) -> int:
         """Steps that cover ``rows`` examples: the largest shard's batches over its local replicas.
 
-        Shorter shards (other workers) get empty batches in their last steps (tf.distribute pads them).
+        Shorter shards (other workers) and short last batches are padded with empty batches
+        (:meth:`tfvae.data.SplitPipeline.dataset`), so every replica takes this many steps.
         """
         workers = max(1, self.role.num_workers)
         local = max(1, self.replicas // workers)
@@ -220,7 +220,6 @@ class Trainer:
                                                "best_value": best[0], "best_epoch": best[1]}))
                 manager.save(checkpoint_number=epoch * self.steps_per_epoch + step)
 
-            ran = []
             # one iterator for the whole run: every epoch in its own order, resumed runs skip what is done
             iterator = iter(self.distributed(self.train_pipe, seed=self.seed, epochs=range(start_epoch, epochs),
                                              skip_steps=start_step))
@@ -243,7 +242,6 @@ class Trainer:
                 row = {**train_logs, **{f"val_{k}": v for k, v in val_logs.items()}}
                 for k, v in row.items():
                     history.setdefault(k, []).append(v)
-                ran.append(epoch + 1)
                 if epoch + 1 >= select_from_epoch and row["val_selection"] < best[0]:
                     best = (row["val_selection"], epoch + 1)
                     model.save_weights(str(best_path))
@@ -265,7 +263,7 @@ class Trainer:
             model.load_weights(str(best_path if best_path.exists() else chief_dir / best_path.name))
             if tmp is None:
                 shutil.rmtree(backup_dir, ignore_errors=True)  # the run is complete
-            return FitResult(history, best[1], resumed, ran)
+            return FitResult(history, best[1], resumed)
         finally:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
