@@ -101,14 +101,10 @@ def stand_in_corpus(n_train: int, seed: int = 0):
 def step_rate(trainer, steps: int, cached: bool) -> float:
     """Examples/s of the train step over ``steps`` steps after one warm-up epoch: fed by the CLI's
     ``tf.data`` pipeline (``Trainer.train_function``), or by one cached batch (no input pipeline)."""
-    def iterators():  # as Trainer.fit: one iterator over many epochs, each in its own order
-        it = iter(trainer.distributed(trainer.train_pipe, seed=0, epochs=range(1000)))
-        while True:
-            yield it
-
-    its = iterators()
+    # as Trainer.fit: one iterator over many epochs, each in its own order
+    it = iter(trainer.distributed(trainer.train_pipe, seed=0, epochs=range(1000)))
     for _ in range(trainer.steps_per_epoch):  # warm-up: tracing, XLA compilation, thread pools
-        logs = trainer.train_function(next(its))
+        logs = trainer.train_function(it)
     float(logs["loss"])
     if cached:
         step = trainer.cached_step_function(next(iter(trainer.train_batches(0))))
@@ -119,7 +115,7 @@ def step_rate(trainer, steps: int, cached: bool) -> float:
     else:
         t0 = time.perf_counter()
         for _ in range(steps):
-            logs = trainer.train_function(next(its))
+            logs = trainer.train_function(it)
     float(logs["loss"])
     return steps * trainer.global_batch / (time.perf_counter() - t0)
 

@@ -43,7 +43,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae.config import ConfigError
-from tfvae.data import Corpus, SplitPipeline, epoch_order
+from tfvae.data import Corpus, SplitPipeline
 from tfvae.distribute import Role
 
 
@@ -55,7 +55,6 @@ class BackupMismatchError(ConfigError):
 class FitResult:
     history: dict[str, list[float]]
     best_epoch: int  # 1-based
-    resumed_from: tuple[int, int] | None = None  # (epoch, step) of the backup the run resumed from
 
 
 def worker_dirs(role: Role, *paths: Path) -> tuple[list[Path], Path | None]:
@@ -186,7 +185,7 @@ class Trainer:
         return state
 
     def fit(self, epochs: int, run_dir: Path, *, select_from_epoch: int = 1, backup_every: int = 0,
-            fingerprint: str = "", tensorboard: bool = True) -> FitResult:
+            fingerprint: str = "") -> FitResult:
         """Train for ``epochs`` epochs, writing into ``run_dir`` (a temporary one on non-chief workers).
 
         Keeps the weights with the lowest ``val_selection`` among epochs >= ``select_from_epoch``
@@ -204,12 +203,11 @@ class Trainer:
             history: dict[str, list[float]] = state["history"] if state else {}
             best = (state["best_value"], state["best_epoch"]) if state else (math.inf, 0)
             start_epoch, start_step = (int(x) for x in self._progress.numpy()) if state else (0, 0)
-            resumed = (start_epoch, start_step) if state else None
-            if resumed and self.verbose:
+            if state and self.verbose:
                 print(f"[tfvae] resuming from backup {tf.train.latest_checkpoint(str(chief_dir / 'backup'))}: "
                       f"epoch {start_epoch + 1}, step {start_step}")
             writers = {}
-            if tensorboard and tmp is None:
+            if tmp is None:
                 logdir = run_dir / "tb" / time.strftime("%Y%m%d-%H%M%S")
                 writers = {k: tf.summary.create_file_writer(str(logdir / k)) for k in ("train", "validation")}
             best_path = run_dir / "best.weights.h5"
@@ -263,7 +261,7 @@ class Trainer:
             model.load_weights(str(best_path if best_path.exists() else chief_dir / best_path.name))
             if tmp is None:
                 shutil.rmtree(backup_dir, ignore_errors=True)  # the run is complete
-            return FitResult(history, best[1], resumed)
+            return FitResult(history, best[1])
         finally:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
