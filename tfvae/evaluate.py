@@ -1,163 +1,35 @@
-"""Downstream probes on (masked) representations: emotion WF1 and speaker-verification EER.
+"""The one evaluation path of tfvae: utility and worst-case leakage of a representation, with
+speaker-level uncertainty. ``python -m tfvae.train``'s test report, Table 1, nested tuning and the
+export's privacy report all call :func:`evaluate_view`.
 
-An attacker or host who holds the encoded training set and its labels (paper section 3.1)
-fits a model on it and applies it to unseen speakers.
+Protocol (paper section 3.1, made sceptic-proof):
+
+- every attacker of :mod:`tfvae.attackers` is fit on the encoded *training* split and scored on
+  the *validation* speakers and on the *test* speakers;
+- **utility** of a task = the attacker with the best *validation* score (chosen without looking
+  at test speakers); the paper's MLP is reported beside it;
+- **leakage** of a task = the worst case over the suite on the *test* speakers (highest emotion
+  WF1, lowest EER), counted only above chance: a privacy cell is ``max(WF1, chance)`` and
+  ``min(EER, 0.5)``;
+- SER: weighted F1, UAR, per-class recall, confusion matrix; SV: EER, minDCF (p_target 0.01) and
+  miss rate at 1 % false alarms on the trials of :func:`tfvae.metrics.sample_trials` (bounded
+  memory, the same trials for every representation of a split);
+- every reported number gets a 95 % speaker-level bootstrap interval (test speakers resampled with
+  replacement) and per-speaker values for paired tests.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import f1_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
-from tfvae.metrics import cosine_trials, eer
+from tfvae.attackers import (EMOTION_ATTACKERS, FAST_ATTACKERS, PAPER_ATTACKERS, SPEAKER_ATTACKERS,
+                             fit_emotion_attacker, fit_speaker_attacker)
+from tfvae.metrics import Trials, eer, sample_trials, sv_metrics, weighted_eer
 
-#: Largest number of training rows a probe is fit on (a seeded sample beyond that).
-MAX_FIT_ROWS = 20000
-
-
-def _subsample(x, y, seed):
-    if len(x) <= MAX_FIT_ROWS:
-        return x, y
-    idx = np.random.default_rng(seed).choice(len(x), MAX_FIT_ROWS, replace=False)
-    return x[idx], y[idx]
-
-
-def emotion_probe(z_train, y_train, z_eval, y_eval, seed: int = 0) -> float:
-    """Weighted F1 of a logistic-regression emotion classifier fit on ``z_train``."""
-    x, y = _subsample(np.asarray(z_train), np.asarray(y_train), seed)
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
-    clf.fit(x, y)
-    return float(f1_score(y_eval, clf.predict(z_eval), average="weighted"))
-
-
-def speaker_probe(z_train, spk_train, z_eval, spk_eval, max_trials: int | None = 2_000_000) -> float:
-    """EER of cosine scoring in an LDA space fit on the training speakers."""
-    x, y = _subsample(np.asarray(z_train), np.asarray(spk_train), 0)
-    n_comp = max(1, min(len(set(y.tolist())) - 1, x.shape[1]))
-    lda = make_pipeline(StandardScaler(), LinearDiscriminantAnalysis(n_components=n_comp))
-    lda.fit(x, y)
-    scores, labels = cosine_trials(lda.transform(z_eval), spk_eval, max_trials=max_trials)
-    return eer(scores, labels)
-
-
-def evaluate_views(outputs: dict, emotion: dict, speaker: dict, masks: dict, seed: int = 0,
-                   split: str = "test") -> dict:
-    """Emotion WF1 and speaker EER on ``split`` for the full latent ("origin"), each masked view,
-    and the model's own heads (emotion classifier, speaker-embedding cosine scoring).
-
-    ``outputs[s]`` are the model's inference outputs for split ``s`` (``latent`` and, where the
-    model has them, ``emotion_probabilities`` and ``speaker_embedding``).
-    """
-    z_tr, z_ev = outputs["train"]["latent"], outputs[split]["latent"]
-    views = {"origin": np.ones(z_tr.shape[1], bool), **{k: np.asarray(m) > 0 for k, m in masks.items()}}
-    res = {}
-    for view, keep in views.items():
-        res[view] = {
-            "nodes": int(keep.sum()),
-            "emotion_wf1": emotion_probe(z_tr[:, keep], emotion["train"], z_ev[:, keep], emotion[split], seed=seed),
-            "speaker_eer": speaker_probe(z_tr[:, keep], speaker["train"], z_ev[:, keep], speaker[split]),
-        }
-    out = outputs[split]
-    if "emotion_probabilities" in out or "speaker_embedding" in out:
-        heads = {"nodes": int(z_tr.shape[1]), "emotion_wf1": float("nan"), "speaker_eer": float("nan")}
-        if "emotion_probabilities" in out:
-            pred = np.argmax(out["emotion_probabilities"], axis=1)
-            heads["emotion_wf1"] = float(f1_score(emotion[split], pred, average="weighted"))
-        if "speaker_embedding" in out:
-            heads["speaker_eer"] = eer(*cosine_trials(out["speaker_embedding"], speaker[split]))
-        res["model_heads"] = heads
-    return res
-
-
-# ---------------------------------------------------------------------------------------------
-# The privacy protocol's attacker suite (paper section 3.1: the attacker holds the encoded
-# training set and its labels). Privacy claims use the strongest attacker.
-# ---------------------------------------------------------------------------------------------
-
-EMOTION_ATTACKERS = ("mlp", "logreg", "knn_cosine")
-SPEAKER_ATTACKERS = ("mlp_embedding", "lda_cosine", "logreg_posteriors", "cosine")
-
-
-def _mlp(seed: int, hidden=(256, 128)):
-    from sklearn.neural_network import MLPClassifier
-
-    return MLPClassifier(hidden_layer_sizes=hidden, alpha=1e-4, max_iter=300, early_stopping=True,
-                         validation_fraction=0.15, n_iter_no_change=15, random_state=seed)
-
-
-def _hidden(mlp, x):
-    """Last hidden layer (ReLU) of a fitted sklearn MLP: the speaker embedding of the paper."""
-    h = x
-    for w, b in zip(mlp.coefs_[:-1], mlp.intercepts_[:-1]):
-        h = np.maximum(h @ w + b, 0.0)
-    return h
-
-
-def _standardized(z_train, labels, z_eval, seed):
-    """Training rows (subsampled beyond MAX_FIT_ROWS) and eval rows, standardised on training."""
-    x, y = _subsample(np.asarray(z_train, np.float64), np.asarray(labels), seed)
-    scaler = StandardScaler().fit(x)
-    return scaler.transform(x), y, scaler.transform(np.asarray(z_eval, np.float64))
-
-
-def emotion_attacks(z_train, y_train, z_eval, y_eval, seed: int = 0,
-                    attackers=EMOTION_ATTACKERS) -> dict:
-    """Weighted F1 and unweighted average recall of each emotion attacker on ``z_eval``."""
-    from sklearn.metrics import balanced_accuracy_score
-    from sklearn.neighbors import KNeighborsClassifier
-
-    xs, y, es = _standardized(z_train, y_train, z_eval, seed)
-    out = {}
-    for name in attackers:
-        if name == "mlp":
-            clf = _mlp(seed)
-        elif name == "logreg":
-            clf = LogisticRegression(max_iter=3000, random_state=seed)
-        elif name == "knn_cosine":
-            clf = KNeighborsClassifier(n_neighbors=min(10, len(xs)), metric="cosine", weights="distance")
-        else:
-            raise ValueError(f"unknown emotion attacker {name!r}; choose from {EMOTION_ATTACKERS}")
-        pred = clf.fit(xs, y).predict(es)
-        out[name] = {"wf1": float(f1_score(y_eval, pred, average="weighted")),
-                     "uar": float(balanced_accuracy_score(y_eval, pred))}
-    return out
-
-
-def speaker_attacks(z_train, spk_train, z_eval, spk_eval, seed: int = 0, attackers=SPEAKER_ATTACKERS,
-                    max_trials: int | None = 2_000_000, p_target: float = 0.01) -> dict:
-    """Speaker verification on unseen speakers: each attacker maps ``z`` to an embedding,
-    trials are all pairs of ``z_eval`` (or a seeded sample of ``max_trials``), scored by cosine."""
-    from tfvae.metrics import min_dcf
-
-    xs, y, es = _standardized(z_train, spk_train, z_eval, seed)
-    out = {}
-    for name in attackers:
-        if name == "mlp_embedding":
-            emb = _hidden(_mlp(seed).fit(xs, y), es)
-        elif name == "lda_cosine":
-            n_comp = max(1, min(len(set(y.tolist())) - 1, xs.shape[1]))
-            emb = LinearDiscriminantAnalysis(n_components=n_comp).fit(xs, y).transform(es)
-        elif name == "logreg_posteriors":
-            emb = LogisticRegression(max_iter=3000, random_state=seed).fit(xs, y).predict_log_proba(es)
-            emb = emb - emb.mean(axis=1, keepdims=True)
-        elif name == "cosine":
-            emb = es
-        else:
-            raise ValueError(f"unknown speaker attacker {name!r}; choose from {SPEAKER_ATTACKERS}")
-        scores, labels = cosine_trials(emb, spk_eval, max_trials=max_trials, seed=seed)
-        out[name] = {"eer": eer(scores, labels), "min_dcf": min_dcf(scores, labels, p_target),
-                     "target_trials": int(labels.sum()), "nontarget_trials": int(len(labels) - labels.sum())}
-    return out
-
-
-def strongest(results: dict, metric: str, chance: float) -> tuple[str, dict]:
-    """The attacker whose ``metric`` is furthest from ``chance`` (most harmful to privacy)."""
-    name = max(results, key=lambda k: abs(results[k][metric] - chance))
-    return name, results[name]
+#: Bootstrap replicates per cell and the largest trial list a bootstrap replicate scores.
+BOOTSTRAP = 1000
+BOOTSTRAP_TRIALS = 100_000
+CHANCE_EER = 0.5
 
 
 def chance_wf1(y_eval) -> dict:
@@ -167,3 +39,243 @@ def chance_wf1(y_eval) -> dict:
     shares = counts / counts.sum()
     top = float(shares.max())
     return {"stratified": float(np.sum(shares ** 2)), "majority": top * 2 * top / (1 + top)}
+
+
+# --------------------------------------------------------------------------------- emotion metrics
+def confusion(y_true, y_pred, n_classes: int) -> np.ndarray:
+    """Counts ``C[true, predicted]``."""
+    c = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(c, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
+    return c
+
+
+def wf1_uar(c) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted F1 (scikit-learn's ``average="weighted"``, zero where undefined) and UAR of one
+    confusion matrix or a stack of them (..., K, K)."""
+    c = np.asarray(c, np.float64)
+    tp = np.diagonal(c, axis1=-2, axis2=-1)
+    support, predicted = c.sum(-1), c.sum(-2)
+    prec = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    rec = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    f1 = np.divide(2 * prec * rec, prec + rec, out=np.zeros_like(tp), where=(prec + rec) > 0)
+    total = support.sum(-1)
+    wf1 = (f1 * support).sum(-1) / np.maximum(total, 1)
+    present = support > 0
+    uar = (rec * present).sum(-1) / np.maximum(present.sum(-1), 1)
+    return wf1, uar
+
+
+def emotion_report(y_true, y_pred, n_classes: int) -> dict:
+    c = confusion(y_true, y_pred, n_classes)
+    wf1, uar = wf1_uar(c)
+    support = c.sum(1)
+    recall = np.divide(np.diag(c), support, out=np.full(n_classes, np.nan), where=support > 0)
+    return {"wf1": float(wf1), "uar": float(uar), "per_class_recall": [None if np.isnan(r) else float(r) for r in recall],
+            "confusion": c.tolist()}
+
+
+# --------------------------------------------------------------------------------- bootstrap
+def speaker_weights(n_speakers: int, n: int = BOOTSTRAP, seed: int = 0) -> np.ndarray:
+    """``n`` x ``n_speakers`` multiplicities of speakers drawn with replacement."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n_speakers, np.full(n_speakers, 1.0 / n_speakers), size=n).astype(np.float64)
+
+
+def emotion_bootstrap(y_true, y_pred, spk_codes, n_classes: int, w) -> dict:
+    """Bootstrap replicates of WF1/UAR and per-speaker WF1 (paired tests)."""
+    s = int(spk_codes.max()) + 1
+    per = np.zeros((s, n_classes, n_classes))
+    np.add.at(per, (spk_codes, np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
+    wf1, uar = wf1_uar(np.einsum("bs,skl->bkl", w, per))
+    return {"wf1": wf1, "uar": uar, "per_speaker_wf1": wf1_uar(per)[0]}
+
+
+def sv_bootstrap(scores, trials: Trials, spk_codes, w, seed: int = 0) -> dict:
+    """Bootstrap replicates of the EER (a trial between speakers a and b weighs w_a * w_b, a
+    target trial of a weighs w_a) and per-speaker EER (trials involving the speaker)."""
+    idx = np.arange(len(trials))
+    if idx.size > BOOTSTRAP_TRIALS:
+        idx = np.sort(np.random.default_rng(seed).choice(idx.size, BOOTSTRAP_TRIALS, replace=False))
+    sc = np.asarray(scores, np.float64)[idx]
+    lab = trials.label[idx].astype(bool)
+    sa, sb = spk_codes[trials.i[idx]], spk_codes[trials.j[idx]]
+    order = np.argsort(-sc, kind="stable")
+    sc, lab, sa, sb = sc[order], lab[order], sa[order], sb[order]
+    reps = [np.zeros(0)]
+    for r in range(0, len(w), 50):
+        ww = w[r:r + 50]
+        tw = np.where(lab, ww[:, sa], ww[:, sa] * ww[:, sb])
+        reps.append(weighted_eer(sc, lab, tw))
+    per = []
+    for s in range(int(spk_codes.max()) + 1):
+        m = (sa == s) | (sb == s)
+        ok = lab[m].any() and (~lab[m]).any()
+        per.append(eer(sc[m], lab[m]) if ok else np.nan)
+    return {"eer": np.concatenate(reps), "per_speaker_eer": np.asarray(per)}
+
+
+def interval(replicates) -> list[float]:
+    """95 % percentile interval of bootstrap replicates (NaN replicates ignored)."""
+    r = np.asarray(replicates, np.float64)
+    r = r[np.isfinite(r)]
+    return [float(np.percentile(r, 2.5)), float(np.percentile(r, 97.5))] if r.size else [float("nan")] * 2
+
+
+# --------------------------------------------------------------------------------- one view
+def _standardize(z_tr, *others):
+    from sklearn.preprocessing import StandardScaler
+
+    sc = StandardScaler().fit(np.asarray(z_tr, np.float64))
+    return [sc.transform(np.asarray(z_tr, np.float64))] + [sc.transform(np.asarray(o, np.float64)) for o in others]
+
+
+class EvalSplits:
+    """Labels of the train, validation and test parts of one fold, and their trial lists (sampled
+    once per split, seeded, so every representation is scored on the same trials)."""
+
+    def __init__(self, corpus, n_classes: int | None = None, seed: int = 0, bootstrap: int = BOOTSTRAP):
+        sp = corpus.splits
+        self.emotion = {k: np.asarray(sp[k].emotion) for k in ("train", "validation", "test")}
+        self.speaker = {k: np.asarray(sp[k].speaker) for k in ("train", "validation", "test")}
+        self.n_classes = n_classes or len(corpus.emotion_names)
+        self.seed = seed
+        self.trials = {k: sample_trials(self.speaker[k], seed=seed) for k in ("validation", "test")}
+        self.codes = {k: np.unique(self.speaker[k], return_inverse=True)[1] for k in ("validation", "test")}
+        self.weights = speaker_weights(int(self.codes["test"].max()) + 1, n=bootstrap, seed=seed)
+        self.chance = chance_wf1(self.emotion["test"])
+
+
+def _pick(results: dict, metric: str, on: str, best) -> str:
+    vals = {k: r[on][metric] for k, r in results.items()}
+    return best(vals, key=vals.get)
+
+
+def _emotion_cell(name, pred, ev: EvalSplits) -> dict:
+    y = ev.emotion["test"]
+    rep = emotion_report(y, pred, ev.n_classes)
+    b = emotion_bootstrap(y, pred, ev.codes["test"], ev.n_classes, ev.weights)
+    return {"by": name, **rep, "ci_wf1": interval(b["wf1"]), "ci_uar": interval(b["uar"]),
+            "_boot": b["wf1"], "_per_speaker": b["per_speaker_wf1"]}
+
+
+def _speaker_cell(name, scores, ev: EvalSplits) -> dict:
+    t = ev.trials["test"]
+    m = sv_metrics(scores, t.label)
+    b = sv_bootstrap(scores, t, ev.codes["test"], ev.weights, seed=ev.seed)
+    return {"by": name, **m, "ci_eer": interval(b["eer"]), "_boot": b["eer"], "_per_speaker": b["per_speaker_eer"]}
+
+
+def evaluate_view(z, ev: EvalSplits, tasks=("emotion", "speaker"), emotion_attackers=EMOTION_ATTACKERS,
+                  speaker_attackers=SPEAKER_ATTACKERS, seed: int = 0) -> dict:
+    """Every attacker on one representation ``z = {"train", "validation", "test"}`` (arrays).
+
+    Returns, per task, ``attackers`` (each one's test and validation scores), ``utility`` (the
+    attacker best on validation), ``paper`` (the paper's MLP, when in the suite) and ``worst``
+    (the attacker best on test: the leakage). Cells carry 95 % bootstrap intervals; keys starting
+    with ``_`` hold bootstrap replicates and per-speaker values (not for JSON).
+    """
+    xs_tr, xs_va, xs_te = _standardize(z["train"], z["validation"], z["test"])
+    out = {"nodes": int(xs_tr.shape[1])}
+    if "emotion" in tasks:
+        res, preds = {}, {}
+        for name in emotion_attackers:
+            clf = fit_emotion_attacker(name, xs_tr, ev.emotion["train"], xs_va, ev.emotion["validation"], seed)
+            preds[name] = clf.predict(xs_te)
+            va = emotion_report(ev.emotion["validation"], clf.predict(xs_va), ev.n_classes)
+            te = emotion_report(ev.emotion["test"], preds[name], ev.n_classes)
+            res[name] = {"test": {"wf1": te["wf1"], "uar": te["uar"]}, "validation": {"wf1": va["wf1"], "uar": va["uar"]}}
+        out["emotion"] = _cells(res, "wf1", max, lambda n: _emotion_cell(n, preds[n], ev), "emotion")
+    if "speaker" in tasks:
+        res, scores = {}, {}
+        for name in speaker_attackers:
+            emb = fit_speaker_attacker(name, xs_tr, ev.speaker["train"], xs_va, ev.speaker["validation"], seed)
+            scores[name] = ev.trials["test"].score(emb.embed(xs_te))
+            va = ev.trials["validation"].score(emb.embed(xs_va))
+            res[name] = {"test": sv_metrics(scores[name], ev.trials["test"].label),
+                         "validation": {"eer": eer(va, ev.trials["validation"].label)}}
+        out["speaker"] = _cells(res, "eer", min, lambda n: _speaker_cell(n, scores[n], ev), "speaker")
+    return out
+
+
+def _cells(res: dict, metric: str, best, make, task: str) -> dict:
+    picks = {"utility": _pick(res, metric, "validation", best), "worst": _pick(res, metric, "test", best)}
+    if PAPER_ATTACKERS[task] in res:
+        picks["paper"] = PAPER_ATTACKERS[task]
+    made = {n: make(n) for n in set(picks.values())}
+    return {"attackers": res, **{k: made[n] for k, n in picks.items()}}
+
+
+def evaluate_heads(outputs: dict, ev: EvalSplits) -> dict:
+    """The model's own heads on test (the paper's DNN baseline): emotion classifier and
+    speaker-branch embedding; the same cells as :func:`evaluate_view` (``by`` = ``model``)."""
+    out = {"nodes": None}
+    te = outputs["test"]
+    if "emotion_probabilities" in te:
+        c = _emotion_cell("model", np.argmax(te["emotion_probabilities"], axis=1), ev)
+        out["emotion"] = {"attackers": {}, "utility": c, "worst": c, "paper": c}
+    if "speaker_embedding" in te:
+        c = _speaker_cell("model", ev.trials["test"].score(te["speaker_embedding"]), ev)
+        out["speaker"] = {"attackers": {}, "utility": c, "worst": c, "paper": c}
+    return out
+
+
+def privacy_cell(cell: dict, task: str, chance: float) -> dict:
+    """A worst-case cell with leakage counted only above chance: WF1 ``max(., chance)`` and
+    EER ``min(., 0.5)``; ``raw`` keeps the attacker's own value."""
+    key, clip = ("wf1", lambda v: np.maximum(v, chance)) if task == "emotion" else \
+        ("eer", lambda v: np.minimum(v, CHANCE_EER))
+    return {**cell, key: float(clip(cell[key])), "raw": cell[key], "at_chance": bool(clip(cell[key]) != cell[key]),
+            "_boot": clip(cell["_boot"]), "ci_" + key: interval(clip(cell["_boot"]))}
+
+
+def public(d):
+    """``d`` without the keys starting with ``_`` (bootstrap replicates), for JSON."""
+    if isinstance(d, dict):
+        return {k: public(v) for k, v in d.items() if not str(k).startswith("_")}
+    if isinstance(d, list):
+        return [public(v) for v in d]
+    return d
+
+
+def evaluate_model(model, outputs: dict, ev: EvalSplits, masks: dict, seed: int = 0, fast: bool = False) -> dict:
+    """Every view of one trained model: ``origin`` (the full latent), each mask in ``masks``, and the
+    model's own heads (``model_heads``). ``fast``: only :data:`FAST_ATTACKERS` (tuning, probes)."""
+    kw = {"emotion_attackers": FAST_ATTACKERS["emotion"], "speaker_attackers": FAST_ATTACKERS["speaker"]} \
+        if fast else {}
+    res = {}
+    if model.parts["vae"]:
+        lat = {k: outputs[k]["latent"] for k in ("train", "validation", "test")}
+        views = {"origin": np.ones(lat["train"].shape[1], bool), **{k: np.asarray(m) > 0 for k, m in masks.items()}}
+        for view, keep in views.items():
+            res[view] = evaluate_view({k: v[:, keep] for k, v in lat.items()}, ev, seed=seed, **kw)
+    res["model_heads"] = evaluate_heads(outputs, ev)
+    return res
+
+
+def probe_scores(z_train, emo_train, spk_train, z_val, emo_val, val_trials: Trials, seed: int = 0) -> tuple[float, float]:
+    """Validation emotion WF1 and EER of the fast linear attackers (:data:`FAST_ATTACKERS`): the
+    probes of mask-cut selection, fit on training rows and scored on validation speakers."""
+    from sklearn.metrics import f1_score
+
+    xs_tr, xs_va = _standardize(z_train, z_val)
+    clf = fit_emotion_attacker(FAST_ATTACKERS["emotion"][0], xs_tr, emo_train, seed=seed)
+    emb = fit_speaker_attacker(FAST_ATTACKERS["speaker"][0], xs_tr, spk_train, seed=seed)
+    wf1 = float(f1_score(emo_val, clf.predict(xs_va), average="weighted"))
+    return wf1, eer(val_trials.score(emb.embed(xs_va)), val_trials.label)
+
+
+def head_selection(outputs: dict, emotion, trials: Trials) -> dict:
+    """Checkpoint-selection scores of a model's own heads on validation speakers: ``uar`` of the
+    emotion classifier, ``eer`` of the speaker-branch embedding (cosine trials), and
+    ``score = (1 - uar) + eer`` over the heads the model has (lower is better): both attributes
+    count, in the same unit (an error rate)."""
+    res, score = {}, 0.0
+    if "emotion_probabilities" in outputs:
+        pred = np.argmax(outputs["emotion_probabilities"], axis=1)
+        res["uar"] = float(wf1_uar(confusion(emotion, pred, outputs["emotion_probabilities"].shape[1]))[1])
+        score += 1.0 - res["uar"]
+    if "speaker_embedding" in outputs:
+        res["eer"] = eer(trials.score(outputs["speaker_embedding"]), trials.label)
+        score += res["eer"]
+    res["score"] = score
+    return res

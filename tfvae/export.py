@@ -50,6 +50,7 @@ import numpy as np
 import tensorflow as tf
 
 METADATA_FILE = "assets.extra/tfvae.json"
+PRIVACY_REPORT_FILE = "assets.extra/privacy_report.json"
 CONFIG_FILE = "models.config"
 #: Which view the privacy-safe export keeps for each protected attribute.
 PROTECT_VIEWS = {"identity": "identity_free", "emotion": "emotion_free"}
@@ -152,10 +153,13 @@ def _write_version(root: Path, version: int | None, write) -> Path:
 
 
 def export_encoder(model, export_dir: str | Path, name: str, masks: dict[str, np.ndarray],
-                   metadata: dict, version: int | None = None, write_config: bool = True) -> Path:
+                   metadata: dict, version: int | None = None, write_config: bool = True,
+                   privacy_report: dict | None = None) -> Path:
     """Write ``model`` as ``<export_dir>/<name>/<version>/`` and return that path.
 
     ``masks`` maps a signature name (``identity_free``, ``emotion_free``) to a 0/1 keep vector.
+    ``privacy_report`` (from :func:`tfvae.train.privacy_report`) is written to
+    ``assets.extra/privacy_report.json``.
     With ``write_config`` (the default) ``<export_dir>/models.config`` is refreshed to cover
     every model directory under ``export_dir``.
     """
@@ -191,6 +195,8 @@ def export_encoder(model, export_dir: str | Path, name: str, masks: dict[str, np
                 "masks": {k: np.asarray(v).astype(int).tolist() for k, v in masks.items()},
                 "privacy_note": "emotion and speaker_embedding read the full latent; they are not masked"}
         _write_metadata(tmp, meta)
+        if privacy_report is not None:
+            _write_metadata(tmp, privacy_report, PRIVACY_REPORT_FILE)
 
     path = _write_version(Path(export_dir) / name, version, write)
     if write_config:
@@ -198,10 +204,10 @@ def export_encoder(model, export_dir: str | Path, name: str, masks: dict[str, np
     return path
 
 
-def _write_metadata(path: Path, meta: dict) -> None:
-    meta_path = path / METADATA_FILE
+def _write_metadata(path: Path, meta: dict, name: str = METADATA_FILE) -> None:
+    meta_path = path / name
     meta_path.parent.mkdir(parents=True, exist_ok=True)
-    meta_path.write_text(json.dumps(meta, indent=2))
+    meta_path.write_text(json.dumps(meta, indent=2, default=float))
 
 
 # ---------------------------------------------------------------------- privacy-safe export

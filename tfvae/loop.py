@@ -13,6 +13,10 @@ default, mirrored and multi-worker.
   share of the global batch, so the update equals the single-device one.
 - **Metrics.** Loss terms are Keras metrics (sync-on-read variables); epoch values are read in
   cross-replica context, i.e. aggregated over every replica of every worker.
+- **Checkpoint selection** sees both attributes: after each epoch the model's own heads are scored on
+  the validation speakers (:func:`tfvae.evaluate.head_selection`: emotion UAR of the classifier, EER
+  of the speaker-branch embedding on seeded validation trials) and the epoch with the lowest
+  ``val_score = (1 - val_uar) + val_eer`` is kept.
 - **Fault tolerance.** A ``tf.train.CheckpointManager`` backs up the full training state (weights,
   optimizer slots, random-generator states, partial epoch metrics, epoch and step, history, best
   epoch) every ``backup_every`` steps and at each epoch end. Running the same command again
@@ -45,6 +49,10 @@ import tensorflow as tf
 from tfvae.config import ConfigError
 from tfvae.data import Corpus, SplitPipeline
 from tfvae.distribute import Role
+
+
+#: Validation values of checkpoint selection added to every epoch's logs (``val_`` prefixed).
+SELECTION = ("uar", "eer", "score")
 
 
 class BackupMismatchError(ConfigError):
@@ -96,6 +104,14 @@ class Trainer:
         self.train_pipe = SplitPipeline(corpus, "train")
         self.val_pipe = SplitPipeline(corpus, "validation")
         self.steps_per_epoch = self.steps(self.train_pipe.size)
+        val = corpus.splits["validation"]
+        self._val_features, self._val_emotion = val.features, val.emotion
+        self._val_trials = None
+        if model.parts["id"]:
+            from tfvae.metrics import sample_trials
+
+            self._val_trials = sample_trials(val.speaker, seed=self.seed)
+        self._infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         if not model.optimizer.built:
             with strategy.scope():
                 model.optimizer.build(model.trainable_variables)  # slots exist before a restore
@@ -165,7 +181,20 @@ class Trainer:
             self._val_iterator = iter(self.distributed(self.val_pipe, epochs=range(1 << 40)))
         for _ in range(self.steps(self.val_pipe.size)):
             self.test_function(self._val_iterator)
-        return self._results(training=False)
+        logs = self._results(training=False)
+        logs.update(self.selection_scores())
+        return logs
+
+    def selection_scores(self) -> dict[str, float]:
+        """``uar``, ``eer`` and ``score`` of the model's heads on the validation speakers (every worker
+        computes the same values from the same weights)."""
+        from tfvae.evaluate import head_selection
+
+        x = self._val_features
+        parts = [self._infer(tf.constant(x[i:i + 1024])) for i in range(0, len(x), 1024)]
+        out = {k: np.concatenate([np.asarray(p[k], np.float32) for p in parts])
+               for k in ("emotion_probabilities", "speaker_embedding") if k in parts[0]}
+        return head_selection(out, self._val_emotion, self._val_trials)
 
     def cached_step_function(self, batch):
         """The train step on one fixed distributed ``batch`` (no input pipeline): for benchmarks."""
@@ -188,7 +217,7 @@ class Trainer:
             fingerprint: str = "") -> FitResult:
         """Train for ``epochs`` epochs, writing into ``run_dir`` (a temporary one on non-chief workers).
 
-        Keeps the weights with the lowest ``val_selection`` among epochs >= ``select_from_epoch``
+        Keeps the weights with the lowest ``val_score`` among epochs >= ``select_from_epoch``
         (1-based) in ``best.weights.h5`` and loads them at the end; writes ``history.csv`` and
         TensorBoard logs under ``tb/``. Resumes from ``run_dir/backup`` when a backup exists.
         """
@@ -226,7 +255,7 @@ class Trainer:
                 if not skip:
                     self._reset_metrics()
                 bar = keras.utils.Progbar(self.steps_per_epoch, verbose=self.verbose if self.role.is_chief else 0,
-                                          stateful_metrics=list(model.trackers) + [f"val_{k}" for k in model.trackers])
+                                          stateful_metrics=list(model.trackers) + [f"val_{k}" for k in (*model.trackers, *SELECTION)])
                 if self.verbose == 1 and self.role.is_chief:
                     print(f"Epoch {epoch + 1}/{epochs}")
                 for step in range(skip + 1, self.steps_per_epoch + 1):
@@ -240,8 +269,8 @@ class Trainer:
                 row = {**train_logs, **{f"val_{k}": v for k, v in val_logs.items()}}
                 for k, v in row.items():
                     history.setdefault(k, []).append(v)
-                if epoch + 1 >= select_from_epoch and row["val_selection"] < best[0]:
-                    best = (row["val_selection"], epoch + 1)
+                if epoch + 1 >= select_from_epoch and row["val_score"] < best[0]:
+                    best = (row["val_score"], epoch + 1)
                     model.save_weights(str(best_path))
                 for split, logs in (("train", train_logs), ("validation", val_logs)):
                     if split in writers:
@@ -255,7 +284,7 @@ class Trainer:
             for w in writers.values():
                 w.flush()
             if best[1] == 0:  # select_from_epoch beyond the last epoch: keep the last one
-                best = (history["val_selection"][-1], epochs)
+                best = (history["val_score"][-1], epochs)
                 model.save_weights(str(best_path))
             # a resumed non-chief worker may have saved no best weights of its own: read the chief's
             model.load_weights(str(best_path if best_path.exists() else chief_dir / best_path.name))

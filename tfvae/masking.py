@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfvae.evaluate import emotion_probe, speaker_probe
+from tfvae.evaluate import probe_scores
+from tfvae.metrics import sample_trials
 
 VIEWS = ("identity_free", "emotion_free")
 
@@ -40,9 +41,10 @@ def choose_cuts(z_train, emo_train, spk_train, z_val, emo_val, spk_val, groups: 
                 tolerance: float = 0.02, seed: int = 0) -> dict:
     """Pick both cuts on validation data only.
 
-    For every candidate cut, downstream probes are fit on the masked *training* latents and
-    scored on the masked *validation* latents: emotion weighted F1 (logistic regression) and
-    speaker EER (LDA + cosine trials; validation speakers are unseen in training).
+    For every candidate cut, downstream probes (:func:`tfvae.evaluate.probe_scores`) are fit on the
+    masked *training* latents and scored on the masked *validation* latents: emotion weighted F1
+    (logistic regression) and speaker EER (PCA/LDA + cosine on validation trials; validation
+    speakers are unseen in training).
 
     - identity-free: among cuts whose emotion WF1 is within ``tolerance`` of the full latent's,
       those whose speaker EER is closest to chance (0.5), within ``tolerance`` of the closest;
@@ -55,8 +57,8 @@ def choose_cuts(z_train, emo_train, spk_train, z_val, emo_val, spk_val, groups: 
     Remaining ties keep more nodes.
     """
     n = z_train.shape[1]
-    full_f1 = emotion_probe(z_train, emo_train, z_val, emo_val, seed=seed)
-    full_eer = speaker_probe(z_train, spk_train, z_val, spk_val)
+    trials = sample_trials(spk_val, seed=seed)
+    full_f1, full_eer = probe_scores(z_train, emo_train, spk_train, z_val, emo_val, trials, seed)
     shares = np.unique(np.asarray(emo_val), return_counts=True)[1] / len(emo_val)
     chance_f1 = float(np.sum(shares ** 2))
     table = []
@@ -64,8 +66,8 @@ def choose_cuts(z_train, emo_train, spk_train, z_val, emo_val, spk_val, groups: 
         row = {"cut": cut}
         for view in VIEWS:
             keep = keep_mask(n, view, cut).astype(bool)
-            row[f"{view}_emotion_wf1"] = emotion_probe(z_train[:, keep], emo_train, z_val[:, keep], emo_val, seed=seed)
-            row[f"{view}_speaker_eer"] = speaker_probe(z_train[:, keep], spk_train, z_val[:, keep], spk_val)
+            row[f"{view}_emotion_wf1"], row[f"{view}_speaker_eer"] = probe_scores(
+                z_train[:, keep], emo_train, spk_train, z_val[:, keep], emo_val, trials, seed)
         table.append(row)
 
     def pick(view, useful, leak, utility):

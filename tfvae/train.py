@@ -143,7 +143,7 @@ def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) ->
     import shutil
 
     from tfvae.distribute import role as cluster_role
-    from tfvae.evaluate import evaluate_views
+    from tfvae.evaluate import EvalSplits, evaluate_model, public
     from tfvae.export import export_encoder
     from tfvae.loop import weights_fingerprint, worker_dirs
 
@@ -158,20 +158,20 @@ def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) ->
         print(f"[tfvae] {role.name}: trained weights fingerprint {weights_fingerprint(model)}", flush=True)
 
         outputs = encode_splits(model, corpus)
-        spk = {s: corpus.splits[s].speaker for s in corpus.splits}
-        emo = {s: corpus.splits[s].emotion for s in corpus.splits}
         n = outputs["train"]["latent"].shape[1]
         cuts, masks = choose_masks(cfg, model, outputs, corpus, protect)
         (run_dir / "mask.json").write_text(json.dumps(
             {**cuts, "masks": {k: v.astype(int).tolist() for k, v in masks.items()}}, indent=2))
 
-        test = evaluate_views(outputs, emo, spk, masks, seed=cfg.seed)
+        ev = EvalSplits(corpus, seed=cfg.seed)
+        test = public(evaluate_model(model, outputs, ev, masks, seed=cfg.seed))
         meta = {"run_name": name, "method": cfg.method, "protect": protect, "dataset": corpus.name,
                 "feature_set": corpus.feature_set, "input_dim": corpus.dim, "latent_dim": n,
                 "emotion_names": corpus.emotion_names,
                 "cuts": {k: v for k, v in cuts.items() if k.endswith("_cut")},
                 "latent_order": "node 0 = emotion end, node N-1 = identity end"}
-        export_path = export_encoder(model, export_dir, name, masks, meta)
+        export_path = export_encoder(model, export_dir, name, masks, meta,
+                                     privacy_report=privacy_report(test, ev, corpus, name))
         final = {k: float(v[-1]) for k, v in hist.items()}
         summary = {**meta, "run_dir": str(run_dir), "export_path": str(export_path), "best_epoch": best_epoch,
                    "final_epoch_metrics": final, "test": test}
@@ -184,16 +184,52 @@ def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) ->
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def privacy_report(test: dict, ev, corpus, name: str) -> dict:
+    """``assets.extra/privacy_report.json`` of an export: per view, utility (downstream model chosen on
+    validation speakers) and worst-case leakage over the attacker suite on the test speakers, with the
+    attacker, its bootstrap interval, trial counts and the data it was measured on."""
+    from tfvae.evaluate import CHANCE_EER, EMOTION_ATTACKERS, SPEAKER_ATTACKERS
+
+    def cell(c, metric):
+        keep = ("by", metric, f"ci_{metric}", "uar", "min_dcf", "miss_at_1pct_fa", "target_trials", "nontarget_trials")
+        return {k: c[k] for k in keep if k in c}
+
+    views = {}
+    for view, r in test.items():
+        entry = {"nodes": r.get("nodes")}
+        for task, metric in (("emotion", "wf1"), ("speaker", "eer")):
+            if task in r:
+                entry[task] = {"utility": cell(r[task]["utility"], metric), "worst_case": cell(r[task]["worst"], metric)}
+        views[view] = entry
+    sp = corpus.splits
+    return {
+        "model": name, "dataset": corpus.name,
+        "measured_on": {s: {"utterances": len(sp[s]), "speakers": len(set(sp[s].speaker.tolist()))}
+                        for s in ("train", "validation", "test")},
+        "protocol": "attackers fit on the encoded training split; utility = the attacker best on validation "
+                    "speakers; worst_case = the attacker best on the test speakers; 95 % speaker-level bootstrap "
+                    "intervals",
+        "chance": {"emotion_wf1_stratified": ev.chance["stratified"], "speaker_eer": CHANCE_EER},
+        "attackers": {"emotion": list(EMOTION_ATTACKERS), "speaker": list(SPEAKER_ATTACKERS)},
+        "views": views}
+
+
 def _print_summary(s: dict) -> None:
     terms = {k: v for k, v in s["final_epoch_metrics"].items() if not k.startswith("val_")}
-    print(f"\n[tfvae] {s['run_name']}: best epoch {s['best_epoch']} (lowest val_selection)")
+    print(f"\n[tfvae] {s['run_name']}: best epoch {s['best_epoch']} (lowest val_score on validation speakers)")
     print("  final training loss terms: " + ", ".join(f"{k}={v:.4f}" for k, v in sorted(terms.items())))
     if s["cuts"]:
         print("  mask cuts (chosen on validation): " + ", ".join(f"{k}={v}" for k, v in s["cuts"].items()))
-    print("  test (probes fit on the encoded training split):")
-    print(f"    {'view':<16}{'emotion WF1':>12}{'speaker EER':>13}")
+    print("  test speakers (attackers fit on the encoded training split; utility = chosen on validation, "
+          "worst = strongest on test):")
+    print(f"    {'view':<14}{'emo WF1':>9} {'by':<12}{'worst':>7} {'by':<12}{'SV EER':>8} {'by':<20}{'worst':>7} by")
     for view, r in s["test"].items():
-        print(f"    {view:<16}{100 * r['emotion_wf1']:>11.2f}%{100 * r['speaker_eer']:>12.2f}%")
+        e, k = r.get("emotion"), r.get("speaker")
+        emo = f"{100 * e['utility']['wf1']:>8.2f}% {e['utility']['by']:<12}{100 * e['worst']['wf1']:>6.2f}% " \
+              f"{e['worst']['by']:<12}" if e else " " * 42
+        spk = f"{100 * k['utility']['eer']:>7.2f}% {k['utility']['by']:<20}{100 * k['worst']['eer']:>6.2f}% " \
+              f"{k['worst']['by']}" if k else ""
+        print(f"    {view:<14}{emo}{spk}")
     print(f"  SavedModel: {s['export_path']}  (run dir {s['run_dir']})")
 
 

@@ -1,0 +1,184 @@
+"""The downstream-model / attacker suite (paper section 3.1: the attacker holds the encoded
+training set and its labels and attacks unseen speakers).
+
+Emotion attackers map a representation to an emotion prediction; speaker attackers map it to an
+embedding that is scored by cosine on verification trials of unseen speakers. Every attacker is
+fit on the (standardised) training rows; the ones marked *tuned* choose a hyperparameter on the
+validation speakers (never on test speakers).
+
+| name | task | model |
+| --- | --- | --- |
+| ``mlp`` | emotion | the paper's MLP (256, 128), sklearn ``MLPClassifier`` |
+| ``mlp_large`` | emotion | MLP (1024, 512), L2 in {1e-4, 1e-2} *tuned* |
+| ``logreg`` | emotion | multinomial logistic regression |
+| ``knn_cosine`` | emotion | 10 nearest neighbours, cosine distance |
+| ``gboost`` | emotion | histogram gradient boosting (non-neural, non-linear) |
+| ``svm_rbf`` | emotion | RBF-kernel SVM, C in {1, 10} *tuned* |
+| ``mlp_embedding`` | speaker | last hidden layer of the paper's speaker-ID MLP |
+| ``mlp_large_embedding`` | speaker | last hidden layer of an MLP (1024, 512), L2 *tuned* |
+| ``lda_cosine`` | speaker | PCA (<= 200) + LDA over training speakers |
+| ``kernel_lda_cosine`` | speaker | RBF Nystroem features (<= 1000) + PCA + LDA (non-neural, non-linear) |
+| ``logreg_posteriors`` | speaker | centred logits of a speaker-ID logistic regression |
+| ``cosine`` | speaker | the standardised representation itself |
+
+Fits use at most :data:`MAX_FIT_ROWS` training rows (``svm_rbf``: :data:`SVM_FIT_ROWS`), a
+seeded sample stratified by label so that every class keeps rows.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+EMOTION_ATTACKERS = ("mlp", "mlp_large", "logreg", "knn_cosine", "gboost", "svm_rbf")
+SPEAKER_ATTACKERS = ("mlp_embedding", "mlp_large_embedding", "lda_cosine", "kernel_lda_cosine",
+                     "logreg_posteriors", "cosine")
+#: The paper's downstream models (reported beside the validation-chosen one).
+PAPER_ATTACKERS = {"emotion": "mlp", "speaker": "mlp_embedding"}
+#: Cheap linear attackers (mask-cut probes, the inner objective of nested tuning).
+FAST_ATTACKERS = {"emotion": ("logreg",), "speaker": ("lda_cosine",)}
+#: Largest number of training rows an attacker is fit on.
+MAX_FIT_ROWS = 20000
+#: Largest number of training rows the RBF SVM is fit on (its fit is quadratic in rows).
+SVM_FIT_ROWS = 5000
+_LARGE = (1024, 512)
+
+
+def stratified_subsample(x, y, max_rows: int, seed: int):
+    """At most ``max_rows`` rows of ``(x, y)``, every label keeping a share (at least one row)."""
+    y = np.asarray(y)
+    if len(y) <= max_rows:
+        return x, y
+    rng = np.random.default_rng(seed)
+    labels, codes = np.unique(y, return_inverse=True)
+    take = []
+    frac = max_rows / len(y)
+    for k in range(labels.size):
+        rows = np.flatnonzero(codes == k)
+        m = max(1, int(round(frac * rows.size)))
+        take.append(rng.choice(rows, size=min(m, rows.size), replace=False))
+    idx = np.sort(np.concatenate(take))
+    return x[idx], y[idx]
+
+
+def _mlp(seed: int, hidden=(256, 128), alpha: float = 1e-4):
+    from sklearn.neural_network import MLPClassifier
+
+    n_iter = 15 if hidden == (256, 128) else 10
+    return MLPClassifier(hidden_layer_sizes=hidden, alpha=alpha, max_iter=300, early_stopping=True,
+                         validation_fraction=0.15, n_iter_no_change=n_iter, random_state=seed)
+
+
+def _hidden(mlp, x):
+    """Last hidden layer (ReLU) of a fitted sklearn MLP: the speaker embedding of the paper."""
+    h = x
+    for w, b in zip(mlp.coefs_[:-1], mlp.intercepts_[:-1]):
+        h = np.maximum(h @ w + b, 0.0)
+    return h
+
+
+def _pca_lda(n_rows: int, n_classes: int, dim: int, seed: int, kernel: bool = False):
+    from sklearn.decomposition import PCA
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+    from sklearn.pipeline import make_pipeline
+
+    steps = []
+    if kernel:
+        from sklearn.kernel_approximation import Nystroem
+
+        dim = min(1000, n_rows)
+        steps.append(Nystroem(kernel="rbf", gamma=1.0 / max(1, dim), n_components=dim, random_state=seed))
+    pcs = max(1, min(dim, n_rows - n_classes, 200))
+    if pcs < dim:
+        steps.append(PCA(n_components=pcs, random_state=seed))
+    steps.append(LinearDiscriminantAnalysis(n_components=max(1, min(n_classes - 1, pcs))))
+    return make_pipeline(*steps)
+
+
+def _quiet(fn, *a, **kw):
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", UserWarning)  # LDA: collinear variables on tiny folds
+        return fn(*a, **kw)
+
+
+# ------------------------------------------------------------------------------------- emotion
+def _emotion_candidates(name: str, seed: int, n_rows: int):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.svm import SVC
+
+    if name == "mlp":
+        return [_mlp(seed)]
+    if name == "mlp_large":
+        return [_mlp(seed, _LARGE, a) for a in (1e-4, 1e-2)]
+    if name == "logreg":
+        return [LogisticRegression(max_iter=3000, random_state=seed)]
+    if name == "knn_cosine":
+        return [KNeighborsClassifier(n_neighbors=min(10, n_rows), metric="cosine", weights="distance")]
+    if name == "gboost":
+        return [HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, early_stopping=n_rows >= 100,
+                                               random_state=seed)]
+    if name == "svm_rbf":
+        return [SVC(kernel="rbf", C=c, gamma="scale", random_state=seed) for c in (1.0, 10.0)]
+    raise ValueError(f"unknown emotion attacker {name!r}; choose from {', '.join(EMOTION_ATTACKERS)}")
+
+
+def fit_emotion_attacker(name: str, x_tr, y_tr, x_val=None, y_val=None, seed: int = 0):
+    """The fitted classifier of attacker ``name``; tuned ones keep the candidate with the best
+    validation weighted F1 (``x_val``/``y_val``: validation speakers)."""
+    from sklearn.metrics import f1_score
+
+    rows = SVM_FIT_ROWS if name == "svm_rbf" else MAX_FIT_ROWS
+    x, y = stratified_subsample(x_tr, y_tr, rows, seed)
+    cands = _emotion_candidates(name, seed, len(x))
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"emotion attacker {name}: the training rows hold a single emotion class")
+    fitted = [_quiet(c.fit, x, y) for c in cands]
+    if len(fitted) == 1 or x_val is None:
+        return fitted[0]
+    return max(fitted, key=lambda c: f1_score(y_val, c.predict(x_val), average="weighted"))
+
+
+# ------------------------------------------------------------------------------------- speaker
+class _Embedder:
+    def __init__(self, fn):
+        self.embed = fn
+
+
+def fit_speaker_attacker(name: str, x_tr, s_tr, x_val=None, s_val=None, seed: int = 0) -> _Embedder:
+    """An object whose ``embed(x)`` maps representations to verification embeddings; tuned ones
+    keep the candidate with the lowest EER on validation-speaker trials."""
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = stratified_subsample(x_tr, s_tr, MAX_FIT_ROWS, seed)
+    n_cls = len(np.unique(y))
+    if name != "cosine" and n_cls < 2:
+        raise ValueError(f"speaker attacker {name}: the training rows hold a single speaker")
+    if name == "cosine":
+        return _Embedder(lambda e: e)
+    if name in ("mlp_embedding", "mlp_large_embedding"):
+        cands = [_mlp(seed)] if name == "mlp_embedding" else [_mlp(seed, _LARGE, a) for a in (1e-4, 1e-2)]
+        embs = [_Embedder(lambda e, m=_quiet(c.fit, x, y): _hidden(m, e)) for c in cands]
+        if len(embs) == 1 or x_val is None:
+            return embs[0]
+        from tfvae.metrics import cosine_trials, eer
+
+        return min(embs, key=lambda m: eer(*cosine_trials(m.embed(x_val), s_val, seed=seed)))
+    if name in ("lda_cosine", "kernel_lda_cosine"):
+        model = _quiet(_pca_lda(len(x), n_cls, x.shape[1], seed, kernel=name.startswith("kernel")).fit, x, y)
+        return _Embedder(model.transform)
+    if name == "logreg_posteriors":
+        clf = _quiet(LogisticRegression(max_iter=3000, random_state=seed).fit, x, y)
+
+        def logits(e):  # finite even when the training speakers are perfectly separable
+            z = np.atleast_2d(clf.decision_function(e).T).T
+            z = np.c_[-z, z] if z.shape[1] == 1 else z
+            return z - z.mean(axis=1, keepdims=True)
+
+        return _Embedder(logits)
+    raise ValueError(f"unknown speaker attacker {name!r}; choose from {', '.join(SPEAKER_ATTACKERS)}")

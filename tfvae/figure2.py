@@ -1,0 +1,102 @@
+"""Paper Figure 2: masking curves of LR-VAE against A-VAE, with the raw-feature anchor.
+
+The latent is split into ``--mask_groups`` groups; step by step one more group is masked
+(bottom-up to protect identity, top-down to protect emotion) and the downstream models are refit on
+the masked training latents and scored on the test speakers. Nothing is selected from these
+curves: they are a report. The raw features through the same downstream models give the dashed
+horizontal reference line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tfvae.data import Corpus
+
+def masking_keep(n: int, groups: int, step: int, protect: str) -> np.ndarray:
+    """Nodes kept after masking ``step`` of ``groups`` equal groups (paper Fig. 2).
+
+    ``protect="identity"`` masks bottom-up (from the identity end, node N-1);
+    ``protect="emotion"`` masks top-down (from the emotion end, node 0).
+    """
+    if n % groups or not 0 <= step <= groups:
+        raise ValueError(f"cannot mask {step} of {groups} groups of a {n}-node latent")
+    keep = np.ones(n, bool)
+    size = n // groups
+    if step and protect == "identity":
+        keep[n - step * size:] = False
+    elif step and protect == "emotion":
+        keep[: step * size] = False
+    elif protect not in ("identity", "emotion"):
+        raise ValueError(f"protect must be 'identity' or 'emotion', got {protect!r}")
+    return keep
+
+
+def masking_curves(fold_results: list[dict], corpora: list[Corpus], groups: int, seed: int,
+                   emotion_attacker: str = "logreg", speaker_attacker: str = "lda_cosine") -> list[dict]:
+    """Paper Fig. 2: mask one more group per step and refit the downstream models.
+
+    ``protect identity`` masks bottom-up (from the identity end), ``protect emotion`` top-down.
+    The downstream models default to the linear attackers (logistic regression, PCA/LDA + cosine):
+    the curves need 2 x 2 x ``groups`` refits per fold, which the MLPs make ~10x slower; pass
+    ``--curve_attackers mlp,mlp_embedding`` for the paper's MLPs. Rows with ``model="raw"`` are the
+    standardised input features through the same models (no masking).
+    """
+    from tfvae.evaluate import EvalSplits, evaluate_view
+
+    kw = {"emotion_attackers": (emotion_attacker,), "speaker_attackers": (speaker_attacker,), "seed": seed}
+    rows = []
+    for f, (res, corpus) in enumerate(zip(fold_results, corpora)):
+        ev = EvalSplits(corpus, seed=seed, bootstrap=0)
+
+        def row(model, protect, step, kept, z):
+            r = evaluate_view(z, ev, **kw)
+            return {"fold": f, "model": model, "protect": protect, "masked_groups": step, "kept_nodes": kept,
+                    "emotion_wf1": r["emotion"]["attackers"][emotion_attacker]["test"]["wf1"],
+                    "speaker_eer": r["speaker"]["attackers"][speaker_attacker]["test"]["eer"]}
+
+        raw = {k: corpus.splits[k].features for k in ("train", "validation", "test")}
+        raw_row = row("raw", "none", 0, corpus.dim, raw)
+        rows += [{**raw_row, "protect": d} for d in ("identity", "emotion")]
+        for model_key, direction in (("lrvae", "identity"), ("lrvae", "emotion"),
+                                     ("a-vae-identity", "identity"), ("a-vae-emotion", "emotion")):
+            lat = {k: res[model_key]["outputs"][k]["latent"] for k in ("train", "validation", "test")}
+            for step in range(groups):  # 0 .. groups-1 groups masked (all groups masked leaves nothing)
+                keep = masking_keep(lat["train"].shape[1], groups, step, direction)
+                rows.append(row("lrvae" if model_key == "lrvae" else "a-vae", direction, step, int(keep.sum()),
+                                {k: v[:, keep] for k, v in lat.items()}))
+    return rows
+
+
+def plot_masking(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7), sharex=True)
+    for r, protect in enumerate(("identity", "emotion")):
+        for c, (metric, label) in enumerate((("emotion_wf1", "emotion WF1 (%)"), ("speaker_eer", "speaker EER (%)"))):
+            ax = axes[r, c]
+            for model, style in (("lrvae", "o-"), ("a-vae", "s--")):
+                sel = [x for x in rows if x["model"] == model and x["protect"] == protect]
+                steps = sorted({x["masked_groups"] for x in sel})
+                mean = [100 * np.mean([x[metric] for x in sel if x["masked_groups"] == s]) for s in steps]
+                ax.plot(steps, mean, style, ms=3, label=model.upper().replace("LRVAE", "LR-VAE"))
+            raw = [x[metric] for x in rows if x["model"] == "raw" and x["protect"] == protect]
+            if raw:
+                ax.axhline(100 * np.mean(raw), color="grey", ls=":", label="raw features")
+            ax.set_ylabel(label)
+            ax.set_title(f"protect {protect} ({'bottom-up' if protect == 'identity' else 'top-down'} masking)")
+            ax.grid(alpha=0.3)
+            ax.legend()
+    for ax in axes[1]:
+        ax.set_xlabel("masked groups")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
