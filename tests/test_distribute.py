@@ -86,7 +86,7 @@ def _free_ports(n):
 
 
 SMALL = ["--dataset", "tfvae_demo/is10_small", "--latent_dim", "32", "--mask_groups", "8",
-         "--encoder_units", "64", "--decoder_units", "64", "--head_units", "32", "--verbose", "2"]
+         "--encoder_units", "64", "--decoder_units", "64", "--head_units", "32", "--verbose", "2", "--eval_attackers", "fast"]
 
 
 def test_two_real_workers_on_loopback(demo_data_dir, tmp_path):

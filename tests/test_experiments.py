@@ -1,15 +1,25 @@
-"""Table 1 / Figure 2 machinery: folds, cut choice on validation only, masking schedule, e2e."""
+"""Table 1 / Figure 2 / nested tuning end to end: folds, selection on validation only, tiny corpora."""
 
+import csv
 import json
 
 import numpy as np
 import pytest
 
 from tfvae import experiments
-from tfvae.experiments import fold_corpus, make_folds, masking_keep, pooled
+from tfvae.data import Corpus
+from tfvae.experiments import fold_corpus, make_folds, pooled
+from tfvae.figure2 import masking_keep
 
-TINY = ["--latent_dim", "32", "--mask_groups", "8", "--encoder_units", "32", "--decoder_units", "32",
-        "--head_units", "16", "--epochs", "2"]
+TINY = ["--latent_dim", "16", "--mask_groups", "4", "--encoder_units", "32", "--decoder_units", "32",
+        "--head_units", "16", "--epochs", "2", "--eval_attackers", "fast"]
+#: The full attacker suite: the tiny-corpus test must survive every attacker on 2 training speakers.
+FULL = [*TINY[:-1], "full"]
+
+
+def _dirs(tmp_path):
+    return ["--output_dir", str(tmp_path / "runs"), "--reports_dir", str(tmp_path / "reports"),
+            "--export_dir", str(tmp_path / "sm")]
 
 
 def test_masking_schedule_directions():
@@ -33,75 +43,104 @@ def test_fold_corpora_are_speaker_disjoint_and_cover_every_test_speaker(small_co
         assert not (spk["train"] & spk["test"]) and not (spk["validation"] & spk["test"])
         assert not (spk["train"] & spk["validation"])
         assert len(spk["test"]) == 4 and len(spk["validation"]) == 2 and len(spk["train"]) == 6
-        assert sum(len(c.splits[s]) for s in c.splits) == 120
         tested += sorted(spk["test"])
     assert sorted(tested) == sorted(set(pool.speaker.tolist()))
 
 
-def test_cut_is_chosen_on_validation_not_test(small_corpus, monkeypatch, tmp_path):
-    """choose_cuts must see the fold's validation speakers and never its test speakers."""
-    import tfvae.masking
+def _subset(corpus, n_speakers):
+    """A corpus of the first ``n_speakers`` speakers of ``corpus`` (its own 3 splits, re-split by folds)."""
+    pool = pooled(corpus)
+    spk = sorted(set(pool.speaker.tolist()))[:n_speakers]
+    parts = np.array_split(np.array(spk), 3)
+    from tfvae.data import Split
 
-    seen = []
-    real = tfvae.masking.choose_cuts
-
-    def spy(z_tr, e_tr, s_tr, z_va, e_va, s_va, **kw):
-        seen.append((set(np.asarray(s_tr).tolist()), set(np.asarray(s_va).tolist())))
-        return real(z_tr, e_tr, s_tr, z_va, e_va, s_va, **kw)
-
-    monkeypatch.setattr(tfvae.masking, "choose_cuts", spy)
-    pool, folds = make_folds(small_corpus, k=3, n_validation=2, seed=0)
-    c = fold_corpus(small_corpus, pool, folds[1])
-    from tfvae.config import TrainConfig
-    from tfvae.distribute import make_strategy
-
-    cfg = TrainConfig.from_args(TINY + ["--output_dir", str(tmp_path)])
-    res = experiments.run_fold(cfg, c, make_strategy("default"), tmp_path, models=[("lrvae", None)])
-    assert len(seen) == 1
-    train_spk, val_spk = seen[0]
-    assert val_spk == set(folds[1].validation) and train_spk == set(folds[1].train)
-    assert not (val_spk | train_spk) & set(folds[1].test)
-    views = res["lrvae"]["views"]
-    assert set(views) == {"origin", "identity_free", "emotion_free"}
-    assert views["identity_free"]["nodes"] == res["lrvae"]["cuts"]["identity_free_cut"]
+    splits = {}
+    for name, group in zip(("train", "validation", "test"), parts):
+        keep = np.isin(pool.speaker, group)
+        splits[name] = Split(pool.features[keep], pool.emotion[keep], pool.speaker[keep], pool.utterance_id[keep])
+    return Corpus(f"tiny{n_speakers}/is10", "IS10", corpus.emotion_names, splits, corpus.feature_names, corpus.info)
 
 
-def test_table1_end_to_end(demo_data_dir, tmp_path, capsys):
-    rc = experiments.main(["table1", "--dataset", "tfvae_demo/is10_small", "--data_dir", demo_data_dir,
-                           "--folds", "3", "--validation_speakers", "2", *TINY,
-                           "--output_dir", str(tmp_path / "runs"), "--reports_dir", str(tmp_path / "reports")])
+def test_tiny_corpus_runs_table1_to_the_end_with_finite_numbers(small_corpus, monkeypatch, tmp_path):
+    """6 speakers in 3 folds: 2 training, 2 validation and 2 test speakers per fold (separable
+    speaker classifiers, one LDA component, tiny MLP early-stopping sets) must not crash."""
+    import tfvae.data
+
+    monkeypatch.setattr(tfvae.data, "load_corpus", lambda *a, **k: _subset(small_corpus, 6))
+    rc = experiments.main(["table1", "--dataset", "tiny6", "--folds", "3", "--methods", "raw,dnn,a-vae,lrvae", *FULL,
+                           *_dirs(tmp_path)])
     assert rc == 0
+    doc = json.loads((tmp_path / "reports" / "tiny6" / "table1.json").read_text())
+    assert list(doc["columns"]) == ["Raw features", "DNN origin", "A-VAE PP-SER", "A-VAE PP-SV", "LR-VAE origin",
+                                    "LR-VAE PP-SER", "LR-VAE PP-SV"]
+    for label, col in doc["columns"].items():
+        for k in ("emo", "id"):
+            assert np.isfinite(col[k]["mean"]) and all(np.isfinite(col[k]["ci95"])), (label, k, col[k])
+            assert col[k]["ci95"][0] <= col[k]["mean"] + 1e-9 or len(col[k]["per_fold"]) > 1
+    trials = doc["columns"]["Raw features"]["id"]["per_fold"][0]
+    assert trials["target_trials"] == 2 * 45 and trials["nontarget_trials"] == 100
+
+
+def test_a_corpus_too_small_for_the_folds_fails_before_training(small_corpus, monkeypatch, tmp_path, capsys):
+    import tfvae.data
+
+    monkeypatch.setattr(tfvae.data, "load_corpus", lambda *a, **k: _subset(small_corpus, 5))
+    rc = experiments.main(["table1", "--dataset", "tiny5", "--folds", "3", *TINY, *_dirs(tmp_path)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "5 speakers cannot be split into k=3 folds" in err and "at least 6 speakers" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_nested_tuning_never_sees_test_speakers_and_table1_uses_its_choice(demo_data_dir, monkeypatch, tmp_path):
+    seen = []
+    real = experiments.train_and_evaluate
+
+    def spy(cfg, corpus, *a, **kw):
+        seen.append({s: set(corpus.splits[s].speaker.tolist()) for s in corpus.splits})
+        return real(cfg, corpus, *a, **kw)
+
+    monkeypatch.setattr(experiments, "train_and_evaluate", spy)
+    common = ["--dataset", "tfvae_demo/is10_small", "--data_dir", demo_data_dir, "--folds", "3",
+              "--validation_speakers", "2", "--methods", "raw,lrvae", *TINY, *_dirs(tmp_path)]
+    assert experiments.main(["tune", *common, "--grid", "latent_dim=8,16;adv_lambda=0.3"]) == 0
     out = tmp_path / "reports" / "tfvae_demo"
+    tuning = json.loads((out / "tuning.json").read_text())
+    assert len(seen) == 3 * 2  # two lrvae settings per fold; raw is not tuned
+    for i, fold in enumerate(tuning["folds"]):
+        test_spk = set(fold["test_speakers"])
+        for call in seen[2 * i: 2 * i + 2]:
+            assert not set().union(*call.values()) & test_spk
+        cands = fold["models"]["lrvae"]["candidates"]
+        assert [c["params"]["latent_dim"] for c in cands] == [8, 16]
+        assert fold["models"]["lrvae"]["chosen"] == max(cands, key=lambda c: c["objective"])["params"]
+    seen.clear()
+    assert experiments.main(["table1", *common, "--tuned", str(out / "tuning.json")]) == 0
     doc = json.loads((out / "table1.json").read_text())
-    labels = [c[3] for c in experiments.COLUMNS]
-    assert list(doc["columns"]) == labels and len(doc["folds"]) == 3
-    for lab in labels:
-        col = doc["columns"][lab]
-        assert 0 <= col["emo_mean"] <= 1 and 0 <= col["id_mean"] <= 1 and len(col["per_fold"]) == 3
-        assert col["emo_mean"] == pytest.approx(np.mean([p["emo"] for p in col["per_fold"]]))
-    ser = doc["columns"]["LR-VAE PP-SER"]["per_fold"][0]
-    attackers = doc["folds"][0]["lrvae"]["views"]["identity_free"]["speaker"]
-    assert ser["id"] == max((a["eer"] for a in attackers.values()), key=lambda e: abs(e - 0.5))
-    assert ser["id_by"] in attackers
-    md = (out / "table1.md").read_text()
-    assert "| emo |" in md and "| id |" in md and "LR-VAE PP-SV" in md and "## Goals" in md
-    assert len(doc["goals"]) == 4
-    assert doc["chance"][0]["stratified"] == pytest.approx(0.2)
+    assert doc["meta"]["settings"].startswith("nested tuning")
+    for f, fold in enumerate(doc["folds"]):
+        chosen = tuning["folds"][f]["models"]["lrvae"]["chosen"]
+        assert fold["lrvae"]["params"] == chosen
+        assert fold["lrvae"]["views"]["origin"]["nodes"] == chosen["latent_dim"]
+    chance = np.mean([c["stratified"] for c in doc["chance"]])
+    assert doc["columns"]["LR-VAE PP-SV"]["emo"]["mean"] >= chance - 1e-9  # leakage counted above chance
+    assert doc["columns"]["LR-VAE PP-SER"]["id"]["mean"] <= 0.5
+    assert {g["goal"] for g in doc["goals"]} >= {"LR-VAE origin emotion WF1 >= raw - 1 point"}
+    # a tuning file of other folds is refused before training
+    other = [a if a != "3" else "4" for a in common]  # 4 folds: other test speakers
+    assert experiments.main(["table1", *other, "--tuned", str(out / "tuning.json")]) == 2
 
 
 def test_masking_end_to_end(demo_data_dir, tmp_path):
-    import csv
-
     rc = experiments.main(["masking", "--dataset", "tfvae_demo/is10_small", "--data_dir", demo_data_dir,
-                           "--folds", "3", "--validation_speakers", "2", *TINY,
-                           "--output_dir", str(tmp_path / "runs"), "--reports_dir", str(tmp_path / "reports")])
+                           "--folds", "3", "--validation_speakers", "2", *TINY, *_dirs(tmp_path)])
     assert rc == 0
     out = tmp_path / "reports" / "tfvae_demo"
     rows = list(csv.DictReader(open(out / "masking.csv")))
-    assert len(rows) == 3 * 4 * 8  # folds x (model, direction) x steps
-    first = [r for r in rows if r["masked_groups"] == "0"]
-    assert all(r["kept_nodes"] == "32" for r in first)
-    assert {r["kept_nodes"] for r in rows if r["masked_groups"] == "7"} == {"4"}
+    assert len(rows) == 3 * (4 * 4 + 2)  # folds x ((model, direction) x steps + raw per direction)
+    assert {r["kept_nodes"] for r in rows if r["masked_groups"] == "0" and r["model"] != "raw"} == {"16"}
+    assert {r["kept_nodes"] for r in rows if r["masked_groups"] == "3"} == {"4"}
+    assert {r["kept_nodes"] for r in rows if r["model"] == "raw"} == {"1582"}
     from PIL import Image
 
     assert Image.open(out / "masking.png").size[0] > 500

@@ -49,15 +49,17 @@ def test_choose_cuts_finds_the_attribute_boundary_on_validation():
 
 
 def test_choose_cuts_scores_are_validation_scores_and_deterministic():
-    from tfvae.evaluate import emotion_probe, speaker_probe
+    from tfvae.evaluate import probe_scores
+    from tfvae.metrics import sample_trials
 
     rng = np.random.default_rng(1)
     z_tr, e_tr, s_tr = _aligned_latent(20, 16, rng)
     z_va, e_va, s_va = _aligned_latent(8, 16, rng)
     res = choose_cuts(z_tr, e_tr, s_tr, z_va, e_va, s_va + 100, groups=8)
     row = {r["cut"]: r for r in res["table"]}[4]
-    assert row["identity_free_emotion_wf1"] == emotion_probe(z_tr[:, :4], e_tr, z_va[:, :4], e_va)
-    assert row["emotion_free_speaker_eer"] == speaker_probe(z_tr[:, 4:], s_tr, z_va[:, 4:], s_va + 100)
+    trials = sample_trials(s_va + 100)
+    assert row["identity_free_emotion_wf1"] == probe_scores(z_tr[:, :4], e_tr, s_tr, z_va[:, :4], e_va, trials)[0]
+    assert row["emotion_free_speaker_eer"] == probe_scores(z_tr[:, 4:], e_tr, s_tr, z_va[:, 4:], e_va, trials)[1]
     assert res["chance_emotion_wf1"] == pytest.approx(0.25)  # 4 balanced classes
     again = choose_cuts(z_tr, e_tr, s_tr, z_va, e_va, s_va + 100, groups=8)
     assert again == res

@@ -14,13 +14,13 @@ from tfvae import train
 from tfvae.data import Corpus, Split
 
 SMALL = ["--dataset", "tfvae_demo/is10_small", "--latent_dim", "32", "--mask_groups", "8",
-         "--encoder_units", "64", "--decoder_units", "64", "--head_units", "32", "--verbose", "0"]
+         "--encoder_units", "64", "--decoder_units", "64", "--head_units", "32", "--verbose", "0", "--eval_attackers", "fast"]
 
 
 def test_cli_end_to_end(demo_data_dir, small_corpus, tmp_path):
     out, sm = tmp_path / "runs", tmp_path / "saved_models"
     r = subprocess.run([sys.executable, "-m", "tfvae.train", *SMALL, "--data_dir", demo_data_dir,
-                        "--epochs", "4", "--output_dir", str(out), "--export_dir", str(sm)],
+                        "--epochs", "4", "--output_dir", str(out), "--export_dir", str(sm), "--eval_attackers", "full"],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "final training loss terms:" in r.stdout and "mask cuts (chosen on validation)" in r.stdout
@@ -28,7 +28,11 @@ def test_cli_end_to_end(demo_data_dir, small_corpus, tmp_path):
     for f in ("config.json", "best.weights.h5", "history.csv", "normalization.npz", "mask.json", "summary.json"):
         assert (run / f).exists(), f
     rows = list(csv.DictReader(open(run / "history.csv")))
-    assert len(rows) == 4 and {"vae", "emo", "id", "emo_adv", "id_adv", "val_selection"} <= set(rows[0])
+    assert len(rows) == 4 and {"vae", "emo", "id", "emo_adv", "id_adv", "val_uar", "val_eer", "val_score"} <= set(rows[0])
+    # the checkpoint is the epoch (after the adversaries' ramp-up) with the lowest validation score of both heads
+    scores = [float(r["val_score"]) for r in rows]
+    for r in rows:
+        assert float(r["val_score"]) == pytest.approx(1 - float(r["val_uar"]) + float(r["val_eer"]))
     assert list((run / "tb").rglob("events.out.tfevents.*")), "TensorBoard logs"
 
     # normalisation statistics come from the training split only
@@ -45,8 +49,23 @@ def test_cli_end_to_end(demo_data_dir, small_corpus, tmp_path):
     assert summary["cuts"] == {"identity_free_cut": mask["identity_free_cut"],
                                "emotion_free_cut": mask["emotion_free_cut"]}
     assert set(summary["test"]) == {"origin", "identity_free", "emotion_free", "model_heads"}
+    assert summary["best_epoch"] == 3 + int(np.argmin(scores[2:]))  # --select_after 0.5 of 4 epochs
+    from tfvae.attackers import EMOTION_ATTACKERS, SPEAKER_ATTACKERS
+
+    idf = summary["test"]["identity_free"]
+    assert set(idf["emotion"]["attackers"]) == set(EMOTION_ATTACKERS)
+    assert set(idf["speaker"]["attackers"]) == set(SPEAKER_ATTACKERS)
+    assert idf["speaker"]["worst"]["eer"] == min(a["test"]["eer"] for a in idf["speaker"]["attackers"].values())
 
     path = sm / "tfvae_demo-is10_small-IS10-lrvae" / "1"
+    report = json.loads((path / "assets.extra" / "privacy_report.json").read_text())
+    assert report["measured_on"]["test"] == {"utterances": 20, "speakers": 2}
+    worst = report["views"]["identity_free"]["speaker"]["worst_case"]
+    assert worst["by"] in SPEAKER_ATTACKERS and worst["eer"] == idf["speaker"]["worst"]["eer"]
+    lo, hi = worst["ci_eer"]
+    assert lo <= worst["eer"] <= hi and worst["target_trials"] == 2 * 45 and worst["nontarget_trials"] == 100
+    assert report["views"]["emotion_free"]["speaker"]["utility"]["by"] in SPEAKER_ATTACKERS
+    assert report["attackers"] == {"emotion": sorted(EMOTION_ATTACKERS), "speaker": sorted(SPEAKER_ATTACKERS)}
     loaded = tf.saved_model.load(str(path))
     assert set(loaded.signatures) == {"serving_default", "identity_free", "emotion_free", "mask", "emotion",
                                       "speaker_embedding"}

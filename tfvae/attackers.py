@@ -62,12 +62,14 @@ def stratified_subsample(x, y, max_rows: int, seed: int):
     return x[idx], y[idx]
 
 
-def _mlp(seed: int, hidden=(256, 128), alpha: float = 1e-4):
+def _mlp(seed: int, y, hidden=(256, 128), alpha: float = 1e-4):
+    """sklearn MLP; early stopping on 15 % of the rows when that holds >= 2 rows per class."""
     from sklearn.neural_network import MLPClassifier
 
     n_iter = 15 if hidden == (256, 128) else 10
-    return MLPClassifier(hidden_layer_sizes=hidden, alpha=alpha, max_iter=300, early_stopping=True,
-                         validation_fraction=0.15, n_iter_no_change=n_iter, random_state=seed)
+    early = 0.15 * len(y) >= 2 * len(np.unique(y))
+    return MLPClassifier(hidden_layer_sizes=hidden, alpha=alpha, max_iter=300 if early else 100,
+                         early_stopping=early, validation_fraction=0.15, n_iter_no_change=n_iter, random_state=seed)
 
 
 def _hidden(mlp, x):
@@ -106,16 +108,17 @@ def _quiet(fn, *a, **kw):
 
 
 # ------------------------------------------------------------------------------------- emotion
-def _emotion_candidates(name: str, seed: int, n_rows: int):
+def _emotion_candidates(name: str, seed: int, y):
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.svm import SVC
 
+    n_rows = len(y)
     if name == "mlp":
-        return [_mlp(seed)]
+        return [_mlp(seed, y)]
     if name == "mlp_large":
-        return [_mlp(seed, _LARGE, a) for a in (1e-4, 1e-2)]
+        return [_mlp(seed, y, _LARGE, a) for a in (1e-4, 1e-2)]
     if name == "logreg":
         return [LogisticRegression(max_iter=3000, random_state=seed)]
     if name == "knn_cosine":
@@ -135,7 +138,7 @@ def fit_emotion_attacker(name: str, x_tr, y_tr, x_val=None, y_val=None, seed: in
 
     rows = SVM_FIT_ROWS if name == "svm_rbf" else MAX_FIT_ROWS
     x, y = stratified_subsample(x_tr, y_tr, rows, seed)
-    cands = _emotion_candidates(name, seed, len(x))
+    cands = _emotion_candidates(name, seed, y)
     if len(np.unique(y)) < 2:
         raise ValueError(f"emotion attacker {name}: the training rows hold a single emotion class")
     fitted = [_quiet(c.fit, x, y) for c in cands]
@@ -162,7 +165,7 @@ def fit_speaker_attacker(name: str, x_tr, s_tr, x_val=None, s_val=None, seed: in
     if name == "cosine":
         return _Embedder(lambda e: e)
     if name in ("mlp_embedding", "mlp_large_embedding"):
-        cands = [_mlp(seed)] if name == "mlp_embedding" else [_mlp(seed, _LARGE, a) for a in (1e-4, 1e-2)]
+        cands = [_mlp(seed, y)] if name == "mlp_embedding" else [_mlp(seed, y, _LARGE, a) for a in (1e-4, 1e-2)]
         embs = [_Embedder(lambda e, m=_quiet(c.fit, x, y): _hidden(m, e)) for c in cands]
         if len(embs) == 1 or x_val is None:
             return embs[0]

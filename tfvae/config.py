@@ -30,6 +30,9 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 #: How the learning rate follows the number of replicas (global batch = batch_size x replicas).
 LR_SCALING = ("none", "linear", "sqrt")
 
+#: Attacker suites of the evaluation: every attacker, or the fast linear ones (quick looks, tests).
+EVAL_ATTACKERS = ("full", "fast")
+
 #: The loss terms of eq. 4, in the order they are reported.
 LOSS_TERMS = ("vae", "emo", "id", "emo_adv", "id_adv")
 
@@ -112,6 +115,11 @@ class TrainConfig:
     mask_groups: int = _opt(32, "Number of node groups the mask cut moves by (paper Fig. 2 uses 32).")
     cut_tolerance: float = _opt(
         0.02, "Utility loss tolerated when choosing a mask cut on validation (absolute, e.g. 0.02 = 2 points).")
+    # evaluation
+    eval_attackers: str = _opt(
+        "full", "Attacker suite of the test report and Table 1: full (every attacker of tfvae.attackers; "
+        "reported numbers use it) or fast (logistic regression and PCA/LDA cosine only, for quick looks).",
+        choices=EVAL_ATTACKERS)
     # outputs
     output_dir: str = _opt("runs", "Where run directories (TensorBoard, checkpoint, statistics) go.")
     run_name: str | None = _opt(None, "Run name (default: <dataset>-<feature_set>-<method>).")
@@ -132,7 +140,8 @@ class TrainConfig:
             errs.append(f"keep_schedule={self.keep_schedule!r} is unknown; choose one of {', '.join(KEEP_SCHEDULES)}")
         if self.lambda_schedule not in LAMBDA_SCHEDULES:
             errs.append(f"lambda_schedule={self.lambda_schedule!r} is unknown")
-        for name, allowed in (("strategy", STRATEGIES), ("precision", PRECISIONS), ("lr_scaling", LR_SCALING)):
+        for name, allowed in (("strategy", STRATEGIES), ("precision", PRECISIONS), ("lr_scaling", LR_SCALING),
+                              ("eval_attackers", EVAL_ATTACKERS)):
             if getattr(self, name) not in allowed:
                 errs.append(f"{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}")
         if self.backup_every < 0:

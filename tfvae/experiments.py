@@ -74,13 +74,15 @@ def make_folds(corpus: Corpus, k: int, n_validation: int | None, seed: int):
 
 # ----------------------------------------------------------------------------------- one model
 def train_and_evaluate(cfg: TrainConfig, corpus: Corpus, strategy, method: str, protect: str | None,
-                       run_dir: Path, fast: bool = False, keep_outputs: bool = False) -> dict:
+                       run_dir: Path, tuning: bool = False, keep_outputs: bool = False) -> dict:
     """Train one model (checkpoint and cuts chosen on validation) and evaluate every view of it on
-    the corpus' test split; ``raw`` evaluates the standardised input features instead."""
+    the corpus' test split; ``raw`` evaluates the standardised input features instead. ``tuning``:
+    the fast attackers and no bootstrap (the inner objective of nested tuning)."""
     from tfvae.attackers import FAST_ATTACKERS
     from tfvae.evaluate import BOOTSTRAP, EvalSplits, evaluate_model, evaluate_view
 
-    ev = EvalSplits(corpus, seed=cfg.seed, bootstrap=0 if fast else BOOTSTRAP)
+    fast = tuning or cfg.eval_attackers == "fast"
+    ev = EvalSplits(corpus, seed=cfg.seed, bootstrap=0 if tuning else BOOTSTRAP)
     res = {"chance": ev.chance, "best_epoch": None, "cuts": {}}
     if method == "raw":
         kw = {"emotion_attackers": FAST_ATTACKERS["emotion"], "speaker_attackers": FAST_ATTACKERS["speaker"]} \
@@ -88,8 +90,11 @@ def train_and_evaluate(cfg: TrainConfig, corpus: Corpus, strategy, method: str, 
         z = {k: corpus.splits[k].features for k in ("train", "validation", "test")}
         res["views"] = {"origin": evaluate_view(z, ev, seed=cfg.seed, **kw)}
         return res
+    import keras
+
     from tfvae.train import choose_masks, encode_splits, fit_model
 
+    keras.backend.clear_session()  # one process trains dozens of models: drop the previous ones' graphs
     mcfg = dataclasses.replace(cfg, method=method, protect=protect or "both", verbose=0)
     model, _, best_epoch = fit_model(mcfg, corpus, strategy, protect, run_dir, announce=False)
     outputs = encode_splits(model, corpus)

@@ -118,7 +118,7 @@ def tune_fold(cfg: TrainConfig, corpus: Corpus, strategy, run_root: Path, models
                 mcfg.validate()
             except ConfigError as e:
                 raise ConfigError(f"grid setting {params} is invalid for {key}: {e}") from e
-            res = train_and_evaluate(mcfg, val, strategy, method, protect, run_root / f"{key}-{i}", fast=True)
+            res = train_and_evaluate(mcfg, val, strategy, method, protect, run_root / f"{key}-{i}", tuning=True)
             s = objective(res["views"], cols, res["chance"]["stratified"])
             scored.append({"params": params, "objective": s, "best_epoch": res["best_epoch"], "cuts": res["cuts"]})
         best = max(scored, key=lambda r: r["objective"])  # ties: the first in grid order
