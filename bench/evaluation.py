@@ -11,7 +11,7 @@ validation-chosen utility, worst case, bootstrap intervals) three times.
 
 The embeddings are synthetic stand-ins, not a trained model's latents: seeded normal draws with
 emotion structure (a class mean) in the first 32 dims and speaker structure (a speaker mean) in the
-last 32, plus noise. Training split: 20,000 utterances of 500 speakers; validation: 2,000 of 50;
+last 32, plus noise. Training split: 10,000 utterances of 250 speakers; validation: 2,000 of 50;
 test: N utterances of max(20, N // 100) speakers; 5 emotions with MSP-Podcast-like shares.
 
 Each size runs in a fresh subprocess (``--one N``), which reports its own peak RSS
@@ -33,7 +33,7 @@ import numpy as np
 DIM, HALF = 64, 32
 EMOTIONS = ["neutral", "happy", "angry", "disgust", "sad"]
 SHARES = np.array([0.53, 0.27, 0.09, 0.07, 0.04])
-TRAIN, VALIDATION = (20_000, 500), (2_000, 50)
+TRAIN, VALIDATION = (10_000, 250), (2_000, 50)
 VIEWS = {"origin": slice(0, DIM), "identity_free": slice(0, HALF), "emotion_free": slice(HALF, DIM)}
 GIB = 1024 ** 3
 

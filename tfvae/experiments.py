@@ -74,7 +74,8 @@ def make_folds(corpus: Corpus, k: int, n_validation: int | None, seed: int):
 
 # ----------------------------------------------------------------------------------- one model
 def train_and_evaluate(cfg: TrainConfig, corpus: Corpus, strategy, method: str, protect: str | None,
-                       run_dir: Path, tuning: bool = False, keep_outputs: bool = False) -> dict:
+                       run_dir: Path, tuning: bool = False, keep_outputs: bool = False,
+                       evaluate: bool = True) -> dict:
     """Train one model (checkpoint and cuts chosen on validation) and evaluate every view of it on
     the corpus' test split; ``raw`` evaluates the standardised input features instead. ``tuning``:
     the fast attackers and no bootstrap (the inner objective of nested tuning)."""
@@ -99,8 +100,8 @@ def train_and_evaluate(cfg: TrainConfig, corpus: Corpus, strategy, method: str, 
     model, _, best_epoch = fit_model(mcfg, corpus, strategy, protect, run_dir, announce=False)
     outputs = encode_splits(model, corpus)
     cuts, masks = choose_masks(mcfg, model, outputs, corpus, protect)
-    views = evaluate_model(model, outputs, ev, masks, seed=cfg.seed, fast=fast)
-    if method == "dnn":  # the paper's DNN baseline reports its own classifiers
+    views = evaluate_model(model, outputs, ev, masks, seed=cfg.seed, fast=fast) if evaluate else {}
+    if method == "dnn" and views:  # the paper's DNN baseline reports its own classifiers
         views["origin"] = views["model_heads"]
     res.update(best_epoch=best_epoch, cuts={k: v for k, v in cuts.items() if k.endswith("_cut")}, views=views,
                masks=masks)
@@ -110,14 +111,16 @@ def train_and_evaluate(cfg: TrainConfig, corpus: Corpus, strategy, method: str, 
 
 
 def run_fold(cfg: TrainConfig, corpus: Corpus, strategy, run_root: Path, models=MODELS,
-             tuned: dict | None = None, keep_outputs: bool = False) -> dict:
-    """Train every model of Table 1 on one fold (with the fold's tuned options) and evaluate it."""
+             tuned: dict | None = None, keep_outputs: bool = False, evaluate: bool = True) -> dict:
+    """Train every model of Table 1 on one fold (with the fold's tuned options) and evaluate it
+    (``evaluate=False``: train and encode only, for Figure 2)."""
     out = {}
     for method, protect in models:
         key = model_key(method, protect)
         params = (tuned or {}).get(key, {})
         out[key] = {**train_and_evaluate(dataclasses.replace(cfg, **params), corpus, strategy, method, protect,
-                                         run_root / key, keep_outputs=keep_outputs), "params": params}
+                                         run_root / key, keep_outputs=keep_outputs, evaluate=evaluate),
+                    "params": params}
     return out
 
 
@@ -234,7 +237,7 @@ def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speaker
         return _tune(cfg, corpora, test_speakers, strategy, run_root, models, grid_d, grid, search, trials, meta,
                      out_dir, ds_name, t0)
     results = [run_fold(cfg, c, strategy, run_root / f"fold{i}", models=models, tuned=tuned_per_fold[i],
-                        keep_outputs=experiment == "masking")
+                        keep_outputs=experiment == "masking", evaluate=experiment == "table1")
                for i, c in enumerate(tqdm(corpora, desc=f"{experiment} folds", unit="fold"))]
     chance = [r[next(iter(r))]["chance"] for r in results]
     if experiment == "table1":
