@@ -266,7 +266,7 @@ def test_train_cli_on_a_manifest(corpus, messy, tmp_path, capsys):
     common = ["--feature_set", FS, "--epochs", "2", "--latent_dim", "32", "--mask_groups", "8",
               "--encoder_units", "32", "--decoder_units", "32", "--head_units", "16", "--verbose", "0",
               "--data_dir", str(tmp_path / "tfds"), "--output_dir", str(tmp_path / "runs"),
-              "--export_dir", str(tmp_path / "sm")]
+              "--export_dir", str(tmp_path / "sm"), "--eval_attackers", "fast"]
     assert train.main(["--dataset", str(m), *common]) == 0
     out = capsys.readouterr().out
     assert "72 train / 18 validation utterances, 8 training speakers" in out

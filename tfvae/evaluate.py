@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from tfvae.attackers import (EMOTION_ATTACKERS, FAST_ATTACKERS, PAPER_ATTACKERS, SPEAKER_ATTACKERS,
-                             fit_emotion_attacker, fit_speaker_attacker)
+                             fit_emotion_attacker, fit_speaker_attacker, single_threaded_blas)
 from tfvae.metrics import Trials, eer, sample_trials, sv_metrics, weighted_eer
 
 #: Bootstrap replicates per cell and the largest trial list a bootstrap replicate scores.
@@ -180,15 +180,6 @@ def evaluate_view(z, ev: EvalSplits, tasks=("emotion", "speaker"), emotion_attac
     # chunks by default (+2.4 GiB at 10k+ test rows); 64 MiB chunks give the same predictions
     with single_threaded_blas(), config_context(working_memory=64):
         return _evaluate_view(z, ev, tasks, emotion_attackers, speaker_attackers, seed)
-
-
-def single_threaded_blas():
-    """One BLAS thread for the attackers' many small matrix products. OpenBLAS threads spin while
-    they wait for each other; with every core busy (training, other processes) a two-thread sklearn
-    MLP fit ran 10-20x slower than a one-thread fit (RAVDESS fold, 2 cores: 223 s against 12 s)."""
-    from threadpoolctl import threadpool_limits
-
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _evaluate_view(z, ev, tasks, emotion_attackers, speaker_attackers, seed) -> dict:
