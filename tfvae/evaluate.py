@@ -246,11 +246,16 @@ def public(d):
     return d
 
 
+def attacker_suite(fast: bool) -> dict:
+    """``evaluate_view`` keyword arguments of the full suite ({}) or of :data:`FAST_ATTACKERS`."""
+    return {"emotion_attackers": FAST_ATTACKERS["emotion"], "speaker_attackers": FAST_ATTACKERS["speaker"]} \
+        if fast else {}
+
+
 def evaluate_model(model, outputs: dict, ev: EvalSplits, masks: dict, seed: int = 0, fast: bool = False) -> dict:
     """Every view of one trained model: ``origin`` (the full latent), each mask in ``masks``, and the
     model's own heads (``model_heads``). ``fast``: only :data:`FAST_ATTACKERS` (tuning, probes)."""
-    kw = {"emotion_attackers": FAST_ATTACKERS["emotion"], "speaker_attackers": FAST_ATTACKERS["speaker"]} \
-        if fast else {}
+    kw = attacker_suite(fast)
     res = {}
     if model.parts["vae"]:
         lat = {k: outputs[k]["latent"] for k in ("train", "validation", "test")}

@@ -79,17 +79,14 @@ def train_and_evaluate(cfg: TrainConfig, corpus: Corpus, strategy, method: str, 
     """Train one model (checkpoint and cuts chosen on validation) and evaluate every view of it on
     the corpus' test split; ``raw`` evaluates the standardised input features instead. ``tuning``:
     the fast attackers and no bootstrap (the inner objective of nested tuning)."""
-    from tfvae.attackers import FAST_ATTACKERS
-    from tfvae.evaluate import BOOTSTRAP, EvalSplits, evaluate_model, evaluate_view
+    from tfvae.evaluate import BOOTSTRAP, EvalSplits, attacker_suite, evaluate_model, evaluate_view
 
     fast = tuning or cfg.eval_attackers == "fast"
     ev = EvalSplits(corpus, seed=cfg.seed, bootstrap=0 if tuning else BOOTSTRAP)
     res = {"chance": ev.chance, "best_epoch": None, "cuts": {}}
     if method == "raw":
-        kw = {"emotion_attackers": FAST_ATTACKERS["emotion"], "speaker_attackers": FAST_ATTACKERS["speaker"]} \
-            if fast else {}
         z = {k: corpus.splits[k].features for k in ("train", "validation", "test")}
-        res["views"] = {"origin": evaluate_view(z, ev, seed=cfg.seed, **kw)}
+        res["views"] = {"origin": evaluate_view(z, ev, seed=cfg.seed, **attacker_suite(fast))}
         return res
     import keras
 
