@@ -71,8 +71,10 @@ def test_tiny_corpus_runs_table1_to_the_end_with_finite_numbers(small_corpus, mo
                            *_dirs(tmp_path)])
     assert rc == 0
     doc = json.loads((tmp_path / "reports" / "tiny6" / "table1.json").read_text())
-    assert list(doc["columns"]) == ["Raw features", "DNN origin", "A-VAE PP-SER", "A-VAE PP-SV", "LR-VAE origin",
-                                    "LR-VAE PP-SER", "LR-VAE PP-SV"]
+    assert list(doc["columns"]) == ["Raw features", "DNN origin", "A-VAE PP-SER", "A-VAE PP-SV", "A-VAE+LEACE PP-SER",
+                                    "A-VAE+LEACE PP-SV", "LR-VAE origin", "LR-VAE PP-SER", "LR-VAE PP-SV",
+                                    "LR-VAE+LEACE PP-SER", "LR-VAE+LEACE PP-SV"]
+    assert any(g["goal"].startswith("LR-VAE+LEACE PP-SER") for g in doc["goals"])
     for label, col in doc["columns"].items():
         for k in ("emo", "id"):
             assert np.isfinite(col[k]["mean"]) and all(np.isfinite(col[k]["ci95"])), (label, k, col[k])
@@ -144,3 +146,21 @@ def test_masking_end_to_end(demo_data_dir, tmp_path):
     from PIL import Image
 
     assert Image.open(out / "masking.png").size[0] > 500
+    assert Image.open(out / "tradeoff.png").size[0] > 500
+    meta = json.loads((out / "masking.json").read_text())["meta"]
+    assert set(meta["lrvae_covers_avae"]) == {"PP-SER", "PP-SV"}
+    assert all(0.0 <= v <= 1.0 for v in meta["lrvae_covers_avae"].values())
+    assert meta["tradeoff_goal"]["met"] == all(v >= 1.0 for v in meta["lrvae_covers_avae"].values())
+
+
+def test_tradeoff_points_and_dominance():
+    from tfvae.figure2 import dominance, tradeoff_points
+
+    rows = [{"fold": 0, "model": "lrvae", "protect": "identity", "masked_groups": s, "emotion_wf1": e,
+             "speaker_eer": r, "chance_wf1": 0.125} for s, e, r in ((0, 0.6, 0.2), (1, 0.55, 0.45))]
+    pts = tradeoff_points(rows, "lrvae", "identity")
+    np.testing.assert_allclose(pts, [[60, 30], [55, 5]])
+    emo_rows = [{**r, "protect": "emotion"} for r in rows]
+    np.testing.assert_allclose(tradeoff_points(emo_rows, "lrvae", "emotion"), [[30, 47.5], [5, 42.5]])
+    assert dominance(pts, np.array([[54.5, 5.5], [59, 31]])) == 1.0  # matched within 1 point
+    assert dominance(pts, np.array([[58, 10]])) == 0.0  # a better point than any of the curve

@@ -21,7 +21,9 @@ def _fold(d=0.0):
             "dnn": {"views": {"origin": _view(0.50 + d, 0.25)}},
             "lrvae": {"views": {"origin": _view(0.595 + d, 0.155),
                                 "identity_free": _view(0.59, 0.30, eer_worst=0.46 + d),
-                                "emotion_free": _view(0.20, 0.16, emo_worst=0.05 + d)}}}
+                                "emotion_free": _view(0.20, 0.16, emo_worst=0.05 + d),
+                                "identity_free_leace": _view(0.58, 0.30, eer_worst=0.49),
+                                "emotion_free_leace": _view(0.20, 0.17, emo_worst=0.20)}}}
 
 
 def test_privacy_cells_use_the_worst_case_above_chance_and_utility_cells_the_validation_choice():
@@ -50,6 +52,10 @@ def test_table_aggregates_folds_with_intervals_tests_and_goals():
     assert g["LR-VAE PP-SER SV EER (worst-case attacker) >= 45 %"]["measured"] == pytest.approx(47.0)
     assert g["LR-VAE PP-SV emotion WF1 (worst-case attacker) <= chance + 3 points"]["met"]
     assert g["LR-VAE PP-SER emotion WF1 >= DNN - 2 points"]["met"]
+    # the erasure rows are their own columns with their own goals
+    assert cols["LR-VAE+LEACE PP-SER"]["id"]["mean"] == pytest.approx(0.49)
+    assert g["LR-VAE+LEACE PP-SER SV EER (worst-case attacker) >= 45 %"]["measured"] == pytest.approx(49.0)
+    assert not g["LR-VAE+LEACE PP-SV emotion WF1 (worst-case attacker) <= chance + 3 points"]["met"]
     meta = {"command": "x", "seed": 0, "protocol": "p", "settings": "nested tuning (t.json)", "wall_seconds": 1,
             "cores": 2, "tuning": [{"lrvae": {"latent_dim": 64}}]}
     md = markdown("toy", cols, paired_tests(cols), goals(cols, chance), meta, chance)

@@ -183,7 +183,12 @@ def fit_speaker_attacker(name: str, x_tr, s_tr, x_val=None, s_val=None, seed: in
 
         return min(embs, key=lambda m: eer(*cosine_trials(m.embed(x_val), s_val, seed=seed)))
     if name in ("lda_cosine", "kernel_lda_cosine"):
-        model = _quiet(_pca_lda(len(x), n_cls, x.shape[1], seed, kernel=name.startswith("kernel")).fit, x, y)
+        try:
+            model = _quiet(_pca_lda(len(x), n_cls, x.shape[1], seed, kernel=name.startswith("kernel")).fit, x, y)
+        except (IndexError, ValueError, np.linalg.LinAlgError):
+            # no between-speaker scatter left (e.g. after linear erasure, tfvae.erasure): LDA has no
+            # discriminant directions, so the attacker scores the representation itself by cosine
+            return _Embedder(lambda e: e)
         return _Embedder(model.transform)
     if name == "logreg_posteriors":
         clf = _quiet(LogisticRegression(max_iter=3000, random_state=seed).fit, x, y)

@@ -30,6 +30,13 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 #: How the learning rate follows the number of replicas (global batch = batch_size x replicas).
 LR_SCALING = ("none", "linear", "sqrt")
 
+#: Decoder likelihood scales of L_VAE: unit variance (paper), a learned variance per feature, or the
+#: calibrated shared variance of sigma-VAE (Rybkin et al. 2021: the batch MSE, not learned).
+DECODER_VARIANCES = ("unit", "learned", "calibrated")
+#: Speaker-ID classifier: softmax over a dense layer (paper), or a cosine classifier with additive
+#: angular margin (ArcFace/AAM-softmax, as x-vector/ECAPA systems train their embeddings).
+SPEAKER_HEADS = ("softmax", "aam")
+
 #: Attacker suites of the evaluation: every attacker, or the fast linear ones (quick looks, tests).
 EVAL_ATTACKERS = ("full", "fast")
 
@@ -83,6 +90,21 @@ class TrainConfig:
     # objective (eq. 4)
     vae_weight: float = _opt(1.0, "Weight of L_VAE (negative ELBO per feature, eq. 1).")
     kl_weight: float = _opt(1.0, "Weight of the KL term inside L_VAE (beta).")
+    decoder_variance: str = _opt(
+        "unit", "Decoder likelihood p(x|z): unit variance (paper), learned (one trainable variance per feature) or "
+        "calibrated (sigma-VAE: shared variance = batch MSE); a learned/calibrated variance rebalances eq. 1.",
+        choices=DECODER_VARIANCES)
+    kl_warmup: float = _opt(0.0, "KL annealing: the KL weight ramps linearly from 0 over this fraction of training.")
+    free_bits: float = _opt(0.0, "Free bits: KL per latent node below this many nats (batch mean) costs nothing.")
+    speaker_head: str = _opt(
+        "softmax", "Speaker-ID classifier: softmax (paper) or aam (cosine classifier with additive angular margin).",
+        choices=SPEAKER_HEADS)
+    aam_margin: float = _opt(0.2, "Additive angular margin m of the aam speaker head (radians).")
+    aam_scale: float = _opt(30.0, "Logit scale s of the aam speaker head.")
+    hsic_weight: float = _opt(
+        0.0, "Weight of a linear-kernel HSIC penalty (squared cross-correlation) between the emotion half and the "
+        "identity half of the latent, on top of layered dropout (LR-VAE only).")
+    input_noise: float = _opt(0.0, "Std of Gaussian noise added to the standardised encoder input in training.")
     emo_weight: float = _opt(1.0, "Weight of L_emo (emotion cross-entropy).")
     id_weight: float = _opt(1.0, "Weight of L_id (speaker-ID cross-entropy).")
     emo_adv_weight: float = _opt(1.0, "Weight of L_emo-adv (emotion discriminator on the speaker branch).")
@@ -141,7 +163,8 @@ class TrainConfig:
         if self.lambda_schedule not in LAMBDA_SCHEDULES:
             errs.append(f"lambda_schedule={self.lambda_schedule!r} is unknown")
         for name, allowed in (("strategy", STRATEGIES), ("precision", PRECISIONS), ("lr_scaling", LR_SCALING),
-                              ("eval_attackers", EVAL_ATTACKERS)):
+                              ("eval_attackers", EVAL_ATTACKERS), ("decoder_variance", DECODER_VARIANCES),
+                              ("speaker_head", SPEAKER_HEADS)):
             if getattr(self, name) not in allowed:
                 errs.append(f"{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}")
         if self.backup_every < 0:
@@ -155,12 +178,17 @@ class TrainConfig:
         if not 0.0 <= self.keep_min <= self.keep_max <= 1.0:
             errs.append(f"keep rates must satisfy 0 <= keep_min ({self.keep_min}) <= keep_max ({self.keep_max}) <= 1")
         for name in ("vae_weight", "kl_weight", "emo_weight", "id_weight", "emo_adv_weight",
-                     "id_adv_weight", "adv_lambda", "l2", "cut_tolerance", "select_after"):
+                     "id_adv_weight", "adv_lambda", "l2", "cut_tolerance", "select_after", "free_bits",
+                     "aam_margin", "hsic_weight", "input_noise"):
             if getattr(self, name) < 0:
                 errs.append(f"{name}={getattr(self, name)} must be >= 0")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 errs.append(f"{name}={getattr(self, name)} must be >= 1")
+        if not 0.0 <= self.kl_warmup <= 1.0:
+            errs.append(f"kl_warmup={self.kl_warmup} must be a fraction in [0, 1]")
+        if self.aam_scale <= 0:
+            errs.append(f"aam_scale={self.aam_scale} must be > 0")
         if self.select_after > 1:
             errs.append(f"select_after={self.select_after} must be a fraction in [0, 1]")
         if self.learning_rate <= 0:

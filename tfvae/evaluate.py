@@ -24,6 +24,7 @@ import numpy as np
 
 from tfvae.attackers import (EMOTION_ATTACKERS, FAST_ATTACKERS, PAPER_ATTACKERS, SPEAKER_ATTACKERS,
                              fit_emotion_attacker, fit_speaker_attacker, single_threaded_blas)
+from tfvae.erasure import SUFFIX
 from tfvae.metrics import Trials, eer, sample_trials, sv_metrics, weighted_eer
 
 #: Bootstrap replicates per cell and the largest trial list a bootstrap replicate scores.
@@ -252,9 +253,12 @@ def attacker_suite(fast: bool) -> dict:
         if fast else {}
 
 
-def evaluate_model(model, outputs: dict, ev: EvalSplits, masks: dict, seed: int = 0, fast: bool = False) -> dict:
-    """Every view of one trained model: ``origin`` (the full latent), each mask in ``masks``, and the
-    model's own heads (``model_heads``). ``fast``: only :data:`FAST_ATTACKERS` (tuning, probes)."""
+def evaluate_model(model, outputs: dict, ev: EvalSplits, masks: dict, seed: int = 0, fast: bool = False,
+                   erasers: dict | None = None) -> dict:
+    """Every view of one trained model: ``origin`` (the full latent), each mask in ``masks``, each
+    masked view followed by its eraser in ``erasers`` (``<view>_leace``, fit on the training split,
+    :func:`tfvae.erasure.view_erasers`), and the model's own heads (``model_heads``).
+    ``fast``: only :data:`FAST_ATTACKERS` (tuning, probes)."""
     kw = attacker_suite(fast)
     res = {}
     if model.parts["vae"]:
@@ -262,6 +266,9 @@ def evaluate_model(model, outputs: dict, ev: EvalSplits, masks: dict, seed: int 
         views = {"origin": np.ones(lat["train"].shape[1], bool), **{k: np.asarray(m) > 0 for k, m in masks.items()}}
         for view, keep in views.items():
             res[view] = evaluate_view({k: v[:, keep] for k, v in lat.items()}, ev, seed=seed, **kw)
+        for view, eraser in (erasers or {}).items():  # masked views + LEACE (tfvae.erasure)
+            keep = views[view.removesuffix(SUFFIX)]
+            res[view] = evaluate_view({k: eraser(v * keep)[:, keep] for k, v in lat.items()}, ev, seed=seed, **kw)
     res["model_heads"] = evaluate_heads(outputs, ev)
     return res
 

@@ -33,6 +33,7 @@ from tfvae.table1 import model_key
 #: Models Table 1 trains (``raw`` needs no training).
 MODELS = [("raw", None), ("dnn", None), ("vae", None), ("a-vae", "identity"), ("a-vae", "emotion"),
           ("lrvae-noadv", None), ("lrvae", None)]
+PROTECT_NAMES = {"identity": "PP-SER", "emotion": "PP-SV"}
 METHOD_NAMES = ("raw", "dnn", "vae", "a-vae", "lrvae-noadv", "lrvae")
 
 
@@ -90,14 +91,15 @@ def train_and_evaluate(cfg: TrainConfig, corpus: Corpus, strategy, method: str, 
         return res
     import keras
 
-    from tfvae.train import choose_masks, encode_splits, fit_model
+    from tfvae.train import choose_erasers, choose_masks, encode_splits, fit_model
 
     keras.backend.clear_session()  # one process trains dozens of models: drop the previous ones' graphs
     mcfg = dataclasses.replace(cfg, method=method, protect=protect or "both", verbose=0)
     model, _, best_epoch = fit_model(mcfg, corpus, strategy, protect, run_dir, announce=False)
     outputs = encode_splits(model, corpus)
     cuts, masks = choose_masks(mcfg, model, outputs, corpus, protect)
-    views = evaluate_model(model, outputs, ev, masks, seed=cfg.seed, fast=fast) if evaluate else {}
+    erasers = choose_erasers(outputs, corpus, masks)
+    views = evaluate_model(model, outputs, ev, masks, seed=cfg.seed, fast=fast, erasers=erasers) if evaluate else {}
     if method == "dnn" and views:  # the paper's DNN baseline reports its own classifiers
         views["origin"] = views["model_heads"]
     res.update(best_epoch=best_epoch, cuts={k: v for k, v in cuts.items() if k.endswith("_cut")}, views=views,
@@ -283,10 +285,19 @@ def _write_table1(results, chance, meta, out_dir, ds_name, t0) -> Path:
 def _write_masking(results, corpora, cfg, curve_attackers, meta, protocol, out_dir, ds_name, t0) -> Path:
     import csv
 
-    from tfvae.figure2 import masking_curves, plot_masking
+    from tfvae.figure2 import masking_curves, plot_masking, plot_tradeoff, table_tradeoff_points
 
     emo_att, spk_att = (a.strip() for a in curve_attackers.split(","))
     rows = masking_curves(results, corpora, cfg.mask_groups, cfg.seed, emo_att, spk_att)
+    table_file = out_dir / "table1.json"  # Table 1's worst-case points join the trade-off plot when present
+    table_doc = json.loads(table_file.read_text()) if table_file.exists() else {}
+    chance = float(np.mean([r["chance_wf1"] for r in rows]))
+    dom = plot_tradeoff(rows, out_dir / "tradeoff.png",
+                        f"{ds_name}: privacy-utility trade-off (seed {cfg.seed}; curves: masking sweep, "
+                        f"{emo_att} / {spk_att})", table_tradeoff_points(table_doc, chance))
+    meta["lrvae_covers_avae"] = {PROTECT_NAMES[k]: v for k, v in dom.items()}
+    meta["tradeoff_goal"] = {"goal": "LR-VAE's trade-off curve on or above A-VAE's for both views (every A-VAE "
+                                     "point matched within 1 point)", "met": bool(all(v >= 1.0 for v in dom.values()))}
     meta["wall_seconds"] = time.time() - t0
     with open(out_dir / "masking.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0]))

@@ -14,6 +14,9 @@ Signatures of a full export (models with a VAE latent):
   exactly +0.0 (the representation for privacy-preserving SER);
 - ``emotion_free`` -> ``latent`` [batch, N]: nodes above the emotion-free cut set to exactly
   +0.0 (for privacy-preserving SV);
+- ``identity_free_leace`` / ``emotion_free_leace`` (when the run has erasers) -> ``latent``
+  [batch, N]: the masked view followed by the fixed LEACE projection that removes the protected
+  attribute linearly (:mod:`tfvae.erasure`, fit on the training split); masked nodes stay +0.0;
 - ``mask`` (``features``, ``keep`` float32 [1 or batch, N] of 0/1) -> ``latent`` [batch, N]:
   nodes whose ``keep`` is 0 set to +0.0; ``keep`` is checked in the graph;
 - ``emotion`` -> ``probabilities`` float32 [batch, C], ``class_index`` int64 [batch],
@@ -49,9 +52,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfvae.erasure import SUFFIX, load_erasers
+
 METADATA_FILE = "assets.extra/tfvae.json"
 PRIVACY_REPORT_FILE = "assets.extra/privacy_report.json"
 CONFIG_FILE = "models.config"
+#: The LEACE erasers of a training run (:func:`tfvae.erasure.save_erasers`).
+ERASURE_FILE = "erasure.npz"
 #: Which view the privacy-safe export keeps for each protected attribute.
 PROTECT_VIEWS = {"identity": "identity_free", "emotion": "emotion_free"}
 #: Version policy written for models new to ``models.config`` (TF Serving's text form).
@@ -84,6 +91,19 @@ def _masked_encoder(model, keep):
         return {"latent": tf.where(keep, z, tf.zeros_like(z))}  # masked nodes are exactly +0.0
 
     return masked
+
+
+def _erased_encoder(model, keep, eraser):
+    mean = tf.constant(eraser.mean[None, :], tf.float32)
+    proj_t = tf.constant(eraser.projection.T, tf.float32)
+
+    def erased(features):
+        z = model.encode(_finite(features))
+        z = tf.where(keep, z, tf.zeros_like(z))
+        z = z - tf.matmul(z - mean, proj_t)
+        return {"latent": tf.where(keep, z, tf.zeros_like(z))}
+
+    return erased
 
 
 def _mask_with_keep(model):
@@ -154,10 +174,11 @@ def _write_version(root: Path, version: int | None, write) -> Path:
 
 def export_encoder(model, export_dir: str | Path, name: str, masks: dict[str, np.ndarray],
                    metadata: dict, version: int | None = None, write_config: bool = True,
-                   privacy_report: dict | None = None) -> Path:
+                   privacy_report: dict | None = None, erasers: dict | None = None) -> Path:
     """Write ``model`` as ``<export_dir>/<name>/<version>/`` and return that path.
 
-    ``masks`` maps a signature name (``identity_free``, ``emotion_free``) to a 0/1 keep vector.
+    ``masks`` maps a signature name (``identity_free``, ``emotion_free``) to a 0/1 keep vector;
+    ``erasers`` maps ``<mask name>_leace`` to a :class:`tfvae.erasure.LinearEraser` of that view.
     ``privacy_report`` (from :func:`tfvae.train.privacy_report`) is written to
     ``assets.extra/privacy_report.json``.
     With ``write_config`` (the default) ``<export_dir>/models.config`` is refreshed to cover
@@ -172,6 +193,12 @@ def export_encoder(model, export_dir: str | Path, name: str, masks: dict[str, np
             if keep.shape[1] != model.latent_dim:
                 raise ValueError(f"mask {sig!r} has {keep.shape[1]} entries, the latent has {model.latent_dim}")
             endpoints[sig] = (_masked_encoder(model, keep), [spec])
+        for sig, eraser in (erasers or {}).items():
+            base = sig.removesuffix(SUFFIX)
+            if base not in masks or eraser.mean.shape[0] != model.latent_dim:
+                raise ValueError(f"eraser {sig!r} needs the mask {base!r} and {model.latent_dim} nodes")
+            endpoints[sig] = (_erased_encoder(model, tf.constant(np.asarray(masks[base]).reshape(1, -1) > 0),
+                                              eraser), [spec])
         keep_spec = tf.TensorSpec([None, model.latent_dim], tf.float32, name="keep")
         endpoints["mask"] = (_mask_with_keep(model), [spec, keep_spec])
     else:
@@ -193,6 +220,8 @@ def export_encoder(model, export_dir: str | Path, name: str, masks: dict[str, np
         archive.write_out(str(tmp), verbose=False)
         meta = {**metadata, "signatures": list(endpoints), "version": version,
                 "masks": {k: np.asarray(v).astype(int).tolist() for k, v in masks.items()},
+                "erasers": {k: {"method": "LEACE (Belrose et al. 2023), fit on the training split",
+                                "removed_dimensions": e.rank} for k, e in (erasers or {}).items()},
                 "privacy_note": "emotion and speaker_embedding read the full latent; they are not masked"}
         _write_metadata(tmp, meta)
         if privacy_report is not None:
@@ -358,6 +387,8 @@ def write_models_config(export_dir: str | Path, config_path: str | Path | None =
 
 # ---------------------------------------------------------------------- re-export from a run dir
 def _last_dense_units(h5, group: str) -> int | None:
+    if f"{group}/vars/0" in h5 and f"{group}/layers" not in h5:  # a single layer (the aam speaker head)
+        return int(h5[f"{group}/vars/0"].shape[-1])
     if f"{group}/layers" not in h5:
         return None
     layers = sorted(h5[f"{group}/layers"], key=lambda k: int(k.rsplit("_", 1)[1]) if "_" in k else 0)
@@ -368,7 +399,8 @@ def load_run(run_dir: str | Path):
     """Rebuild the trained model of a ``python -m tfvae.train`` run directory.
 
     Returns ``(model, masks, metadata)``: the model with ``best.weights.h5`` loaded, the keep
-    masks of ``mask.json`` and the export metadata train writes.
+    masks of ``mask.json`` and the export metadata train writes (with the run's LEACE erasers of
+    ``erasure.npz``, if any, under ``"erasers"``).
     """
     import h5py
 
@@ -401,7 +433,8 @@ def load_run(run_dir: str | Path):
             "input_dim": input_dim, "latent_dim": model.latent_dim if model.parts["vae"] else input_dim,
             "emotion_names": summary.get("emotion_names") or [str(i) for i in range(n_emotions)],
             "cuts": {k: v for k, v in mask_info.items() if k.endswith("_cut")},
-            "latent_order": "node 0 = emotion end, node N-1 = identity end"}
+            "latent_order": "node 0 = emotion end, node N-1 = identity end",
+            "erasers": load_erasers(run_dir / ERASURE_FILE)}
     return model, masks, meta
 
 
@@ -440,8 +473,9 @@ def main(argv=None) -> int:
                 path = export_protected(model, args.export_dir, name, args.protect, masks[view], meta,
                                         version=args.version, write_config=False)
             else:
+                erasers = meta.pop("erasers")
                 path = export_encoder(model, args.export_dir, args.name or meta["run_name"], masks, meta,
-                                      version=args.version, write_config=False)
+                                      version=args.version, write_config=False, erasers=erasers)
             print(f"[tfvae] SavedModel: {path}")
         config = write_models_config(args.export_dir, base_path_prefix=args.base_path_prefix)
     except (FileNotFoundError, FileExistsError, ValueError) as e:

@@ -55,7 +55,8 @@ def masking_curves(fold_results: list[dict], corpora: list[Corpus], groups: int,
             r = evaluate_view(z, ev, **kw)
             return {"fold": f, "model": model, "protect": protect, "masked_groups": step, "kept_nodes": kept,
                     "emotion_wf1": r["emotion"]["attackers"][emotion_attacker]["test"]["wf1"],
-                    "speaker_eer": r["speaker"]["attackers"][speaker_attacker]["test"]["eer"]}
+                    "speaker_eer": r["speaker"]["attackers"][speaker_attacker]["test"]["eer"],
+                    "chance_wf1": ev.chance["stratified"]}
 
         raw = {k: corpus.splits[k].features for k in ("train", "validation", "test")}
         raw_row = row("raw", "none", 0, corpus.dim, raw)
@@ -100,3 +101,85 @@ def plot_masking(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+
+
+#: Trade-off axes per view: (utility metric, leakage metric, axis labels).
+TRADEOFF_VIEWS = {
+    "identity": ("PP-SER (identity-free)", "emotion WF1 (%)", "speaker leakage: 50 - EER (points)"),
+    "emotion": ("PP-SV (emotionless)", "SV utility: 50 - EER (points)", "emotion leakage: WF1 - chance (points)"),
+}
+
+
+def tradeoff_points(rows: list[dict], model: str, protect: str) -> np.ndarray:
+    """Fold-mean (utility, leakage) points of one model's masking curve, in points (higher utility
+    and lower leakage are better); ``protect="identity"`` is the PP-SER trade-off, ``"emotion"`` PP-SV."""
+    sel = [r for r in rows if r["model"] == model and r["protect"] == protect]
+    pts = []
+    for step in sorted({r["masked_groups"] for r in sel}):
+        at = [r for r in sel if r["masked_groups"] == step]
+        emo = 100 * np.mean([r["emotion_wf1"] for r in at])
+        spk = 100 * (0.5 - np.mean([r["speaker_eer"] for r in at]))
+        chance = 100 * np.mean([r.get("chance_wf1", 0.0) for r in at])
+        pts.append((emo, spk) if protect == "identity" else (spk, max(emo - chance, 0.0)))
+    return np.asarray(pts, float).reshape(-1, 2)
+
+
+def dominance(better: np.ndarray, other: np.ndarray, tolerance: float = 1.0) -> float:
+    """Fraction of ``other``'s trade-off points that some point of ``better`` matches or beats
+    (utility >= u - tolerance and leakage <= l + tolerance, in points): 1.0 means the ``better``
+    curve lies on or above the other everywhere."""
+    if not len(other):
+        return float("nan")
+    ok = [np.any((better[:, 0] >= u - tolerance) & (better[:, 1] <= l + tolerance)) for u, l in other]
+    return float(np.mean(ok))
+
+
+def plot_tradeoff(rows: list[dict], path: Path, title: str, table_points: dict | None = None) -> dict:
+    """The privacy-utility trade-off of both views: x utility, y worst-case leakage, one curve per
+    method (its masking sweep, fast attackers), the raw features as a point and, from Table 1,
+    each column's point with the full attacker suite (worst case). Returns the dominance of the
+    LR-VAE curve over A-VAE's per view (:func:`dominance`)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    dom = {}
+    for ax, (protect, (name, xlab, ylab)) in zip(axes, TRADEOFF_VIEWS.items()):
+        curves = {m: tradeoff_points(rows, m, protect) for m in ("lrvae", "a-vae")}
+        for m, style in (("lrvae", "o-"), ("a-vae", "s--")):
+            if len(curves[m]):
+                ax.plot(curves[m][:, 0], curves[m][:, 1], style, ms=3, alpha=0.8,
+                        label=f"{'LR-VAE' if m == 'lrvae' else 'A-VAE'} masking sweep (fast attackers)")
+        raw = tradeoff_points(rows, "raw", protect)
+        if len(raw):
+            ax.plot(raw[:, 0], raw[:, 1], "k*", ms=12, label="raw features (fast attackers)")
+        for label, (u, lk) in (table_points or {}).get(protect, {}).items():
+            ax.plot([u], [lk], "D", ms=7, label=f"{label} (Table 1, worst case)")
+        dom[protect] = dominance(curves["lrvae"], curves["a-vae"])
+        ax.set_xlabel(f"{xlab} - higher is better")
+        ax.set_ylabel(f"{ylab} - lower is better")
+        ax.set_title(f"{name}: LR-VAE covers {100 * dom[protect]:.0f} % of A-VAE's points")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return dom
+
+
+def table_tradeoff_points(table1_doc: dict, chance: float) -> dict:
+    """Per view, Table 1's (utility, worst-case leakage) points in the axes of :func:`plot_tradeoff`."""
+    out = {"identity": {}, "emotion": {}}
+    for label, col in table1_doc.get("columns", {}).items():
+        emo, eer = 100 * col["emo"]["mean"], 100 * (0.5 - col["id"]["mean"])
+        if label == "Raw features":
+            out["identity"][label] = (emo, eer)
+            out["emotion"][label] = (eer, max(emo - 100 * chance, 0.0))
+        elif "PP-SER" in label:
+            out["identity"][label] = (emo, eer)
+        elif "PP-SV" in label:
+            out["emotion"][label] = (eer, max(emo - 100 * chance, 0.0))
+    return out

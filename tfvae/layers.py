@@ -92,3 +92,45 @@ def _reverse_gradient(x, lam):
         return -lam * dy, tf.zeros_like(lam)
 
     return tf.identity(x), grad
+
+
+@keras.saving.register_keras_serializable(package="tfvae")
+class CosineMarginClassifier(keras.layers.Layer):
+    """Cosine classifier with additive angular margin (AAM-softmax / ArcFace, Deng et al. 2019).
+
+    ``call(embedding, labels)`` returns ``s * cos(theta_j)`` for every class ``j`` and
+    ``s * cos(theta_y + m)`` for the labelled class ``y`` (labels < 0 get no margin), where
+    ``theta_j`` is the angle between the L2-normalised embedding and class centre ``j``. Without
+    labels (inference) it returns the plain scaled cosines. Speaker-verification embeddings trained
+    this way are compared by cosine, the scoring the attackers and the SV evaluation use.
+    """
+
+    def __init__(self, units: int, margin: float = 0.2, scale: float = 30.0, **kwargs):
+        super().__init__(**kwargs)
+        if units < 2 or margin < 0 or scale <= 0:
+            raise ValueError(f"CosineMarginClassifier needs units >= 2, margin >= 0, scale > 0; "
+                             f"got {units}, {margin}, {scale}")
+        self.units, self.margin, self.scale = int(units), float(margin), float(scale)
+
+    def build(self, input_shape):
+        self.centres = self.add_weight(name="centres", shape=(input_shape[-1], self.units),
+                                       initializer="glorot_uniform")
+
+    def call(self, inputs, labels=None):
+        x = ops.normalize(ops.cast(inputs, "float32"), axis=-1)
+        w = ops.normalize(ops.cast(self.centres, "float32"), axis=0)
+        cos = ops.clip(ops.matmul(x, w), -1.0 + 1e-6, 1.0 - 1e-6)
+        if labels is None or self.margin == 0:
+            return self.scale * cos
+        labels = ops.cast(labels, "int32")
+        target = ops.one_hot(ops.maximum(labels, 0), self.units) * ops.cast(
+            ops.expand_dims(labels >= 0, -1), "float32")
+        sin = ops.sqrt(1.0 - ops.square(cos))
+        cos_m = cos * float(np.cos(self.margin)) - sin * float(np.sin(self.margin))
+        return self.scale * (target * cos_m + (1.0 - target) * cos)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], self.units)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units, "margin": self.margin, "scale": self.scale}

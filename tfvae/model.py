@@ -14,6 +14,12 @@ Loss terms (each a Keras metric, all per example, batch mean):
   dimensions, so unit weights in eq. 4 balance L_VAE against the cross-entropies; relative to
   the plain ELBO this weights KL by beta = kl_weight * D / N (a beta-VAE, which favours the
   factorised latent the paper relies on).
+  Options that rebalance eq. 1 (issue: representation quality): ``decoder_variance`` ``learned``
+  (one trainable log-variance per feature) or ``calibrated`` (sigma-VAE: the batch MSE as a shared
+  variance), ``kl_warmup`` (KL weight ramped from 0) and ``free_bits`` (KL per node below this many
+  nats is free).
+- ``hsic``: linear-kernel HSIC (mean squared cross-correlation) between the emotion half and the
+  identity half of the latent sample, weighted by ``hsic_weight`` (LR-VAE only, 0 by default).
 - ``emo`` / ``id``: cross-entropy of the emotion / speaker-ID classifier.
 - ``id_adv``: cross-entropy of the speaker discriminator behind gradient reversal on the
   emotion branch; ``emo_adv``: of the emotion discriminator on the speaker branch. The
@@ -35,7 +41,7 @@ import tensorflow_probability as tfp
 from keras import ops
 
 from tfvae.config import LOSS_TERMS, METHODS
-from tfvae.layers import GradientReversal, LayeredDropout
+from tfvae.layers import CosineMarginClassifier, GradientReversal, LayeredDropout
 from tfvae.schedules import LambdaSchedule, keep_rates
 
 tfd = tfp.distributions
@@ -85,6 +91,16 @@ def _batch_mean(values):
     return ops.sum(values) / ops.maximum(n, 1.0)
 
 
+def _cross_correlation(z, split: int):
+    """Linear-kernel HSIC between ``z[:, :split]`` and ``z[:, split:]``: the mean squared batch
+    cross-correlation of the two halves (0 when they are linearly independent)."""
+    z = z - ops.mean(z, axis=0, keepdims=True)
+    z = z / ops.sqrt(ops.mean(ops.square(z), axis=0, keepdims=True) + 1e-6)
+    n = ops.maximum(ops.cast(ops.shape(z)[0], "float32"), 1.0)
+    cross = ops.matmul(ops.transpose(z[:, :split]), z[:, split:]) / n
+    return ops.mean(ops.square(cross))
+
+
 def _masked_acc(labels, logits):
     labels = ops.cast(labels, "int32")
     known = ops.cast(labels >= 0, "float32")
@@ -106,6 +122,10 @@ class LRVAE(keras.Model):
         lambda_schedule: config dict of :class:`LambdaSchedule` for gradient reversal.
         loss_weights: weights of ``vae, emo, id, emo_adv, id_adv`` in eq. 4.
         kl_weight: beta, the weight of KL inside L_VAE.
+        decoder_variance, kl_warmup_steps, free_bits: the balance of eq. 1 (see the module docstring).
+        speaker_head: ``softmax`` or ``aam`` (:class:`tfvae.layers.CosineMarginClassifier`).
+        hsic_weight: weight of the cross-correlation penalty between the two latent halves.
+        input_noise: std of Gaussian noise on the standardised encoder input in training.
         l2: L2 on all weights and biases (paper: 1e-6).
     """
 
@@ -115,7 +135,9 @@ class LRVAE(keras.Model):
                  head_units: Sequence[int] = (256, 128), keep_schedule: str = "linear",
                  keep_min: float = 0.0, keep_max: float = 1.0, lambda_schedule: dict | None = None,
                  loss_weights: dict | None = None, kl_weight: float = 1.0, l2: float = 1e-6,
-                 seed: int | None = None, **kwargs):
+                 seed: int | None = None, decoder_variance: str = "unit", kl_warmup_steps: int = 0,
+                 free_bits: float = 0.0, speaker_head: str = "softmax", aam_margin: float = 0.2,
+                 aam_scale: float = 30.0, hsic_weight: float = 0.0, input_noise: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.parts = method_parts(method, protect)
         if n_emotions < 2 and self.parts["emo"]:
@@ -134,6 +156,14 @@ class LRVAE(keras.Model):
         self.loss_weights = {t: float((loss_weights or {}).get(t, 1.0)) for t in LOSS_TERMS}
         self.kl_weight, self.l2, self.seed = float(kl_weight), float(l2), seed
         self.seed_generator = keras.random.SeedGenerator(seed)
+        if decoder_variance not in ("unit", "learned", "calibrated"):
+            raise ValueError(f"decoder_variance {decoder_variance!r} is unknown; choose unit, learned or calibrated")
+        if speaker_head not in ("softmax", "aam"):
+            raise ValueError(f"speaker_head {speaker_head!r} is unknown; choose softmax or aam")
+        self.decoder_variance, self.kl_warmup_steps = decoder_variance, int(kl_warmup_steps)
+        self.free_bits, self.speaker_head = float(free_bits), speaker_head
+        self.aam_margin, self.aam_scale = float(aam_margin), float(aam_scale)
+        self.hsic_weight, self.input_noise = float(hsic_weight), float(input_noise)
 
         p = self.parts
         # float32 under any mixed-precision policy: raw openSMILE features span many decades
@@ -153,7 +183,10 @@ class LRVAE(keras.Model):
             self.emo_head = _mlp(self.head_units, l2, "emotion_classifier", out=self.n_emotions)
         if p["id"]:
             self.id_body = _mlp(self.head_units, l2, "speaker_embedding")
-            self.id_out = _mlp((), l2, "speaker_classifier", out=self.n_speakers)
+            if speaker_head == "aam":
+                self.id_out = CosineMarginClassifier(self.n_speakers, aam_margin, aam_scale, name="speaker_classifier")
+            else:
+                self.id_out = _mlp((), l2, "speaker_classifier", out=self.n_speakers)
         self.grls = []
         if p["id_adv"]:
             self.id_adv_grl = GradientReversal(self.lambda_schedule.max_lambda, name="id_adv_reversal")
@@ -164,7 +197,9 @@ class LRVAE(keras.Model):
             self.emo_adv_head = _mlp(self.head_units, l2, "emotion_discriminator", out=self.n_emotions)
             self.grls.append(self.emo_adv_grl)
 
-        self.term_names = [t for t in ("recon", "kl") if p["vae"]] + [t for t in LOSS_TERMS if p[t]]
+        self.use_hsic = p["layered"] and self.hsic_weight > 0
+        self.term_names = ([t for t in ("recon", "kl") if p["vae"]] + [t for t in LOSS_TERMS if p[t]]
+                           + (["hsic"] if self.use_hsic else []))
         tracked = ["loss", "selection", *self.term_names, "l2"]
         tracked += [a for a, t in (("emo_acc", "emo"), ("id_acc", "id")) if p[t]]
         tracked += ["grl_lambda"] if self.grls else []
@@ -178,6 +213,11 @@ class LRVAE(keras.Model):
         if self.parts["vae"]:
             self.encoder.build((None, d))
             self.decoder.build((None, self.latent_dim))
+            if self.decoder_variance == "learned":
+                self.decoder_log_scale = self.add_weight(name="decoder_log_scale", shape=(d,), initializer="zeros")
+            if self.kl_warmup_steps:
+                self.kl_anneal = self.add_weight(name="kl_anneal", shape=(), initializer="zeros", trainable=False,
+                                                 aggregation="only_first_replica")
         for name in ("emo_dropout", "id_dropout", "id_adv_grl", "emo_adv_grl"):
             if hasattr(self, name):
                 getattr(self, name).build((None, rep))
@@ -208,10 +248,13 @@ class LRVAE(keras.Model):
         if d is not None and d != self.input_dim:
             raise ValueError(f"the model expects {self.input_dim} features per example, got {d}")
 
-    def posterior(self, x):
+    def posterior(self, x, training: bool = False):
         """q(z|x) as a ``tfd.MultivariateNormalDiag`` (paper eq. 1), from raw features."""
         self._check_dim(x)
-        params = ops.cast(self.encoder(self.normalizer(x)), "float32")
+        x_std = self.normalizer(x)
+        if training and self.input_noise > 0:
+            x_std = x_std + self.input_noise * keras.random.normal(ops.shape(x_std), seed=self.seed_generator)
+        params = ops.cast(self.encoder(x_std, training=training), "float32")
         mean, log_var = ops.split(params, 2, axis=-1)
         log_var = ops.clip(log_var, -12.0, 8.0)
         return tfd.MultivariateNormalDiag(loc=mean, scale_diag=ops.exp(0.5 * log_var))
@@ -223,12 +266,12 @@ class LRVAE(keras.Model):
             return self.normalizer(x)
         return self.posterior(x).mean()
 
-    def forward(self, x, training: bool = False) -> dict:
+    def forward(self, x, training: bool = False, labels=None) -> dict:
         """Every intermediate the objective needs."""
         self._check_dim(x)
         out = {"x_std": ops.cast(self.normalizer(x), "float32")}
         if self.parts["vae"]:
-            q = self.posterior(x)
+            q = self.posterior(x, training=training)
             out["q"] = q
             if training:
                 eps = keras.random.normal(ops.shape(q.mean()), seed=self.seed_generator)
@@ -246,7 +289,10 @@ class LRVAE(keras.Model):
             out["emo_logits"] = self.emo_head(emo_in, training=training)
         if self.parts["id"]:
             out["speaker_embedding"] = self.id_body(id_in, training=training)
-            out["id_logits"] = self.id_out(out["speaker_embedding"], training=training)
+            if self.speaker_head == "aam":  # the margin needs the labels; inference gets plain cosines
+                out["id_logits"] = self.id_out(out["speaker_embedding"], labels=labels)
+            else:
+                out["id_logits"] = self.id_out(out["speaker_embedding"], training=training)
         if self.parts["id_adv"]:
             out["id_adv_logits"] = self.id_adv_head(self.id_adv_grl(emo_in), training=training)
         if self.parts["emo_adv"]:
@@ -268,16 +314,16 @@ class LRVAE(keras.Model):
 
         ``terms`` holds every unweighted term, accuracies and the ``selection`` value.
         """
-        out = self.forward(data["features"], training=training)
         y_emo, y_id = data["emotion"], data["speaker"]
+        out = self.forward(data["features"], training=training, labels=y_id if training else None)
         terms, counts = {}, {}
         if self.parts["vae"]:
-            d = float(self.input_dim)
-            likelihood = tfd.Independent(tfd.Normal(loc=out["x_loc"], scale=1.0), reinterpreted_batch_ndims=1)
-            prior = tfd.MultivariateNormalDiag(loc=ops.zeros_like(out["z"]), scale_diag=ops.ones_like(out["z"]))
-            terms["recon"] = -_batch_mean(likelihood.log_prob(out["x_std"])) / d
-            terms["kl"] = _batch_mean(tfd.kl_divergence(out["q"], prior)) / float(self.latent_dim)
-            terms["vae"] = terms["recon"] + self.kl_weight * terms["kl"]
+            terms["recon"] = self._recon(out["x_loc"], out["x_std"])
+            terms["kl"] = self._kl(out["q"], out["z"])
+            beta = self.kl_weight * (ops.convert_to_tensor(self.kl_anneal) if training and self.kl_warmup_steps else 1.0)
+            terms["vae"] = terms["recon"] + beta * terms["kl"]
+        if self.use_hsic:
+            terms["hsic"] = _cross_correlation(out["z"], self.latent_dim // 2)
         if self.parts["emo"]:
             terms["emo"], _ = _masked_ce(y_emo, out["emo_logits"])
             terms["emo_acc"] = _masked_acc(y_emo, out["emo_logits"])
@@ -292,8 +338,31 @@ class LRVAE(keras.Model):
         terms["l2"] = ops.cast(ops.sum(self.losses), "float32") if self.losses else ops.zeros(())
         terms["selection"] = sum(w[t] * terms[t] for t in ("vae", "emo", "id") if t in terms)
         loss = sum(w[t] * terms[t] for t in LOSS_TERMS if t in terms) + terms["l2"]
+        if self.use_hsic:
+            loss = loss + self.hsic_weight * terms["hsic"]
         terms["_counts"] = counts
         return loss, terms
+
+    def _recon(self, x_loc, x_std):
+        """-log p(x|z) per feature (nats), under the decoder variance of ``decoder_variance``."""
+        if self.decoder_variance == "learned":
+            scale = ops.exp(ops.clip(ops.cast(self.decoder_log_scale, "float32"), -4.0, 2.0))
+        elif self.decoder_variance == "calibrated":  # sigma-VAE: the maximum-likelihood shared variance
+            mse = ops.mean(ops.square(x_std - x_loc))
+            scale = ops.sqrt(ops.maximum(ops.stop_gradient(mse), 1e-4))
+        else:
+            scale = 1.0
+        likelihood = tfd.Independent(tfd.Normal(loc=x_loc, scale=scale), reinterpreted_batch_ndims=1)
+        return -_batch_mean(likelihood.log_prob(x_std)) / float(self.input_dim)
+
+    def _kl(self, q, z):
+        """KL(q(z|x) || N(0, I)) per latent node; with ``free_bits``, nodes under the floor cost nothing."""
+        prior = tfd.MultivariateNormalDiag(loc=ops.zeros_like(z), scale_diag=ops.ones_like(z))
+        if not self.free_bits:
+            return _batch_mean(tfd.kl_divergence(q, prior)) / float(self.latent_dim)
+        per_node = tfd.kl_divergence(tfd.Normal(q.mean(), q.stddev()), tfd.Normal(0.0, 1.0))
+        per_node = ops.sum(per_node, axis=0) / ops.maximum(ops.cast(ops.shape(z)[0], "float32"), 1.0)
+        return ops.mean(ops.maximum(per_node, self.free_bits))
 
     def _record(self, loss, terms, batch_size, training: bool):
         counts = terms.pop("_counts")
@@ -349,6 +418,8 @@ class LRVAE(keras.Model):
             lam = self.lambda_schedule(self.optimizer.iterations)
             for grl in self.grls:
                 grl.lambda_.assign(lam)
+        if self.parts["vae"] and self.kl_warmup_steps:
+            self.kl_anneal.assign(ops.minimum(ops.cast(self.optimizer.iterations, "float32") / self.kl_warmup_steps, 1.0))
         grads, loss, terms = (gradient_fn or self.compute_gradients)(data, self.replica_share(data))
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
         return self._record(loss, terms, ops.cast(ops.shape(data["features"])[0], "float32"), training=True)
@@ -371,6 +442,9 @@ class LRVAE(keras.Model):
             "keep_min": self.keep_min, "keep_max": self.keep_max,
             "lambda_schedule": self.lambda_schedule.get_config(), "loss_weights": dict(self.loss_weights),
             "kl_weight": self.kl_weight, "l2": self.l2, "seed": self.seed, "name": self.name,
+            "decoder_variance": self.decoder_variance, "kl_warmup_steps": self.kl_warmup_steps,
+            "free_bits": self.free_bits, "speaker_head": self.speaker_head, "aam_margin": self.aam_margin,
+            "aam_scale": self.aam_scale, "hsic_weight": self.hsic_weight, "input_noise": self.input_noise,
         }
 
 
@@ -384,6 +458,9 @@ def build_model(cfg, input_dim: int, n_emotions: int, n_speakers: int, total_ste
         head_units=cfg.head_units, keep_schedule=cfg.keep_schedule, keep_min=cfg.keep_min,
         keep_max=cfg.keep_max,
         lambda_schedule={"kind": cfg.lambda_schedule, "max_lambda": cfg.adv_lambda, "total_steps": total_steps},
-        loss_weights=cfg.loss_weights, kl_weight=cfg.kl_weight, l2=cfg.l2, seed=cfg.seed, name="lrvae")
+        loss_weights=cfg.loss_weights, kl_weight=cfg.kl_weight, l2=cfg.l2, seed=cfg.seed,
+        decoder_variance=cfg.decoder_variance, kl_warmup_steps=int(round(cfg.kl_warmup * total_steps)),
+        free_bits=cfg.free_bits, speaker_head=cfg.speaker_head, aam_margin=cfg.aam_margin, aam_scale=cfg.aam_scale,
+        hsic_weight=cfg.hsic_weight, input_noise=cfg.input_noise, name="lrvae")
     model.build()
     return model

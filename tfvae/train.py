@@ -134,6 +134,17 @@ def choose_masks(cfg: TrainConfig, model, outputs: dict, corpus, protect: str | 
     return {"chosen_on": f"no masks: {cfg.method} latents are not ordered"}, {}
 
 
+def choose_erasers(outputs: dict, corpus, masks: dict) -> dict:
+    """LEACE erasers of each masked view's protected attribute, fit on the training split
+    (:func:`tfvae.erasure.view_erasers`); none for models without masks."""
+    from tfvae.erasure import view_erasers
+
+    if not masks:
+        return {}
+    sp = corpus.splits["train"]
+    return view_erasers(outputs["train"]["latent"], sp.emotion, sp.speaker, masks)
+
+
 def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) -> dict:
     """Train one model on ``corpus``, choose its masks, report test probes, export; return its summary.
 
@@ -144,7 +155,8 @@ def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) ->
 
     from tfvae.distribute import role as cluster_role
     from tfvae.evaluate import EvalSplits, evaluate_model, public
-    from tfvae.export import export_encoder
+    from tfvae.erasure import save_erasers
+    from tfvae.export import ERASURE_FILE, export_encoder
     from tfvae.loop import weights_fingerprint, worker_dirs
 
     role = cluster_role(strategy)
@@ -163,15 +175,18 @@ def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) ->
         (run_dir / "mask.json").write_text(json.dumps(
             {**cuts, "masks": {k: v.astype(int).tolist() for k, v in masks.items()}}, indent=2))
 
+        erasers = choose_erasers(outputs, corpus, masks)
+        save_erasers(run_dir / ERASURE_FILE, erasers)
         ev = EvalSplits(corpus, seed=cfg.seed)
-        test = public(evaluate_model(model, outputs, ev, masks, seed=cfg.seed, fast=cfg.eval_attackers == "fast"))
+        test = public(evaluate_model(model, outputs, ev, masks, seed=cfg.seed, fast=cfg.eval_attackers == "fast",
+                                     erasers=erasers))
         meta = {"run_name": name, "method": cfg.method, "protect": protect, "dataset": corpus.name,
                 "feature_set": corpus.feature_set, "input_dim": corpus.dim, "latent_dim": n,
                 "emotion_names": corpus.emotion_names,
                 "cuts": {k: v for k, v in cuts.items() if k.endswith("_cut")},
                 "latent_order": "node 0 = emotion end, node N-1 = identity end"}
         export_path = export_encoder(model, export_dir, name, masks, meta,
-                                     privacy_report=privacy_report(test, ev, corpus, name))
+                                     privacy_report=privacy_report(test, ev, corpus, name), erasers=erasers)
         final = {k: float(v[-1]) for k, v in hist.items()}
         summary = {**meta, "run_dir": str(run_dir), "export_path": str(export_path), "best_epoch": best_epoch,
                    "final_epoch_metrics": final, "test": test}
@@ -223,14 +238,14 @@ def _print_summary(s: dict) -> None:
         print("  mask cuts (chosen on validation): " + ", ".join(f"{k}={v}" for k, v in s["cuts"].items()))
     print("  test speakers (attackers fit on the encoded training split; utility = chosen on validation, "
           "worst = strongest on test):")
-    print(f"    {'view':<14}{'emo WF1':>9} {'by':<12}{'worst':>7} {'by':<12}{'SV EER':>8} {'by':<20}{'worst':>7} by")
+    print(f"    {'view':<20}{'emo WF1':>9} {'by':<12}{'worst':>7} {'by':<12}{'SV EER':>8} {'by':<20}{'worst':>7} by")
     for view, r in s["test"].items():
         e, k = r.get("emotion"), r.get("speaker")
         emo = f"{100 * e['utility']['wf1']:>8.2f}% {e['utility']['by']:<12}{100 * e['worst']['wf1']:>6.2f}% " \
               f"{e['worst']['by']:<12}" if e else " " * 42
         spk = f"{100 * k['utility']['eer']:>7.2f}% {k['utility']['by']:<20}{100 * k['worst']['eer']:>6.2f}% " \
               f"{k['worst']['by']}" if k else ""
-        print(f"    {view:<14}{emo}{spk}")
+        print(f"    {view:<20}{emo}{spk}")
     print(f"  SavedModel: {s['export_path']}  (run dir {s['run_dir']})")
 
 

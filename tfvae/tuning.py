@@ -23,6 +23,7 @@ import numpy as np
 
 from tfvae.config import ConfigError, TrainConfig
 from tfvae.data import Corpus
+from tfvae.erasure import SUFFIX
 
 #: The grid ``tune`` searches when ``--grid`` is not given.
 DEFAULT_GRID = "latent_dim=32,64;adv_lambda=0.3,1.0"
@@ -32,7 +33,9 @@ _VAE = {"vae", "a-vae", "lrvae-noadv", "lrvae"}
 #: Options that change only some methods (the others ignore them, so they are not searched there).
 APPLIES = {"adv_lambda": _ADV, "lambda_schedule": _ADV, "emo_adv_weight": _ADV, "id_adv_weight": _ADV,
            "keep_schedule": _LAYERED, "keep_min": _LAYERED, "keep_max": _LAYERED, "mask_groups": _LAYERED,
-           "cut_tolerance": _LAYERED, "latent_dim": _VAE, "kl_weight": _VAE, "vae_weight": _VAE}
+           "cut_tolerance": _LAYERED, "latent_dim": _VAE, "kl_weight": _VAE, "vae_weight": _VAE,
+           "decoder_variance": _VAE, "kl_warmup": _VAE, "free_bits": _VAE, "hsic_weight": _LAYERED,
+           "speaker_head": {"dnn", "vae", "a-vae", "lrvae-noadv", "lrvae"}}
 #: Options that must not be tuned (they are not hyperparameters of the model).
 NOT_TUNABLE = {"dataset", "data_dir", "manual_dir", "feature_set", "method", "protect", "seed", "strategy",
                "output_dir", "export_dir", "run_name", "verbose", "backup_every", "skip_bad_items"}
@@ -93,6 +96,41 @@ def objective(views: dict, columns: list[tuple[str, str]], chance: float) -> flo
     return float(score)
 
 
+def _cells(views: dict, columns: list[tuple[str, str]], chance: float) -> dict:
+    """Validation WF1 / EER of each column (utility: chosen downstream model; privacy: worst case)."""
+    from tfvae.table1 import fold_cells
+
+    out = {}
+    for view, _ in columns:
+        cells = fold_cells(views[view], view, chance)
+        out[view] = {"emo_wf1": cells["emo"]["wf1"], "id_eer": cells["id"]["eer"]}
+    return out
+
+
+def summary(doc: dict) -> list[dict]:
+    """Per model and setting, over folds: mean validation objective, mean validation cells, and how
+    many folds chose it (the rows of the tuning report's summary table)."""
+    rows: dict = {}
+    for f in doc["folds"]:
+        for key, m in f["models"].items():
+            for c in m["candidates"]:
+                setting = ", ".join(f"{k}={v}" for k, v in c["params"].items()) or "defaults"
+                r = rows.setdefault((key, setting), {"model": key, "setting": setting, "objective": [], "chosen": 0,
+                                                     "cells": []})
+                r["objective"].append(c["objective"])
+                r["chosen"] += int(c["params"] == m["chosen"])
+                r["cells"].append(c.get("validation_cells", {}))
+    out = []
+    for r in rows.values():
+        views = sorted({v for c in r["cells"] for v in c})
+        cells = {v: {k: float(np.mean([c[v][k] for c in r["cells"] if v in c])) for k in ("emo_wf1", "id_eer")}
+                 for v in views}
+        out.append({"model": r["model"], "setting": r["setting"], "folds": len(r["objective"]),
+                    "objective_mean": float(np.mean(r["objective"])), "objective_std": float(np.std(r["objective"])),
+                    "chosen": r["chosen"], "cells": cells})
+    return out
+
+
 def tune_fold(cfg: TrainConfig, corpus: Corpus, strategy, run_root: Path, models, grid: dict,
               search: str = "grid", trials: int = 0) -> dict:
     """Choose each model's setting on one fold's validation speakers; returns per model key the
@@ -106,7 +144,8 @@ def tune_fold(cfg: TrainConfig, corpus: Corpus, strategy, run_root: Path, models
         key = model_key(method, protect)
         if method == "raw":
             continue
-        cols = [(v, lab) for m, p, v, lab in COLUMNS if m == method and p == protect]
+        # the objective scores the model's own views; post-hoc erasure rows (tfvae.erasure) are reports only
+        cols = [(v, lab) for m, p, v, lab in COLUMNS if m == method and p == protect and not v.endswith(SUFFIX)]
         cands = candidates(grid, method, search, trials, cfg.seed)
         if cands == [{}]:
             out[key] = {"chosen": {}, "candidates": [], "note": "no option of the grid applies to this method"}
@@ -120,7 +159,8 @@ def tune_fold(cfg: TrainConfig, corpus: Corpus, strategy, run_root: Path, models
                 raise ConfigError(f"grid setting {params} is invalid for {key}: {e}") from e
             res = train_and_evaluate(mcfg, val, strategy, method, protect, run_root / f"{key}-{i}", tuning=True)
             s = objective(res["views"], cols, res["chance"]["stratified"])
-            scored.append({"params": params, "objective": s, "best_epoch": res["best_epoch"], "cuts": res["cuts"]})
+            scored.append({"params": params, "objective": s, "best_epoch": res["best_epoch"], "cuts": res["cuts"],
+                           "validation_cells": _cells(res["views"], cols, res["chance"]["stratified"])})
         best = max(scored, key=lambda r: r["objective"])  # ties: the first in grid order
         out[key] = {"chosen": best["params"], "candidates": scored}
     return out
@@ -148,7 +188,15 @@ def markdown(name: str, doc: dict) -> str:
              f"grid `{doc['meta']['grid']}` ({doc['meta']['search']}); wall time {doc['meta']['wall_seconds']:.0f} s.",
              "", "Each setting was trained on the fold's training speakers and scored on its validation speakers "
              "only (test speakers never seen); objective: utility above chance minus worst-case leakage above "
-             "chance, fast attackers (logistic regression, PCA/LDA cosine).", ""]
+             "chance, fast attackers (logistic regression, PCA/LDA cosine).", "",
+             "## Summary over folds (validation speakers only)", "",
+             "| model | setting | objective mean ± std | chosen in folds | validation cells (emo WF1 / id EER, %) |",
+             "|---|---|---|---|---|"]
+    for r in summary(doc):
+        cells = "; ".join(f"{v} {100 * c['emo_wf1']:.1f} / {100 * c['id_eer']:.1f}" for v, c in r["cells"].items())
+        lines.append(f"| {r['model']} | {r['setting']} | {r['objective_mean']:.4f} ± {r['objective_std']:.4f} | "
+                     f"{r['chosen']}/{r['folds']} | {cells} |")
+    lines.append("")
     for f in doc["folds"]:
         lines += [f"## Fold {f['fold']} (test speakers {', '.join(f['test_speakers'])})", "",
                   "| model | setting | validation objective | chosen |", "|---|---|---|---|"]

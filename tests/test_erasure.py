@@ -1,0 +1,65 @@
+"""LEACE erasure (tfvae.erasure): class means equalised, nothing else moved, lifting to masked views."""
+
+import numpy as np
+import pytest
+
+from tfvae.erasure import LinearEraser, fit_leace, load_erasers, save_erasers, view_erasers
+
+
+def _data(n=600, d=6, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, n)
+    centres = rng.normal(0, 3, (k, d))
+    x = centres[y] + rng.normal(0, 1, (n, d)) @ rng.normal(0, 1, (d, d))
+    return x, y
+
+
+def test_leace_equalises_class_means_and_removes_k_minus_1_dimensions():
+    x, y = _data()
+    e = fit_leace(x, y)
+    xe = e(x)
+    means = np.stack([xe[y == c].mean(0) for c in range(3)])
+    assert np.abs(means - means.mean(0)).max() < 1e-4  # every class has the same mean after erasure
+    assert e.rank == 2  # k - 1 directions for k classes
+    # a linear classifier trained after erasure is at chance on the training data
+    from sklearn.linear_model import LogisticRegression
+    before = LogisticRegression(max_iter=2000).fit(x, y).score(x, y)
+    after = LogisticRegression(max_iter=2000).fit(xe, y).score(xe, y)
+    assert before > 0.9 and after < 0.5
+
+
+def test_leace_is_least_squares_minimal_on_directions_without_the_attribute():
+    x, y = _data()
+    noise = np.random.default_rng(1).normal(size=(len(x), 2))  # independent of y: kept (nearly) as is
+    e = fit_leace(np.hstack([x, noise]), y)
+    moved = e(np.hstack([x, noise]))[:, 6:] - noise
+    assert np.abs(moved).mean() < 0.1
+
+
+def test_leace_rejects_bad_input():
+    x, y = _data()
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        fit_leace(x, np.zeros(len(x)))
+    with pytest.raises(ValueError, match="n labels"):
+        fit_leace(x, y[:-1])
+    with pytest.raises(ValueError, match=r"\[n, 6\]"):
+        fit_leace(x, y)(x[:, :3])
+
+
+def test_view_erasers_keep_masked_nodes_zero_and_round_trip(tmp_path):
+    x, y = _data(d=8)
+    spk = np.arange(len(x)) % 5
+    masks = {"identity_free": np.r_[np.ones(4), np.zeros(4)], "emotion_free": np.r_[np.zeros(3), np.ones(5)]}
+    erasers = view_erasers(x, y, spk, masks)
+    assert set(erasers) == {"identity_free_leace", "emotion_free_leace"}
+    keep = masks["emotion_free"] > 0
+    out = erasers["emotion_free_leace"](x * keep)
+    assert np.all(out[:, ~keep] == 0)
+    means = np.stack([out[y == c].mean(0) for c in range(3)])  # emotion erased from the emotion-free view
+    assert np.abs(means - means.mean(0)).max() < 1e-4
+    save_erasers(tmp_path / "e.npz", erasers)
+    back = load_erasers(tmp_path / "e.npz")
+    assert set(back) == set(erasers)
+    np.testing.assert_allclose(back["identity_free_leace"].projection, erasers["identity_free_leace"].projection)
+    assert load_erasers(tmp_path / "missing.npz") == {}
+    assert isinstance(back["emotion_free_leace"], LinearEraser)
