@@ -128,3 +128,54 @@ def test_model_rejects_bad_construction():
     m.build()
     with pytest.raises(ValueError, match="expects 10 features per example, got 11"):
         m(tf.zeros((2, 11)))
+
+
+def test_learned_and_calibrated_decoder_variance_are_gaussian_nll(small_corpus):
+    batch = _batch(small_corpus)
+    m = _model(small_corpus, decoder_variance="learned")
+    m.decoder_log_scale.assign(np.full(m.input_dim, np.log(0.5), np.float32))
+    _, terms = m.compute_losses(batch, training=False)
+    out = m.forward(batch["features"])
+    r = out["x_std"].numpy() - out["x_loc"].numpy()
+    nll = 0.5 * np.sum(r ** 2 / 0.25 + np.log(2 * np.pi * 0.25), axis=1)
+    assert float(terms["recon"]) * m.input_dim == pytest.approx(nll.mean(), rel=1e-4)
+    assert any(w.name == "decoder_log_scale" for w in m.trainable_weights)
+    c = _model(small_corpus, decoder_variance="calibrated")
+    _, terms = c.compute_losses(batch, training=False)
+    out = c.forward(batch["features"])
+    mse = np.mean((out["x_std"].numpy() - out["x_loc"].numpy()) ** 2)  # sigma-VAE: sigma^2 = batch MSE
+    assert float(terms["recon"]) == pytest.approx(0.5 * (1 + np.log(2 * np.pi * mse)), rel=1e-4)
+    with pytest.raises(ValueError, match="decoder_variance 'bogus'"):
+        LRVAE(10, 5, 4, decoder_variance="bogus")
+
+
+def test_free_bits_floor_and_kl_warmup(small_corpus):
+    batch = _batch(small_corpus)
+    m = _model(small_corpus, free_bits=5.0)  # far above the KL of an untrained encoder per node
+    _, terms = m.compute_losses(batch, training=False)
+    assert float(terms["kl"]) == pytest.approx(5.0)
+    m, h = _fit(small_corpus, 2, kl_warmup_steps=10, method="vae")  # 5 steps per epoch
+    assert float(m.kl_anneal.numpy()) == pytest.approx(0.9)  # set from the step before the 10th update
+
+
+def test_hsic_term_and_aam_head(small_corpus):
+    batch = _batch(small_corpus)
+    m = _model(small_corpus, hsic_weight=2.0, speaker_head="aam", aam_margin=0.3, aam_scale=10.0)
+    loss, terms = m.compute_losses(batch, training=True)
+    assert "hsic" in terms and 0.0 <= float(terms["hsic"]) <= 1.0
+    rest = sum(m.loss_weights[t] * terms[t] for t in ("vae", "emo", "id", "emo_adv", "id_adv")) + terms["l2"]
+    assert float(loss) == pytest.approx(float(rest + 2.0 * terms["hsic"]), rel=1e-5)
+    # aam: the labelled class' logit is s*cos(theta+m), the others s*cos(theta); inference: plain cosines
+    emb = m.id_body(m.id_dropout(m.encode(batch["features"])))
+    y = batch["speaker"].numpy()
+    plain = m.id_out(emb).numpy()
+    margin = m.id_out(emb, labels=batch["speaker"]).numpy()
+    rows = np.where(y >= 0)[0]
+    theta = np.arccos(plain[rows, y[rows]] / 10.0)
+    np.testing.assert_allclose(margin[rows, y[rows]], 10.0 * np.cos(theta + 0.3), rtol=1e-4, atol=1e-4)
+    other = np.ones_like(plain, bool)
+    other[rows, y[rows]] = False
+    np.testing.assert_allclose(margin[other], plain[other], rtol=1e-5)
+    assert np.abs(plain).max() <= 10.0 + 1e-4
+    clone = LRVAE.from_config(m.get_config())
+    assert clone.speaker_head == "aam" and clone.hsic_weight == 2.0
