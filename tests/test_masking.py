@@ -63,3 +63,18 @@ def test_choose_cuts_scores_are_validation_scores_and_deterministic():
     assert res["chance_emotion_wf1"] == pytest.approx(0.25)  # 4 balanced classes
     again = choose_cuts(z_tr, e_tr, s_tr, z_va, e_va, s_va + 100, groups=8)
     assert again == res
+
+
+def test_strong_probes_charge_the_strongest_validation_attacker():
+    from tfvae.evaluate import probe_scores
+    from tfvae.metrics import sample_trials
+
+    rng = np.random.default_rng(2)
+    z_tr, e_tr, s_tr = _aligned_latent(20, 16, rng)
+    z_va, e_va, s_va = _aligned_latent(8, 16, rng)
+    trials = sample_trials(s_va + 100)
+    fast = probe_scores(z_tr, e_tr, s_tr, z_va, e_va, trials)
+    strong = probe_scores(z_tr, e_tr, s_tr, z_va, e_va, trials, attackers="strong")
+    assert strong[0] >= fast[0] and strong[1] <= fast[1]  # a superset of attackers: never weaker
+    res = choose_cuts(z_tr, e_tr, s_tr, z_va, e_va, s_va + 100, groups=8, attackers="strong")
+    assert res["probes"] == "strong" and res["full_emotion_wf1"] == strong[0]

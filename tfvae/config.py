@@ -37,6 +37,9 @@ DECODER_VARIANCES = ("unit", "learned", "calibrated")
 #: angular margin (ArcFace/AAM-softmax, as x-vector/ECAPA systems train their embeddings).
 SPEAKER_HEADS = ("softmax", "aam")
 
+#: Probe sets of the mask-cut choice (tfvae.evaluate.CUT_ATTACKERS).
+CUT_ATTACKERS = ("fast", "strong")
+
 #: Attacker suites of the evaluation: every attacker, or the fast linear ones (quick looks, tests).
 EVAL_ATTACKERS = ("full", "fast")
 
@@ -137,6 +140,10 @@ class TrainConfig:
     mask_groups: int = _opt(32, "Number of node groups the mask cut moves by (paper Fig. 2 uses 32).")
     cut_tolerance: float = _opt(
         0.02, "Utility loss tolerated when choosing a mask cut on validation (absolute, e.g. 0.02 = 2 points).")
+    cut_attackers: str = _opt(
+        "fast", "Probes that score each candidate cut on validation: fast (logistic regression, PCA/LDA cosine) or "
+        "strong (the strongest of logreg/kNN-cosine and PCA/LDA/logreg-posterior/plain cosine: attacker in the loop).",
+        choices=CUT_ATTACKERS)
     # evaluation
     eval_attackers: str = _opt(
         "full", "Attacker suite of the test report and Table 1: full (every attacker of tfvae.attackers; "
@@ -164,7 +171,8 @@ class TrainConfig:
             errs.append(f"lambda_schedule={self.lambda_schedule!r} is unknown")
         for name, allowed in (("strategy", STRATEGIES), ("precision", PRECISIONS), ("lr_scaling", LR_SCALING),
                               ("eval_attackers", EVAL_ATTACKERS), ("decoder_variance", DECODER_VARIANCES),
-                              ("speaker_head", SPEAKER_HEADS)):
+                              ("speaker_head", SPEAKER_HEADS),
+                              ("cut_attackers", CUT_ATTACKERS)):
             if getattr(self, name) not in allowed:
                 errs.append(f"{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}")
         if self.backup_every < 0:

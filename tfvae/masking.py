@@ -38,7 +38,7 @@ def candidate_cuts(n: int, groups: int) -> list[int]:
 
 
 def choose_cuts(z_train, emo_train, spk_train, z_val, emo_val, spk_val, groups: int,
-                tolerance: float = 0.02, seed: int = 0) -> dict:
+                tolerance: float = 0.02, seed: int = 0, attackers: str = "fast") -> dict:
     """Pick both cuts on validation data only.
 
     For every candidate cut, downstream probes (:func:`tfvae.evaluate.probe_scores`) are fit on the
@@ -54,11 +54,12 @@ def choose_cuts(z_train, emo_train, spk_train, z_val, emo_val, spk_val, groups: 
       labels, sum of squared class shares), within ``tolerance``; of these the lowest EER.
 
     Distance to chance, not the raw value, measures privacy: a WF1 below chance still leaks.
-    Remaining ties keep more nodes.
+    Remaining ties keep more nodes. ``attackers``: the probe set of :func:`tfvae.evaluate.probe_scores`
+    (``strong`` puts the strongest of several validation attackers in the loop).
     """
     n = z_train.shape[1]
     trials = sample_trials(spk_val, seed=seed)
-    full_f1, full_eer = probe_scores(z_train, emo_train, spk_train, z_val, emo_val, trials, seed)
+    full_f1, full_eer = probe_scores(z_train, emo_train, spk_train, z_val, emo_val, trials, seed, attackers)
     shares = np.unique(np.asarray(emo_val), return_counts=True)[1] / len(emo_val)
     chance_f1 = float(np.sum(shares ** 2))
     table = []
@@ -67,7 +68,7 @@ def choose_cuts(z_train, emo_train, spk_train, z_val, emo_val, spk_val, groups: 
         for view in VIEWS:
             keep = keep_mask(n, view, cut).astype(bool)
             row[f"{view}_emotion_wf1"], row[f"{view}_speaker_eer"] = probe_scores(
-                z_train[:, keep], emo_train, spk_train, z_val[:, keep], emo_val, trials, seed)
+                z_train[:, keep], emo_train, spk_train, z_val[:, keep], emo_val, trials, seed, attackers)
         table.append(row)
 
     def pick(view, useful, leak, utility):
@@ -90,4 +91,5 @@ def choose_cuts(z_train, emo_train, spk_train, z_val, emo_val, spk_val, groups: 
         "identity_free_cut": int(id_row["cut"]), "emotion_free_cut": int(emo_row["cut"]),
         "full_emotion_wf1": full_f1, "full_speaker_eer": full_eer, "chance_emotion_wf1": chance_f1,
         "tolerance": tolerance, "groups": groups, "table": table, "chosen_on": "validation",
+        "probes": attackers,
     }

@@ -124,7 +124,8 @@ def choose_masks(cfg: TrainConfig, model, outputs: dict, corpus, protect: str | 
         sp = corpus.splits
         cuts = choose_cuts(outputs["train"]["latent"], sp["train"].emotion, sp["train"].speaker,
                            outputs["validation"]["latent"], sp["validation"].emotion, sp["validation"].speaker,
-                           groups=cfg.mask_groups, tolerance=cfg.cut_tolerance, seed=cfg.seed)
+                           groups=cfg.mask_groups, tolerance=cfg.cut_tolerance, seed=cfg.seed,
+                           attackers=cfg.cut_attackers)
         return cuts, {"identity_free": keep_mask(n, "identity_free", cuts["identity_free_cut"]),
                       "emotion_free": keep_mask(n, "emotion_free", cuts["emotion_free_cut"])}
     if cfg.method == "a-vae":  # the whole latent is the protected representation
