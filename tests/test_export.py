@@ -328,3 +328,30 @@ def test_saved_model_cli_shows_the_signatures(exported):
         assert f"signature_def['{sig}']" in out.stdout
     assert "inputs['keep'] tensor_info:" in out.stdout and "outputs['class_name'] tensor_info:" in out.stdout
     assert "shape: (-1, 1582)" in out.stdout
+
+
+def test_leace_signatures_apply_the_fixed_eraser_after_reload(small_corpus, tmp_path):
+    from tfvae.erasure import view_erasers
+
+    c = small_corpus
+    m = LRVAE(c.dim, 5, len(c.speaker_index()), latent_dim=N, encoder_units=(48,), decoder_units=(64,),
+              head_units=(32,), seed=0)
+    m.build()
+    m.adapt_normalizer(c.splits["train"].features)
+    masks = {"identity_free": keep_mask(N, "identity_free", 12), "emotion_free": keep_mask(N, "emotion_free", 20)}
+    tr = c.splits["train"]
+    erasers = view_erasers(m.encode(tr.features).numpy(), tr.emotion, tr.speaker, masks)
+    path = export_encoder(m, tmp_path, "leace", masks, {"emotion_names": c.emotion_names}, erasers=erasers)
+    meta = json.loads((path / METADATA_FILE).read_text())
+    assert {"identity_free_leace", "emotion_free_leace"} <= set(meta["signatures"])
+    assert meta["erasers"]["emotion_free_leace"]["removed_dimensions"] == len(np.unique(tr.emotion)) - 1
+    loaded = tf.saved_model.load(str(path))
+    x = _x(c)
+    z = m.encode(x).numpy()
+    for sig, eraser in erasers.items():
+        keep = masks[sig.removesuffix("_leace")] > 0
+        out = loaded.signatures[sig](features=x)["latent"].numpy()
+        np.testing.assert_allclose(out, eraser(z * keep), rtol=1e-4, atol=1e-4)
+        assert np.all(out[:, ~keep] == 0.0)
+    with pytest.raises(ValueError, match="needs the mask 'identity_free'"):
+        export_encoder(m, tmp_path, "bad", {"emotion_free": masks["emotion_free"]}, {}, erasers=erasers)
