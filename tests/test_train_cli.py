@@ -48,7 +48,8 @@ def test_cli_end_to_end(demo_data_dir, small_corpus, tmp_path):
     assert mask["chosen_on"] == "validation" and len(mask["table"]) == 7
     assert summary["cuts"] == {"identity_free_cut": mask["identity_free_cut"],
                                "emotion_free_cut": mask["emotion_free_cut"]}
-    assert set(summary["test"]) == {"origin", "identity_free", "emotion_free", "model_heads"}
+    assert set(summary["test"]) == {"origin", "identity_free", "emotion_free", "identity_free_leace",
+                                    "emotion_free_leace", "model_heads"}
     assert summary["best_epoch"] == 3 + int(np.argmin(scores[2:]))  # --select_after 0.5 of 4 epochs
     from tfvae.attackers import EMOTION_ATTACKERS, SPEAKER_ATTACKERS
 
@@ -67,8 +68,16 @@ def test_cli_end_to_end(demo_data_dir, small_corpus, tmp_path):
     assert report["views"]["emotion_free"]["speaker"]["utility"]["by"] in SPEAKER_ATTACKERS
     assert report["attackers"] == {"emotion": sorted(EMOTION_ATTACKERS), "speaker": sorted(SPEAKER_ATTACKERS)}
     loaded = tf.saved_model.load(str(path))
-    assert set(loaded.signatures) == {"serving_default", "identity_free", "emotion_free", "mask", "emotion",
-                                      "speaker_embedding"}
+    assert set(loaded.signatures) == {"serving_default", "identity_free", "emotion_free", "identity_free_leace",
+                                      "emotion_free_leace", "mask", "emotion", "speaker_embedding"}
+    from tfvae.erasure import load_erasers
+
+    erasers = load_erasers(run / "erasure.npz")  # the exported projection is the saved one
+    leace = loaded.signatures["identity_free_leace"](features=tf.constant(small_corpus.splits["test"].features))
+    keep = np.asarray(mask["masks"]["identity_free"]) > 0
+    z = tf.constant(small_corpus.splits["test"].features)
+    want = erasers["identity_free_leace"](loaded.signatures["serving_default"](features=z)["latent"].numpy() * keep)
+    np.testing.assert_allclose(leace["latent"].numpy(), want, rtol=1e-4, atol=1e-4)
     x = tf.constant(small_corpus.splits["test"].features)
     full = loaded.signatures["serving_default"](features=x)["latent"].numpy()
     idf = loaded.signatures["identity_free"](features=x)["latent"].numpy()
@@ -87,8 +96,8 @@ def test_avae_trains_one_model_per_protected_attribute(demo_data_dir, tmp_path, 
     for protect in ("identity", "emotion"):
         path = tmp_path / "sm" / f"tfvae_demo-is10_small-IS10-a-vae-{protect}" / "1"
         sigs[protect] = set(tf.saved_model.load(str(path)).signatures)
-    assert sigs == {"identity": {"serving_default", "identity_free", "mask", "emotion"},
-                    "emotion": {"serving_default", "emotion_free", "mask", "speaker_embedding"}}
+    assert sigs == {"identity": {"serving_default", "identity_free", "identity_free_leace", "mask", "emotion"},
+                    "emotion": {"serving_default", "emotion_free", "emotion_free_leace", "mask", "speaker_embedding"}}
 
 
 @pytest.mark.parametrize("argv, message", [
