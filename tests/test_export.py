@@ -288,6 +288,10 @@ def run_dir(small_corpus, tmp_path_factory):
     (d / "mask.json").write_text(json.dumps({"identity_free_cut": 8, "emotion_free_cut": 16,
                                              "masks": {k: v.astype(int).tolist() for k, v in masks.items()}}))
     (d / "summary.json").write_text(json.dumps({"run_name": "demo-run", "emotion_names": c.emotion_names}))
+    from tfvae.erasure import save_erasers, view_erasers
+
+    tr = c.splits["train"]
+    save_erasers(d / "erasure.npz", view_erasers(model.encode(tr.features).numpy(), tr.emotion, tr.speaker, masks))
     return d, model, masks
 
 
@@ -303,6 +307,7 @@ def test_export_cli_from_run_dir(run_dir, small_corpus, tmp_path, capsys):
     np.testing.assert_allclose(full["serving_default"](features=x)["latent"].numpy(), model.encode(x).numpy(),
                                rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(full["identity_free"](features=x)["latent"].numpy()[:, 8:], 0.0)
+    np.testing.assert_array_equal(full["emotion_free_leace"](features=x)["latent"].numpy()[:, :16], 0.0)
     names = [s.decode() for s in full["emotion"](features=x)["class_name"].numpy()]
     assert set(names) <= set(small_corpus.emotion_names)
     private = tf.saved_model.load(str(out / "demo-run-emotion-free" / "1")).signatures

@@ -463,6 +463,7 @@ def main(argv=None) -> int:
     try:
         if args.run_dir:
             model, masks, meta = load_run(args.run_dir)
+            erasers = meta.pop("erasers")
             if args.protect:
                 view = PROTECT_VIEWS[args.protect]
                 if view not in masks:
@@ -473,7 +474,6 @@ def main(argv=None) -> int:
                 path = export_protected(model, args.export_dir, name, args.protect, masks[view], meta,
                                         version=args.version, write_config=False)
             else:
-                erasers = meta.pop("erasers")
                 path = export_encoder(model, args.export_dir, args.name or meta["run_name"], masks, meta,
                                       version=args.version, write_config=False, erasers=erasers)
             print(f"[tfvae] SavedModel: {path}")
