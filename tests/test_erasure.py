@@ -63,3 +63,14 @@ def test_view_erasers_keep_masked_nodes_zero_and_round_trip(tmp_path):
     np.testing.assert_allclose(back["identity_free_leace"].projection, erasers["identity_free_leace"].projection)
     assert load_erasers(tmp_path / "missing.npz") == {}
     assert isinstance(back["emotion_free_leace"], LinearEraser)
+
+
+def test_max_rank_and_rank_chosen_on_validation():
+    x, y = _data(n=900, d=12, k=6)
+    assert fit_leace(x, y).rank == 5 and fit_leace(x, y, max_rank=2).rank == 2
+    spk = np.arange(len(x)) % 10  # 10 "speakers": full LEACE of identity would remove 9 of 12 nodes
+    masks = {"identity_free": np.r_[np.ones(12)], "emotion_free": np.r_[np.zeros(4), np.ones(8)]}
+    xv, yv = _data(n=300, d=12, k=6, seed=5)
+    chosen = view_erasers(x, y, spk, masks, validation=(xv, yv, 100 + np.arange(len(xv)) % 5))
+    assert chosen["identity_free_leace"].rank in (9, 6, 3)  # full, half, a quarter of the kept nodes
+    assert chosen["emotion_free_leace"].rank in (5, 4, 2)

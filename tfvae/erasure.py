@@ -49,11 +49,13 @@ class LinearEraser:
         return {"mean": self.mean.tolist(), "projection": self.projection.tolist()}
 
 
-def fit_leace(x: np.ndarray, labels: np.ndarray, rtol: float = 1e-6) -> LinearEraser:
+def fit_leace(x: np.ndarray, labels: np.ndarray, rtol: float = 1e-6, max_rank: int | None = None) -> LinearEraser:
     """The LEACE eraser of the categorical attribute ``labels`` (one per row of ``x``).
 
     Rank-deficient features (masked nodes are constant zeros) are handled with pseudo-inverses:
-    directions without variance are left as they are.
+    directions without variance are left as they are. ``max_rank`` erases only the strongest
+    ``max_rank`` directions of the whitened cross-covariance (full LEACE removes up to
+    ``classes - 1``, which for many speakers can be every kept dimension).
     """
     x = np.asarray(x, np.float64)
     labels = np.asarray(labels)
@@ -76,21 +78,35 @@ def fit_leace(x: np.ndarray, labels: np.ndarray, rtol: float = 1e-6) -> LinearEr
     unwhiten = (evecs[:, keep] * root) @ evecs[:, keep].T
     u, s, _ = np.linalg.svd(whiten @ cross, full_matrices=False)
     basis = u[:, s > rtol * max(s.max(initial=0.0), 1e-30)]
+    if max_rank is not None:
+        basis = basis[:, :max(0, int(max_rank))]
     projection = unwhiten @ basis @ basis.T @ whiten
     return LinearEraser(mean=mean, projection=projection)
 
 
 def view_erasers(latent_train: np.ndarray, emotion: np.ndarray, speaker: np.ndarray,
-                 masks: dict[str, np.ndarray]) -> dict[str, LinearEraser]:
+                 masks: dict[str, np.ndarray], validation: tuple | None = None, seed: int = 0) -> dict[str, LinearEraser]:
     """One eraser per masked view of ``masks`` (``identity_free`` erases the training speakers,
-    ``emotion_free`` the emotions), each fit on the kept nodes of the *training* latents."""
+    ``emotion_free`` the emotions), each fit on the kept nodes of the *training* latents.
+
+    ``validation = (latent, emotion, speaker)`` of validation speakers chooses how many directions
+    to erase among full LEACE, half and a quarter of the kept nodes: the rank whose view scores best
+    on validation (utility minus leakage above chance, the fast probes of mask-cut selection).
+    Without it, full LEACE.
+    """
     labels = {"speaker": speaker, "emotion": emotion}
     out = {}
     for view, mask in masks.items():
         if view not in PROTECTED:
             continue
         keep = np.asarray(mask) > 0
-        eraser = fit_leace(latent_train[:, keep], labels[PROTECTED[view]])
+        ranks = [None]
+        if validation is not None:
+            kept = int(keep.sum())
+            ranks += sorted({r for r in (kept // 2, kept // 4) if r >= 1}, reverse=True)
+        fits = [fit_leace(latent_train[:, keep], labels[PROTECTED[view]], max_rank=r) for r in ranks]
+        eraser = fits[0] if len(fits) == 1 else max(
+            fits, key=lambda e: _validation_score(e, view, keep, latent_train, emotion, speaker, validation, seed))
         # lift to all N nodes: masked nodes are zeros in and out
         n = keep.size
         mean, proj = np.zeros(n), np.zeros((n, n))
@@ -98,6 +114,19 @@ def view_erasers(latent_train: np.ndarray, emotion: np.ndarray, speaker: np.ndar
         proj[np.ix_(keep, keep)] = eraser.projection
         out[view + SUFFIX] = LinearEraser(mean=mean, projection=proj)
     return out
+
+
+def _validation_score(eraser, view, keep, z_train, emo_train, spk_train, validation, seed) -> float:
+    from tfvae.evaluate import probe_scores
+    from tfvae.metrics import sample_trials
+
+    z_val, emo_val, spk_val = validation
+    shares = np.unique(np.asarray(emo_val), return_counts=True)[1] / len(emo_val)
+    chance = float(np.sum(shares ** 2))
+    wf1, eer = probe_scores(eraser(z_train[:, keep]), emo_train, spk_train, eraser(z_val[:, keep]), emo_val,
+                            sample_trials(spk_val, seed=seed), seed)
+    emo_gain, spk_gain = wf1 - chance, 0.5 - eer
+    return emo_gain - spk_gain if view == "identity_free" else spk_gain - emo_gain
 
 
 def save_erasers(path: str | Path, erasers: dict[str, LinearEraser]) -> None:

@@ -98,7 +98,7 @@ def train_and_evaluate(cfg: TrainConfig, corpus: Corpus, strategy, method: str, 
     model, _, best_epoch = fit_model(mcfg, corpus, strategy, protect, run_dir, announce=False)
     outputs = encode_splits(model, corpus)
     cuts, masks = choose_masks(mcfg, model, outputs, corpus, protect)
-    erasers = choose_erasers(outputs, corpus, masks)
+    erasers = choose_erasers(outputs, corpus, masks, seed=cfg.seed)
     views = evaluate_model(model, outputs, ev, masks, seed=cfg.seed, fast=fast, erasers=erasers) if evaluate else {}
     if method == "dnn" and views:  # the paper's DNN baseline reports its own classifiers
         views["origin"] = views["model_heads"]

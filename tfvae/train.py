@@ -135,15 +135,16 @@ def choose_masks(cfg: TrainConfig, model, outputs: dict, corpus, protect: str | 
     return {"chosen_on": f"no masks: {cfg.method} latents are not ordered"}, {}
 
 
-def choose_erasers(outputs: dict, corpus, masks: dict) -> dict:
-    """LEACE erasers of each masked view's protected attribute, fit on the training split
-    (:func:`tfvae.erasure.view_erasers`); none for models without masks."""
+def choose_erasers(outputs: dict, corpus, masks: dict, seed: int = 0) -> dict:
+    """LEACE erasers of each masked view's protected attribute, fit on the training split, their
+    rank chosen on the validation split (:func:`tfvae.erasure.view_erasers`); none without masks."""
     from tfvae.erasure import view_erasers
 
     if not masks:
         return {}
-    sp = corpus.splits["train"]
-    return view_erasers(outputs["train"]["latent"], sp.emotion, sp.speaker, masks)
+    sp, va = corpus.splits["train"], corpus.splits["validation"]
+    return view_erasers(outputs["train"]["latent"], sp.emotion, sp.speaker, masks,
+                        validation=(outputs["validation"]["latent"], va.emotion, va.speaker), seed=seed)
 
 
 def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) -> dict:
@@ -176,7 +177,7 @@ def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) ->
         (run_dir / "mask.json").write_text(json.dumps(
             {**cuts, "masks": {k: v.astype(int).tolist() for k, v in masks.items()}}, indent=2))
 
-        erasers = choose_erasers(outputs, corpus, masks)
+        erasers = choose_erasers(outputs, corpus, masks, seed=cfg.seed)
         save_erasers(run_dir / ERASURE_FILE, erasers)
         ev = EvalSplits(corpus, seed=cfg.seed)
         test = public(evaluate_model(model, outputs, ev, masks, seed=cfg.seed, fast=cfg.eval_attackers == "fast",
