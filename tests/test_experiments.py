@@ -108,11 +108,13 @@ def test_nested_tuning_never_sees_test_speakers_and_table1_uses_its_choice(demo_
     assert experiments.main(["tune", *common, "--grid", "latent_dim=8,16;adv_lambda=0.3"]) == 0
     out = tmp_path / "reports" / "tfvae_demo"
     tuning = json.loads((out / "tuning.json").read_text())
-    assert len(seen) == 3 * 2  # two lrvae settings per fold; raw is not tuned
+    assert len(seen) == 3 * 3  # raw (a reference, nothing tuned) and two lrvae settings per fold
     for i, fold in enumerate(tuning["folds"]):
         test_spk = set(fold["test_speakers"])
-        for call in seen[2 * i: 2 * i + 2]:
+        for call in seen[3 * i: 3 * i + 3]:
             assert not set().union(*call.values()) & test_spk
+        raw = fold["models"]["raw"]
+        assert raw["chosen"] == {} and set(raw["candidates"][0]["validation_cells"]) == {"origin"}
         cands = fold["models"]["lrvae"]["candidates"]
         assert [c["params"]["latent_dim"] for c in cands] == [8, 16]
         assert fold["models"]["lrvae"]["chosen"] == max(cands, key=lambda c: c["objective"])["params"]

@@ -142,11 +142,16 @@ def tune_fold(cfg: TrainConfig, corpus: Corpus, strategy, run_root: Path, models
     out = {}
     for method, protect in models:
         key = model_key(method, protect)
-        if method == "raw":
-            continue
         # the objective scores the model's own views; post-hoc erasure rows (tfvae.erasure) are reports only
         cols = [(v, lab) for m, p, v, lab in COLUMNS if m == method and p == protect and not v.endswith(SUFFIX)]
         cands = candidates(grid, method, search, trials, cfg.seed)
+        if method == "raw":  # nothing to choose: the anchor's validation cells, for reference
+            res = train_and_evaluate(cfg, val, strategy, method, protect, run_root / key, tuning=True)
+            ref = {"params": {}, "objective": objective(res["views"], cols, res["chance"]["stratified"]),
+                   "best_epoch": None, "cuts": {},
+                   "validation_cells": _cells(res["views"], cols, res["chance"]["stratified"])}
+            out[key] = {"chosen": {}, "candidates": [ref], "note": "reference: raw features, nothing tuned"}
+            continue
         if cands == [{}]:
             out[key] = {"chosen": {}, "candidates": [], "note": "no option of the grid applies to this method"}
             continue
