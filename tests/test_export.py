@@ -16,14 +16,18 @@ from tfvae.model import LRVAE
 N = 32
 
 
-@pytest.fixture(scope="module")
-def exported(small_corpus, tmp_path_factory):
-    c = small_corpus
+def _model_and_masks(c):
     m = LRVAE(c.dim, 5, len(c.speaker_index()), latent_dim=N, encoder_units=(48,), decoder_units=(64,),
               head_units=(32,), seed=0)
     m.build()
     m.adapt_normalizer(c.splits["train"].features)
-    masks = {"identity_free": keep_mask(N, "identity_free", 12), "emotion_free": keep_mask(N, "emotion_free", 20)}
+    return m, {"identity_free": keep_mask(N, "identity_free", 12), "emotion_free": keep_mask(N, "emotion_free", 20)}
+
+
+@pytest.fixture(scope="module")
+def exported(small_corpus, tmp_path_factory):
+    c = small_corpus
+    m, masks = _model_and_masks(c)
     root = tmp_path_factory.mktemp("saved_models")
     path = export_encoder(m, root, "demo", masks, {"emotion_names": c.emotion_names})
     return m, path, masks, root
@@ -339,11 +343,7 @@ def test_leace_signatures_apply_the_fixed_eraser_after_reload(small_corpus, tmp_
     from tfvae.erasure import view_erasers
 
     c = small_corpus
-    m = LRVAE(c.dim, 5, len(c.speaker_index()), latent_dim=N, encoder_units=(48,), decoder_units=(64,),
-              head_units=(32,), seed=0)
-    m.build()
-    m.adapt_normalizer(c.splits["train"].features)
-    masks = {"identity_free": keep_mask(N, "identity_free", 12), "emotion_free": keep_mask(N, "emotion_free", 20)}
+    m, masks = _model_and_masks(c)
     tr = c.splits["train"]
     erasers = view_erasers(m.encode(tr.features).numpy(), tr.emotion, tr.speaker, masks)
     path = export_encoder(m, tmp_path, "leace", masks, {"emotion_names": c.emotion_names}, erasers=erasers)
