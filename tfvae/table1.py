@@ -170,13 +170,6 @@ def rerender(path: str | Path) -> str:
     return md
 
 
-if __name__ == "__main__":
-    import sys
-
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m tfvae.table1 reports/<dataset>/table1.json  (re-derive its goals and Markdown)")
-    print(rerender(sys.argv[1]))
-
 
 def _cell(c: dict) -> str:
     lo, hi = c["ci95"]
@@ -221,3 +214,11 @@ def markdown(name: str, cols: dict, tests: list[dict], goal_rows: list[dict], me
             lines.append(f"| {f} | " + " | ".join(
                 ", ".join(f"{k}={v}" for k, v in choice[m].items()) or "defaults" for m in choice) + " |")
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m tfvae.table1 reports/<dataset>/table1.json  (re-derive its goals and Markdown)")
+    print(rerender(sys.argv[1]))
