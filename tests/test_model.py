@@ -179,3 +179,26 @@ def test_hsic_term_and_aam_head(small_corpus):
     assert np.abs(plain).max() <= 10.0 + 1e-4
     clone = LRVAE.from_config(m.get_config())
     assert clone.speaker_head == "aam" and clone.hsic_weight == 2.0
+
+
+def test_discriminator_learning_rate_multiplier_moves_only_the_discriminators():
+    from tfvae.optimizers import FusedAdam
+
+    m = LRVAE(6, 3, 4, latent_dim=4, encoder_units=(8,), decoder_units=(8,), head_units=(8,), seed=0)
+    m.build()
+    is_disc = ["discriminator" in v.path for v in m.trainable_variables]
+    assert any(is_disc) and not all(is_disc)
+    steps = {}
+    for scale in (1.0, 5.0):
+        opt = FusedAdam(1e-3, lr_multipliers={"discriminator": scale})
+        opt.build(m.trainable_variables)
+        before = [v.numpy().copy() for v in m.trainable_variables]
+        opt.apply_gradients([(tf.ones_like(v), v) for v in m.trainable_variables])
+        moved = [float(np.abs(v.numpy() - b).max()) for v, b in zip(m.trainable_variables, before)]
+        steps[scale] = {"disc": max(d for d, k in zip(moved, is_disc) if k),
+                        "other": max(d for d, k in zip(moved, is_disc) if not k)}
+    # Adam's first step moves every weight by lr; the multiplier scales the discriminators' only
+    assert steps[1.0]["disc"] == pytest.approx(1e-3, rel=1e-3) and steps[5.0]["disc"] == pytest.approx(5e-3, rel=1e-3)
+    assert steps[5.0]["other"] == pytest.approx(1e-3, rel=1e-3)
+    assert FusedAdam.from_config(FusedAdam(1e-3, lr_multipliers={"discriminator": 5.0}).get_config()).lr_multipliers \
+        == {"discriminator": 5.0}

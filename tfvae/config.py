@@ -93,6 +93,9 @@ class TrainConfig:
     adv_lambda: float = _opt(
         0.3, "Final gradient-reversal strength lambda (0.3: chosen on RAVDESS validation actors, "
         "reports/ravdess/quality.md; the paper does not state it).")
+    disc_lr_scale: float = _opt(
+        1.0, "Learning-rate multiplier of the two adversarial discriminators: > 1 makes them learn faster than "
+        "the encoder that fights them through gradient reversal.")
     lambda_schedule: str = _opt("dann", "Gradient-reversal ramp over training.", choices=LAMBDA_SCHEDULES)
     # objective (eq. 4)
     vae_weight: float = _opt(1.0, "Weight of L_VAE (negative ELBO per feature, eq. 1).")
@@ -199,6 +202,8 @@ class TrainConfig:
                 errs.append(f"{name}={getattr(self, name)} must be >= 1")
         if not 0.0 <= self.kl_warmup <= 1.0:
             errs.append(f"kl_warmup={self.kl_warmup} must be a fraction in [0, 1]")
+        if self.disc_lr_scale <= 0:
+            errs.append(f"disc_lr_scale={self.disc_lr_scale} must be > 0")
         if self.aam_scale <= 0:
             errs.append(f"aam_scale={self.aam_scale} must be > 0")
         if self.select_after > 1:

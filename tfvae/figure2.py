@@ -156,7 +156,8 @@ def plot_tradeoff(rows: list[dict], path: Path, title: str, table_points: dict |
         if len(raw):
             ax.plot(raw[:, 0], raw[:, 1], "k*", ms=12, label="raw features (fast attackers)")
         for label, (u, lk) in (table_points or {}).get(protect, {}).items():
-            ax.plot([u], [lk], "D", ms=7, label=f"{label} (Table 1, worst case)")
+            kind = "validation-chosen model" if label == "Raw features" else "worst case"
+            ax.plot([u], [lk], "D", ms=7, label=f"{label} (Table 1, {kind})")
         dom[protect] = dominance(curves["lrvae"], curves["a-vae"])
         ax.set_xlabel(f"{xlab} - higher is better")
         ax.set_ylabel(f"{ylab} - lower is better")

@@ -6,6 +6,11 @@ LR-VAE train step on a CPU. :class:`FusedAdam` computes the same update (``m = b
 ``v = b2 v + (1-b2) g^2``, ``w -= lr sqrt(1-b2^t)/(1-b1^t) m / (sqrt(v) + eps)``) with
 ``ResourceApplyAdam``, TensorFlow's fused kernel, in one pass. Under a ``tf.distribute`` strategy
 with several replicas, and for AMSGrad, it falls back to Keras' own update.
+
+``lr_multipliers`` (``{path substring: factor}``) scales the learning rate of the variables whose
+path contains the substring, e.g. ``{"discriminator": 5.0}``: the adversarial discriminators then
+learn faster than the encoder they fight (Adam normalises gradient scale, so a loss weight cannot
+do this).
 """
 
 from __future__ import annotations
@@ -19,7 +24,19 @@ from keras import ops
 class FusedAdam(keras.optimizers.Adam):
     """``keras.optimizers.Adam`` whose update is TensorFlow's fused ``ResourceApplyAdam`` kernel."""
 
+    def __init__(self, *args, lr_multipliers: dict[str, float] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lr_multipliers = {str(k): float(v) for k, v in (lr_multipliers or {}).items()}
+
+    def get_config(self):
+        return {**super().get_config(), "lr_multipliers": dict(self.lr_multipliers)}
+
     def update_step(self, gradient, variable, learning_rate):
+        path = getattr(variable, "path", None) or variable.name  # the backend variable carries the path as name
+        for key, factor in self.lr_multipliers.items():
+            if key in path:
+                learning_rate = learning_rate * factor
+                break
         if self.amsgrad or tf.distribute.has_strategy() and \
                 tf.distribute.get_strategy().num_replicas_in_sync > 1 or not hasattr(variable, "handle"):
             return super().update_step(gradient, variable, learning_rate)

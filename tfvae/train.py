@@ -74,7 +74,8 @@ def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None
     with strategy.scope():
         model = build_model(cfg, corpus.dim, len(corpus.emotion_names), len(corpus.speaker_index()),
                             total_steps=steps_per_epoch * cfg.epochs, protect=protect)
-        optimizer = FusedAdam(lr)
+        multipliers = {"discriminator": cfg.disc_lr_scale} if cfg.disc_lr_scale != 1 else None
+        optimizer = FusedAdam(lr, lr_multipliers=multipliers)
         if cfg.precision == "mixed_float16":  # dynamic loss scaling keeps float16 gradients finite
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         model.compile(optimizer=optimizer)
