@@ -109,8 +109,8 @@ def test_two_real_workers_on_loopback(demo_data_dir, tmp_path):
     # only the chief's outputs remain: one run directory, one SavedModel, no backup, no worker temp dirs
     run = out / "tfvae_demo-is10_small-IS10-lrvae"
     assert sorted(p.name for p in out.iterdir()) == [run.name]
-    assert sorted(p.name for p in run.iterdir()) == ["best.weights.h5", "config.json", "history.csv", "mask.json",
-                                                     "normalization.npz", "summary.json", "tb"]
+    assert sorted(p.name for p in run.iterdir()) == ["best.weights.h5", "config.json", "erasure.npz", "history.csv",
+                                                     "mask.json", "normalization.npz", "summary.json", "tb"]
     assert [p.name for p in (sm / run.name).iterdir()] == ["1"]
     assert "best epoch" in logs[0] and "best epoch" not in logs[1], "only the chief reports"
     assert not list(Path(tempfile.gettempdir()).glob("tfvae-worker1-*")), "worker 1's temporary outputs are gone"
