@@ -202,3 +202,19 @@ def test_discriminator_learning_rate_multiplier_moves_only_the_discriminators():
     assert steps[5.0]["other"] == pytest.approx(1e-3, rel=1e-3)
     assert FusedAdam.from_config(FusedAdam(1e-3, lr_multipliers={"discriminator": 5.0}).get_config()).lr_multipliers \
         == {"discriminator": 5.0}
+
+
+def test_rbf_hsic_sees_non_linear_dependence(small_corpus):
+    from tfvae.model import _cross_correlation, _rbf_hsic
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(256, 4)).astype("float32")
+    independent = tf.constant(np.c_[a, rng.normal(size=(256, 4))].astype("float32"))
+    squared = tf.constant(np.c_[a, a ** 2].astype("float32"))  # uncorrelated, yet dependent
+    assert float(_rbf_hsic(squared, 4)) > 3 * float(_rbf_hsic(independent, 4))
+    assert float(_cross_correlation(squared, 4)) < 0.05
+    m = _model(small_corpus, hsic_weight=1.0, hsic_kernel="rbf")
+    _, terms = m.compute_losses(_batch(small_corpus), training=True)
+    assert np.isfinite(float(terms["hsic"])) and float(terms["hsic"]) >= 0
+    with pytest.raises(ValueError, match="hsic_kernel 'poly'"):
+        LRVAE(10, 5, 4, hsic_kernel="poly")

@@ -39,6 +39,8 @@ DECODER_VARIANCES = ("unit", "learned", "calibrated")
 #: angular margin (ArcFace/AAM-softmax, as x-vector/ECAPA systems train their embeddings).
 SPEAKER_HEADS = ("softmax", "aam")
 
+#: Kernels of the HSIC penalty between the latent halves.
+HSIC_KERNELS = ("linear", "rbf")
 #: Probe sets of the mask-cut choice (tfvae.evaluate.CUT_ATTACKERS).
 CUT_ATTACKERS = ("fast", "strong")
 
@@ -114,6 +116,9 @@ class TrainConfig:
     hsic_weight: float = _opt(
         1.0, "Weight of a linear-kernel HSIC penalty (squared cross-correlation) between the emotion half and the "
         "identity half of the latent, on top of layered dropout (LR-VAE only).")
+    hsic_kernel: str = _opt(
+        "linear", "Kernel of the HSIC penalty: linear (cross-correlation) or rbf (Gaussian kernels, median bandwidth: "
+        "also penalises non-linear dependence between the latent halves).", choices=HSIC_KERNELS)
     input_noise: float = _opt(0.0, "Std of Gaussian noise added to the standardised encoder input in training.")
     emo_weight: float = _opt(1.0, "Weight of L_emo (emotion cross-entropy).")
     id_weight: float = _opt(1.0, "Weight of L_id (speaker-ID cross-entropy).")
@@ -179,7 +184,7 @@ class TrainConfig:
         for name, allowed in (("strategy", STRATEGIES), ("precision", PRECISIONS), ("lr_scaling", LR_SCALING),
                               ("eval_attackers", EVAL_ATTACKERS), ("decoder_variance", DECODER_VARIANCES),
                               ("speaker_head", SPEAKER_HEADS),
-                              ("cut_attackers", CUT_ATTACKERS)):
+                              ("cut_attackers", CUT_ATTACKERS), ("hsic_kernel", HSIC_KERNELS)):
             if getattr(self, name) not in allowed:
                 errs.append(f"{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}")
         if self.backup_every < 0:

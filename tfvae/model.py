@@ -19,7 +19,9 @@ Loss terms (each a Keras metric, all per example, batch mean):
   variance), ``kl_warmup`` (KL weight ramped from 0) and ``free_bits`` (KL per node below this many
   nats is free).
 - ``hsic``: linear-kernel HSIC (mean squared cross-correlation) between the emotion half and the
-  identity half of the latent sample, weighted by ``hsic_weight`` (LR-VAE only, 0 by default).
+  identity half of the latent sample, weighted by ``hsic_weight`` (LR-VAE only); with
+  ``hsic_kernel="rbf"`` the biased HSIC estimate with Gaussian kernels (median bandwidth), which
+  also sees non-linear dependence.
 - ``emo`` / ``id``: cross-entropy of the emotion / speaker-ID classifier.
 - ``id_adv``: cross-entropy of the speaker discriminator behind gradient reversal on the
   emotion branch; ``emo_adv``: of the emotion discriminator on the speaker branch. The
@@ -101,6 +103,23 @@ def _cross_correlation(z, split: int):
     return ops.mean(ops.square(cross))
 
 
+def _rbf_hsic(z, split: int):
+    """Biased HSIC estimate (Gretton et al. 2005) between ``z[:, :split]`` and ``z[:, split:]`` with
+    Gaussian kernels whose bandwidth is the batch's median pairwise distance (not differentiated)."""
+    n = ops.cast(ops.shape(z)[0], "float32")
+
+    def centred_gram(x):
+        sq = ops.sum(ops.square(x), axis=1, keepdims=True)
+        d2 = ops.maximum(sq + ops.transpose(sq) - 2.0 * ops.matmul(x, ops.transpose(x)), 0.0)
+        bandwidth = ops.stop_gradient(ops.maximum(ops.median(d2), 1e-6))
+        k = ops.exp(-d2 / bandwidth)
+        k = k - ops.mean(k, axis=0, keepdims=True)
+        return k - ops.mean(k, axis=1, keepdims=True)
+
+    kx, ky = centred_gram(z[:, :split]), centred_gram(z[:, split:])
+    return ops.sum(kx * ky) / ops.maximum(ops.square(n - 1.0), 1.0)
+
+
 def _masked_acc(labels, logits):
     labels = ops.cast(labels, "int32")
     known = ops.cast(labels >= 0, "float32")
@@ -137,7 +156,8 @@ class LRVAE(keras.Model):
                  loss_weights: dict | None = None, kl_weight: float = 1.0, l2: float = 1e-6,
                  seed: int | None = None, decoder_variance: str = "unit", kl_warmup_steps: int = 0,
                  free_bits: float = 0.0, speaker_head: str = "softmax", aam_margin: float = 0.2,
-                 aam_scale: float = 30.0, hsic_weight: float = 0.0, input_noise: float = 0.0, **kwargs):
+                 aam_scale: float = 30.0, hsic_weight: float = 0.0, input_noise: float = 0.0,
+                 hsic_kernel: str = "linear", **kwargs):
         super().__init__(**kwargs)
         self.parts = method_parts(method, protect)
         if n_emotions < 2 and self.parts["emo"]:
@@ -164,6 +184,9 @@ class LRVAE(keras.Model):
         self.free_bits, self.speaker_head = float(free_bits), speaker_head
         self.aam_margin, self.aam_scale = float(aam_margin), float(aam_scale)
         self.hsic_weight, self.input_noise = float(hsic_weight), float(input_noise)
+        if hsic_kernel not in ("linear", "rbf"):
+            raise ValueError(f"hsic_kernel {hsic_kernel!r} is unknown; choose linear or rbf")
+        self.hsic_kernel = hsic_kernel
 
         p = self.parts
         # float32 under any mixed-precision policy: raw openSMILE features span many decades
@@ -323,7 +346,8 @@ class LRVAE(keras.Model):
             beta = self.kl_weight * (ops.convert_to_tensor(self.kl_anneal) if training and self.kl_warmup_steps else 1.0)
             terms["vae"] = terms["recon"] + beta * terms["kl"]
         if self.use_hsic:
-            terms["hsic"] = _cross_correlation(out["z"], self.latent_dim // 2)
+            hsic = _rbf_hsic if self.hsic_kernel == "rbf" else _cross_correlation
+            terms["hsic"] = hsic(out["z"], self.latent_dim // 2)
         if self.parts["emo"]:
             terms["emo"], _ = _masked_ce(y_emo, out["emo_logits"])
             terms["emo_acc"] = _masked_acc(y_emo, out["emo_logits"])
@@ -445,6 +469,7 @@ class LRVAE(keras.Model):
             "decoder_variance": self.decoder_variance, "kl_warmup_steps": self.kl_warmup_steps,
             "free_bits": self.free_bits, "speaker_head": self.speaker_head, "aam_margin": self.aam_margin,
             "aam_scale": self.aam_scale, "hsic_weight": self.hsic_weight, "input_noise": self.input_noise,
+            "hsic_kernel": self.hsic_kernel,
         }
 
 
@@ -461,6 +486,6 @@ def build_model(cfg, input_dim: int, n_emotions: int, n_speakers: int, total_ste
         loss_weights=cfg.loss_weights, kl_weight=cfg.kl_weight, l2=cfg.l2, seed=cfg.seed,
         decoder_variance=cfg.decoder_variance, kl_warmup_steps=int(round(cfg.kl_warmup * total_steps)),
         free_bits=cfg.free_bits, speaker_head=cfg.speaker_head, aam_margin=cfg.aam_margin, aam_scale=cfg.aam_scale,
-        hsic_weight=cfg.hsic_weight, input_noise=cfg.input_noise, name="lrvae")
+        hsic_weight=cfg.hsic_weight, hsic_kernel=cfg.hsic_kernel, input_noise=cfg.input_noise, name="lrvae")
     model.build()
     return model
