@@ -45,9 +45,6 @@ class LinearEraser:
         """Dimensions removed."""
         return int(np.linalg.matrix_rank(self.projection)) if self.projection.any() else 0
 
-    def to_dict(self) -> dict:
-        return {"mean": self.mean.tolist(), "projection": self.projection.tolist()}
-
 
 def fit_leace(x: np.ndarray, labels: np.ndarray, rtol: float = 1e-6, max_rank: int | None = None) -> LinearEraser:
     """The LEACE eraser of the categorical attribute ``labels`` (one per row of ``x``).
@@ -95,18 +92,25 @@ def view_erasers(latent_train: np.ndarray, emotion: np.ndarray, speaker: np.ndar
     Without it, full LEACE.
     """
     labels = {"speaker": speaker, "emotion": emotion}
+    probe = None
+    if validation is not None:  # the validation trials and chance are the same for every candidate
+        from tfvae.evaluate import chance_wf1
+        from tfvae.metrics import sample_trials
+
+        z_val, emo_val, spk_val = validation
+        probe = (z_val, emo_val, sample_trials(spk_val, seed=seed), chance_wf1(emo_val)["stratified"])
     out = {}
     for view, mask in masks.items():
         if view not in PROTECTED:
             continue
         keep = np.asarray(mask) > 0
         ranks = [None]
-        if validation is not None:
+        if probe is not None:
             kept = int(keep.sum())
             ranks += sorted({r for r in (kept // 2, kept // 4) if r >= 1}, reverse=True)
         fits = [fit_leace(latent_train[:, keep], labels[PROTECTED[view]], max_rank=r) for r in ranks]
         eraser = fits[0] if len(fits) == 1 else max(
-            fits, key=lambda e: _validation_score(e, view, keep, latent_train, emotion, speaker, validation, seed))
+            fits, key=lambda e: _validation_score(e, view, keep, latent_train, emotion, speaker, probe, seed))
         # lift to all N nodes: masked nodes are zeros in and out
         n = keep.size
         mean, proj = np.zeros(n), np.zeros((n, n))
@@ -116,15 +120,12 @@ def view_erasers(latent_train: np.ndarray, emotion: np.ndarray, speaker: np.ndar
     return out
 
 
-def _validation_score(eraser, view, keep, z_train, emo_train, spk_train, validation, seed) -> float:
+def _validation_score(eraser, view, keep, z_train, emo_train, spk_train, probe, seed) -> float:
     from tfvae.evaluate import probe_scores
-    from tfvae.metrics import sample_trials
 
-    z_val, emo_val, spk_val = validation
-    shares = np.unique(np.asarray(emo_val), return_counts=True)[1] / len(emo_val)
-    chance = float(np.sum(shares ** 2))
+    z_val, emo_val, trials, chance = probe
     wf1, eer = probe_scores(eraser(z_train[:, keep]), emo_train, spk_train, eraser(z_val[:, keep]), emo_val,
-                            sample_trials(spk_val, seed=seed), seed)
+                            trials, seed)
     emo_gain, spk_gain = wf1 - chance, 0.5 - eer
     return emo_gain - spk_gain if view == "identity_free" else spk_gain - emo_gain
 

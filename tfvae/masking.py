@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tfvae.evaluate import probe_scores
+from tfvae.evaluate import chance_wf1, probe_scores
 from tfvae.metrics import sample_trials
 
 VIEWS = ("identity_free", "emotion_free")
@@ -60,8 +60,7 @@ def choose_cuts(z_train, emo_train, spk_train, z_val, emo_val, spk_val, groups: 
     n = z_train.shape[1]
     trials = sample_trials(spk_val, seed=seed)
     full_f1, full_eer = probe_scores(z_train, emo_train, spk_train, z_val, emo_val, trials, seed, attackers)
-    shares = np.unique(np.asarray(emo_val), return_counts=True)[1] / len(emo_val)
-    chance_f1 = float(np.sum(shares ** 2))
+    chance_f1 = chance_wf1(emo_val)["stratified"]
     table = []
     for cut in candidate_cuts(n, groups):
         row = {"cut": cut}
