@@ -84,8 +84,13 @@ def weights_fingerprint(model) -> str:
     return h.hexdigest()[:16]
 
 
-class Trainer:
-    """Train ``model`` (built and compiled under ``strategy.scope()``) on ``corpus``.
+class Loop:
+    """Train ``model`` (built and compiled under ``strategy.scope()``) on ``train_pipe``.
+
+    The model provides ``train_step(batch, gradient_fn=None)``, ``test_step``, ``compute_gradients``,
+    ``trackers`` and ``metric_results``; a pipeline provides ``size`` and ``dataset(...)`` with the
+    signature of :meth:`tfvae.data.SplitPipeline.dataset`. Subclasses say how checkpoints are
+    scored (:meth:`selection_scores`, lower ``score`` is better).
 
     Args:
         batch_size: per-replica batch; the global batch is ``batch_size x num_replicas_in_sync``.
@@ -93,25 +98,20 @@ class Trainer:
         jit_compile: XLA-compile the forward and backward pass.
         role: this process's place in a multi-worker cluster.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
+        val_pipe: validation batches whose loss terms are logged (None: only the selection scores).
     """
 
-    def __init__(self, model, strategy, corpus: Corpus, batch_size: int, seed: int = 0,
-                 jit_compile: bool = False, role: Role | None = None, verbose: int = 1):
+    #: keys of :meth:`selection_scores`, logged with a ``val_`` prefix
+    selection_keys: tuple[str, ...] = SELECTION
+
+    def __init__(self, model, strategy, train_pipe, batch_size: int, seed: int = 0, jit_compile: bool = False,
+                 role: Role | None = None, verbose: int = 1, val_pipe=None):
         self.model, self.strategy, self.role = model, strategy, role or Role()
         self.batch_size, self.seed, self.verbose = int(batch_size), int(seed), int(verbose)
         self.replicas = strategy.num_replicas_in_sync
         self.global_batch = self.batch_size * self.replicas
-        self.train_pipe = SplitPipeline(corpus, "train")
-        self.val_pipe = SplitPipeline(corpus, "validation")
+        self.train_pipe, self.val_pipe = train_pipe, val_pipe
         self.steps_per_epoch = self.steps(self.train_pipe.size)
-        val = corpus.splits["validation"]
-        self._val_features, self._val_emotion = val.features, val.emotion
-        self._val_trials = None
-        if model.parts["id"]:
-            from tfvae.metrics import sample_trials
-
-            self._val_trials = sample_trials(val.speaker, seed=self.seed)
-        self._infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
         if not model.optimizer.built:
             with strategy.scope():
                 model.optimizer.build(model.trainable_variables)  # slots exist before a restore
@@ -138,6 +138,10 @@ class Trainer:
             weights=list(model.variables), optimizer=list(model.optimizer.variables),
             metrics=[v for m in model.metrics for v in m.variables],
             progress=self._progress, state=self._state)
+
+    def selection_scores(self) -> dict[str, float]:
+        """Validation scores of the current weights; ``score`` (lower is better) selects the epoch."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ data
     def steps(self, rows: int) -> int:
@@ -175,26 +179,17 @@ class Trainer:
         return {k: float(v) for k, v in self.model.metric_results(training).items()}
 
     def evaluate(self) -> dict[str, float]:
-        """Every loss term on the validation split, aggregated over all replicas."""
-        self._reset_metrics()
-        if self._val_iterator is None:  # one iterator for every evaluation: one pass per call
-            self._val_iterator = iter(self.distributed(self.val_pipe, epochs=range(1 << 40)))
-        for _ in range(self.steps(self.val_pipe.size)):
-            self.test_function(self._val_iterator)
-        logs = self._results(training=False)
+        """Every loss term on the validation split (aggregated over all replicas) and the selection scores."""
+        logs = {}
+        if self.val_pipe is not None:
+            self._reset_metrics()
+            if self._val_iterator is None:  # one iterator for every evaluation: one pass per call
+                self._val_iterator = iter(self.distributed(self.val_pipe, epochs=range(1 << 40)))
+            for _ in range(self.steps(self.val_pipe.size)):
+                self.test_function(self._val_iterator)
+            logs = self._results(training=False)
         logs.update(self.selection_scores())
         return logs
-
-    def selection_scores(self) -> dict[str, float]:
-        """``uar``, ``eer`` and ``score`` of the model's heads on the validation speakers (every worker
-        computes the same values from the same weights)."""
-        from tfvae.evaluate import head_selection
-
-        x = self._val_features
-        parts = [self._infer(tf.constant(x[i:i + 1024])) for i in range(0, len(x), 1024)]
-        out = {k: np.concatenate([np.asarray(p[k], np.float32) for p in parts])
-               for k in ("emotion_probabilities", "speaker_embedding") if k in parts[0]}
-        return head_selection(out, self._val_emotion, self._val_trials)
 
     def cached_step_function(self, batch):
         """The train step on one fixed distributed ``batch`` (no input pipeline): for benchmarks."""
@@ -255,7 +250,7 @@ class Trainer:
                 if not skip:
                     self._reset_metrics()
                 bar = keras.utils.Progbar(self.steps_per_epoch, verbose=self.verbose if self.role.is_chief else 0,
-                                          stateful_metrics=list(model.trackers) + [f"val_{k}" for k in (*model.trackers, *SELECTION)])
+                                          stateful_metrics=list(model.trackers) + [f"val_{k}" for k in (*model.trackers, *self.selection_keys)])
                 if self.verbose == 1 and self.role.is_chief:
                     print(f"Epoch {epoch + 1}/{epochs}")
                 for step in range(skip + 1, self.steps_per_epoch + 1):
@@ -294,6 +289,39 @@ class Trainer:
         finally:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+class Trainer(Loop):
+    """The LR-VAE family on an in-memory :class:`~tfvae.data.Corpus` (see :class:`Loop` for the arguments).
+
+    Checkpoints are selected by :func:`tfvae.evaluate.head_selection` on the validation speakers.
+    """
+
+    def __init__(self, model, strategy, corpus: Corpus, batch_size: int, seed: int = 0,
+                 jit_compile: bool = False, role: Role | None = None, verbose: int = 1):
+        val = corpus.splits["validation"]
+        self._val_features, self._val_emotion = val.features, val.emotion
+        self._val_trials = None
+        if model.parts["id"]:
+            from tfvae.metrics import sample_trials
+
+            self._val_trials = sample_trials(val.speaker, seed=seed)
+        self._infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        super().__init__(model, strategy, SplitPipeline(corpus, "train"), batch_size, seed=seed,
+                         jit_compile=jit_compile, role=role, verbose=verbose,
+                         val_pipe=SplitPipeline(corpus, "validation"))
+
+    def selection_scores(self) -> dict[str, float]:
+        """``uar``, ``eer`` and ``score`` of the model's heads on the validation speakers (every worker
+        computes the same values from the same weights)."""
+        from tfvae.evaluate import head_selection
+
+        x = self._val_features
+        parts = [self._infer(tf.constant(x[i:i + 1024])) for i in range(0, len(x), 1024)]
+        out = {k: np.concatenate([np.asarray(p[k], np.float32) for p in parts])
+               for k in ("emotion_probabilities", "speaker_embedding") if k in parts[0]}
+        return head_selection(out, self._val_emotion, self._val_trials)
+
 
 
 def _write_history(path: Path, history: dict[str, list[float]]) -> None:
