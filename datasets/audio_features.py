@@ -1,25 +1,45 @@
-"""Shared base of tfvae's TFDS builders over labelled audio: openSMILE features per utterance.
+"""Shared base of tfvae's TFDS builders over labelled audio: features or waveforms per utterance.
 
 A subclass lists its corpus's utterances (:meth:`AudioFeatureBuilder._utterances`); the base
-checks them, extracts features over all cores (or with Apache Beam), settles bad items
-(stop with one report, or skip and record), and writes examples
+checks them, extracts what the config's ``feature_set`` names over all cores (or with Apache
+Beam), settles bad items (stop with one report, or skip and record), and writes examples.
+What is extracted depends on :func:`tfvae.features.feature_kind` of the ``feature_set``:
+
+* ``"opensmile"`` (configs ``is10`` (default), ``is09``, ``emobase``, ``egemapsv02``,
+  ``compare_2016``)::
 
     {"features": float32[D], "emotion": ClassLabel, "speaker": str, "utterance_id": str,
      "duration": float32 seconds}
 
-with the openSMILE feature names, class counts per split and skipped items in
-``info.metadata``.
+  with the openSMILE ``feature_names`` in ``info.metadata``;
+* ``"audio"`` (config ``audio16k``)::
+
+    {"audio": tfds.features.Audio(shape=(None,), dtype=int16, sample_rate=16000),
+     "emotion": ClassLabel, "speaker": str, "utterance_id": str, "duration": float32 seconds}
+
+  the mono waveform (channels averaged), resampled to 16 kHz with ``scipy.signal.resample_poly``,
+  as int16 (``tfvae.audio.from_int16`` gives float32 in [-1, 1)); stored as raw bytes (2 bytes a
+  sample). ``info.metadata["sample_rate"]`` is 16000; ``supervised_keys`` stay
+  ``(input, "emotion")`` as for the feature configs. Files are read twice: a parallel first
+  pass finds the bad ones before anything is written, a streamed second pass writes the
+  waveforms, so memory does not grow with the corpus.
+
+``info.metadata`` also records ``feature_set``, class counts and speakers per split, and the
+skipped items, in every config.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from tfvae.features import FEATURE_SETS, FeatureExtractor, extract_file, parallel_map
+from tfvae.audio import check_audio_file, load_audio_file
+from tfvae.features import (AUDIO_SETS, FEATURE_SETS, FeatureExtractor, extract_file, feature_kind, parallel_imap,
+                            parallel_map)
 from tfvae.labelled_audio import (BadItem, Utterance, check_utterances, class_counts, settle_bad_items)
 
 SPLITS = ("train", "validation", "test")
@@ -27,10 +47,11 @@ SPLITS = ("train", "validation", "test")
 
 @dataclasses.dataclass
 class AudioFeatureConfig(tfds.core.BuilderConfig):
-    """``feature_set``: openSMILE functionals set; ``skip_bad_items``: skip (and report) items
-    that cannot be used instead of stopping; ``beam``: extract with Apache Beam (also switched
-    on by ``tfds build ... --beam_pipeline_options=...``); ``workers``: local processes (default
-    all cores). ``skip_bad_items`` and ``workers`` can also be given to the builder itself."""
+    """``feature_set``: openSMILE functionals set or ``audio16k`` (see
+    :func:`tfvae.features.feature_kind`); ``skip_bad_items``: skip (and report) items that
+    cannot be used instead of stopping; ``beam``: extract with Apache Beam (also switched on by
+    ``tfds build ... --beam_pipeline_options=...``); ``workers``: local processes (default all
+    cores). ``skip_bad_items`` and ``workers`` can also be given to the builder itself."""
 
     feature_set: str = "IS10"
     skip_bad_items: bool = False
@@ -39,26 +60,93 @@ class AudioFeatureConfig(tfds.core.BuilderConfig):
 
 
 def feature_set_configs(cls=AudioFeatureConfig, **fields) -> list:
-    """One config per openSMILE feature set, named by the set in lower case (``is10`` ...)."""
-    return [cls(name=fs.lower(), feature_set=fs, description=f"openSMILE {fs} functionals ({dim} features)",
-                **fields) for fs, (_, dim) in FEATURE_SETS.items()]
+    """One config per openSMILE feature set, named by the set in lower case (``is10`` ...), then
+    one per waveform set (``audio16k``)."""
+    return ([cls(name=fs.lower(), feature_set=fs, description=f"openSMILE {fs} functionals ({dim} features)",
+                 **fields) for fs, (_, dim) in FEATURE_SETS.items()]
+            + [cls(name=fs, feature_set=fs, description=f"mono waveforms at {rate} Hz (int16)", **fields)
+               for fs, rate in AUDIO_SETS.items()])
 
 
-def _extract_beam(item: tuple) -> list:
+# ---------------------------------------------------------------------------------- waveforms
+def audio_feature(sample_rate: int) -> tfds.features.Audio:
+    """The ``audio`` feature of the waveform configs: mono int16 at ``sample_rate``, stored as raw bytes."""
+    return tfds.features.Audio(shape=(None,), dtype=np.int16, sample_rate=int(sample_rate), encoding="bytes",
+                               doc=f"mono waveform, {sample_rate} Hz, int16 (divide by 32768 for [-1, 1))")
+
+
+_ARRAYS_PASS_THROUGH: list[bool] = []
+
+
+def audio_value(x: np.ndarray):
+    """What ``_generate_examples`` yields for an :func:`audio_feature` from an int16 waveform.
+
+    ``tfds.features.Audio.encode_example`` (TFDS 4.9) returns numpy arrays as they are, skipping
+    its ``encoding``, so a ``"bytes"`` Audio feature would fail to serialize an array; this
+    hands it the raw little-endian bytes it stores instead. Checked once against the installed
+    TFDS: where arrays are encoded properly, the array itself is returned.
+    """
+    x = np.asarray(x)
+    if x.dtype != np.int16 or x.ndim != 1:
+        raise ValueError(f"waveforms are stored as int16 (frames,), got {x.dtype} {x.shape}")
+    if not _ARRAYS_PASS_THROUGH:
+        probe = tfds.features.Audio(shape=(None,), dtype=np.int16, encoding="bytes").encode_example(
+            np.zeros(2, np.int16))
+        _ARRAYS_PASS_THROUGH.append(isinstance(probe, np.ndarray) and probe.dtype == np.int16)
+    if _ARRAYS_PASS_THROUGH[0]:
+        return np.asarray(x.astype("<i2", copy=False).tobytes(), dtype=object)
+    return x
+
+
+# ---------------------------------------------------------------------------------- extraction
+@dataclasses.dataclass(frozen=True)
+class Extraction:
+    """How one ``feature_set`` kind turns an utterance's file into example fields.
+
+    ``fn(arg(path))`` runs in :func:`tfvae.features.parallel_map` workers (a picklable,
+    module-level, TensorFlow-free function) and returns the example's fields (``duration`` and
+    the input: ``features`` or ``audio``), or raises :class:`tfvae.features.FeatureError` (a bad
+    item). With ``stream`` set, ``fn`` only checks the file (and returns small values); the
+    fields are made by ``stream(arg(path))`` over :func:`tfvae.features.parallel_imap` while
+    writing, for values too big to hold for a whole corpus (waveforms). Beam runs ``stream or
+    fn`` once per utterance.
+    """
+
+    fn: Callable
+    arg: Callable[[str], object]
+    desc: str
+    stream: Callable | None = None
+
+
+def _beam_step(item: tuple) -> list:
     """Beam step: one utterance -> ``[(key, example)]``; a failure raises naming the item."""
-    feature_set, u = item
+    fn, arg, u = item
     try:
-        out = extract_file((feature_set, u.path))
+        out = fn(arg)
     except Exception as e:  # noqa: BLE001 - name the item, keep the reason
         raise RuntimeError(f"{u.utterance_id} ({u.path}): {e}") from e
-    return [(u.utterance_id, {**out, "emotion": u.emotion, "speaker": u.speaker, "utterance_id": u.utterance_id})]
+    return [(u.utterance_id, _example(out, u))]
+
+
+def _example(out: dict, u: Utterance) -> dict:
+    out = dict(out)
+    out.pop("samples", None)
+    if "audio" in out:
+        out["audio"] = audio_value(out["audio"])
+    return {**out, "emotion": u.emotion, "speaker": u.speaker, "utterance_id": u.utterance_id}
 
 
 class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    """Base class; subclasses set ``EMOTIONS`` and implement :meth:`_utterances`."""
+    """Base class; subclasses set ``EMOTIONS`` and implement :meth:`_utterances`.
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    Extending to another ``feature_set`` kind (e.g. ``"encoder"``, ``"<arch>@<path>"``): add a
+    branch to :meth:`_input_feature` (the example's input feature and its metadata) and to
+    :meth:`_extraction` (the worker function); the rest (checks, bad items, Beam) is shared.
+    """
+
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release.",
+                     "1.1.0": "audio16k config: 16 kHz mono int16 waveforms; feature configs unchanged."}
     BUILDER_CONFIGS = feature_set_configs()
     DEFAULT_CONFIG_NAME = "is10"
     EMOTIONS: tuple[str, ...] = ()
@@ -94,21 +182,47 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
     def _description(self) -> str:
         return self.__doc__ or ""
 
+    # ------------------------------------------------------------------ feature-set kinds
+    def _input_feature(self) -> tuple[str, tfds.features.FeatureConnector, dict]:
+        """``(key, feature, metadata)`` of the example's input for the config's ``feature_set``."""
+        fs = self.builder_config.feature_set
+        kind = feature_kind(fs)
+        if kind == "opensmile":
+            dim = FEATURE_SETS[fs][1]
+            return ("features", tfds.features.Tensor(shape=(dim,), dtype=np.float32),
+                    {"feature_set": fs, "feature_names": FeatureExtractor(fs).names})
+        if kind == "audio":
+            rate = AUDIO_SETS[fs]
+            return "audio", audio_feature(rate), {"feature_set": fs, "sample_rate": rate}
+        # kind == "encoder" ("<arch>@<path>"): ("features", Tensor((D,), float32), {"feature_set": fs, ...})
+        raise NotImplementedError(f"{self.name}: feature_set={fs!r} (kind {kind!r}) is not supported by this builder")
+
+    def _extraction(self) -> Extraction:
+        """The worker function(s) of the config's ``feature_set`` (see :class:`Extraction`)."""
+        fs = self.builder_config.feature_set
+        kind = feature_kind(fs)
+        if kind == "opensmile":
+            return Extraction(extract_file, lambda path: (fs, path), "openSMILE")
+        if kind == "audio":
+            rate = AUDIO_SETS[fs]
+            return Extraction(check_audio_file, lambda path: (path, rate), "audio check", stream=load_audio_file)
+        # kind == "encoder": Extraction(<TF-free worker fn>, lambda path: (fs, path), "encoder")
+        raise NotImplementedError(f"{self.name}: feature_set={fs!r} (kind {kind!r}) is not supported by this builder")
+
     # ------------------------------------------------------------------ TFDS
     def _info(self) -> tfds.core.DatasetInfo:
-        fs = self.builder_config.feature_set
-        dim = FEATURE_SETS[fs][1]
+        key, feature, meta = self._input_feature()
         return self.dataset_info_from_configs(
             description=self._description(),
             features=tfds.features.FeaturesDict({
-                "features": tfds.features.Tensor(shape=(dim,), dtype=np.float32),
+                key: feature,
                 "emotion": tfds.features.ClassLabel(names=self._emotion_names()),
                 "speaker": tfds.features.Text(),
                 "utterance_id": tfds.features.Text(),
                 "duration": tfds.features.Scalar(dtype=np.float32),
             }),
-            supervised_keys=("features", "emotion"),
-            metadata=tfds.core.MetadataDict(feature_set=fs, feature_names=FeatureExtractor(fs).names),
+            supervised_keys=(key, "emotion"),
+            metadata=tfds.core.MetadataDict(**meta),
         )
 
     def _split_generators(self, dl_manager):
@@ -120,21 +234,23 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
             from tfvae.labelled_audio import assert_speaker_disjoint
 
             assert_speaker_disjoint(good, self.name)
+        ex = self._extraction()
         if self._use_beam:
             self._record(good, bad, extra)
-            return {s: self._beam_examples([u for u in good if u.split == s]) for s in SPLITS}
-        outcomes = parallel_map(extract_file, [(u.utterance_id, (cfg.feature_set, u.path)) for u in good],
-                                workers=self.workers, desc=f"{self.name}/{cfg.name} openSMILE")
+            return {s: self._beam_examples([u for u in good if u.split == s], ex) for s in SPLITS}
+        outcomes = parallel_map(ex.fn, [(u.utterance_id, ex.arg(u.path)) for u in good],
+                                workers=self.workers, desc=f"{self.name}/{cfg.name} {ex.desc}")
         examples = {s: [] for s in SPLITS}
         kept = []
         for u, o in zip(good, outcomes):
             if o.ok:
-                examples[u.split].append((u.utterance_id, {**o.value, "emotion": u.emotion,
-                                                           "speaker": u.speaker, "utterance_id": u.utterance_id}))
+                examples[u.split].append(u if ex.stream else (u.utterance_id, _example(o.value, u)))
                 kept.append(u)
             else:
                 bad.append(BadItem(u.utterance_id, u.path, o.error.split(": ", 1)[-1]))
         self._record(kept, bad, extra)
+        if ex.stream:
+            return {s: self._stream_examples(examples[s], ex, s) for s in SPLITS}
         return {s: self._generate_examples(examples[s]) for s in SPLITS}
 
     def _record(self, kept: list[Utterance], bad: list[BadItem], extra: dict) -> None:
@@ -153,7 +269,19 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
     def _generate_examples(self, examples):
         yield from examples
 
-    def _beam_examples(self, utts: list[Utterance]):
+    def _stream_examples(self, utts: list[Utterance], ex: Extraction, split: str):
+        """Second pass of a streamed kind: make the fields in workers while TFDS writes them."""
+        by_id = {u.utterance_id: u for u in utts}
+        for o in parallel_imap(ex.stream, [(u.utterance_id, ex.arg(u.path)) for u in utts], workers=self.workers,
+                               desc=f"{self.name}/{self.builder_config.name} {split}"):
+            u = by_id[o.key]
+            if not o.ok:  # passed the first pass: the file changed while building
+                raise RuntimeError(f"{u.utterance_id} ({u.path}) failed while writing, after passing the check: "
+                                   f"{o.error}")
+            yield u.utterance_id, _example(o.value, u)
+
+    def _beam_examples(self, utts: list[Utterance], ex: Extraction | None = None):
         beam = tfds.core.lazy_imports.apache_beam
-        fs = self.builder_config.feature_set
-        return beam.Create([(fs, u) for u in utts]) | beam.FlatMap(_extract_beam)
+        ex = ex or self._extraction()
+        fn = ex.stream or ex.fn
+        return beam.Create([(fn, ex.arg(u.path), u) for u in utts]) | beam.FlatMap(_beam_step)

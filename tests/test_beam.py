@@ -37,3 +37,25 @@ def test_beam_direct_runner_matches_local_generation(tmp_path):
         assert a[uid][:3] == b[uid][:3]
         np.testing.assert_allclose(a[uid][3], b[uid][3], rtol=1e-6)
     assert beamed.info.metadata["class_counts"] == local.info.metadata["class_counts"]
+
+
+def test_beam_audio16k_matches_local_generation(tmp_path):
+    """The waveform config on Beam: one load per utterance in the pipeline, same examples."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    def waves(builder):
+        return {e["utterance_id"].decode(): (e["speaker"], int(e["emotion"]), e["audio"], e["duration"])
+                for s in ("train", "validation", "test") for e in tfds.as_numpy(builder.as_dataset(split=s))}
+
+    local = tfds.builder("ravdess/audio16k", data_dir=str(tmp_path / "local"))
+    local.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(DUMMY)))
+    beamed = tfds.builder("ravdess/audio16k", data_dir=str(tmp_path / "beam"))
+    beamed.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=str(DUMMY), beam_options=PipelineOptions(["--runner=DirectRunner"])))
+    a, b = waves(local), waves(beamed)
+    assert sorted(a) == sorted(b) and len(a) == 8
+    for uid in a:
+        assert a[uid][:2] == b[uid][:2] and a[uid][3] == b[uid][3]
+        assert a[uid][2].dtype == np.int16 and len(a[uid][2]) > 16000
+        np.testing.assert_array_equal(a[uid][2], b[uid][2])
+    assert beamed.info.metadata["sample_rate"] == 16000

@@ -28,8 +28,16 @@ class RavdessTest(tfds.testing.DatasetBuilderTestCase):
     SKIP_CHECKSUMS = True
 
 
-def _build(manual_dir, data_dir, **kwargs):
-    b = tfds.builder("ravdess/egemapsv02", data_dir=str(data_dir), **kwargs)
+class RavdessAudio16kTest(tfds.testing.DatasetBuilderTestCase):
+    DATASET_CLASS = ravdess.Builder
+    BUILDER_CONFIG_NAMES_TO_TEST = ["audio16k"]
+    SPLITS = {"train": 4, "validation": 2, "test": 2}
+    EXAMPLE_DIR = str(DUMMY)
+    SKIP_CHECKSUMS = True
+
+
+def _build(manual_dir, data_dir, config="egemapsv02", **kwargs):
+    b = tfds.builder(f"ravdess/{config}", data_dir=str(data_dir), **kwargs)
     b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
     return b
 
@@ -47,6 +55,49 @@ def test_dummy_build_metadata_and_examples(tmp_path):
     assert e["speaker"] == b"Actor_17" and b.info.features["emotion"].int2str(e["emotion"]) == "surprised"
     assert e["features"].shape == (88,) and np.isfinite(e["features"]).all()
     assert 1.5 < e["duration"] < 1.7
+
+
+def test_audio16k_waveforms(tmp_path):
+    b = _build(DUMMY, tmp_path, "audio16k")
+    assert b.info.features["audio"].sample_rate == 16000 and b.info.features["audio"].np_dtype == np.int16
+    meta = b.info.metadata
+    assert meta["feature_set"] == "audio16k" and meta["sample_rate"] == 16000 and "feature_names" not in meta
+    assert meta["class_counts"]["train"] == {"angry": 1, "happy": 1, "neutral": 1, "sad": 1}
+    assert meta["ignored"] == {"song_files": 1, "non_audio_files": 0}
+    ex = {e["utterance_id"].decode(): e for s in ("train", "validation", "test")
+          for e in tfds.as_numpy(b.as_dataset(split=s))}
+    assert len(ex) == 8
+    for uid, e in ex.items():  # the dummy FLACs are 16 kHz PCM_16: stored sample for sample
+        actor = int(uid[-2:])
+        x, rate = sf.read(DUMMY / f"Actor_{actor:02d}" / f"{uid}.flac", dtype="int16")
+        assert rate == 16000 and e["audio"].dtype == np.int16
+        np.testing.assert_array_equal(e["audio"], x)
+        assert e["duration"] == pytest.approx(len(x) / 16000)
+        assert e["speaker"].decode() == f"Actor_{actor:02d}"
+    # a 48 kHz WAV (as RAVDESS ships) of 0.5 s becomes 8000 samples at 16 kHz; a silent one is a bad item
+    d = tmp_path / "r48"
+    (d / "Actor_03").mkdir(parents=True)
+    (d / "Actor_21").mkdir()
+    (d / "Actor_17").mkdir()
+    from tfvae.audio import resample
+
+    x = synth.synthesize(synth.make_voice(3), "angry", 0)
+    sf.write(d / "Actor_03" / "03-01-05-01-01-01-03.wav", resample(x, 16000, 48000)[:24000], 48000)
+    sf.write(d / "Actor_17" / "03-01-04-01-01-01-17.wav", resample(x, 16000, 48000)[:36000], 48000)
+    sf.write(d / "Actor_21" / "03-01-01-01-01-01-21.wav", x[:16000], 16000)
+    sf.write(d / "Actor_21" / "03-01-02-01-01-01-21.wav", np.zeros(48000, np.float32), 48000)  # silent
+    with pytest.raises(BadItemsError) as e:
+        _build(d, tmp_path / "t1", "audio16k")
+    assert str(e.value).startswith("1 bad item(s)")
+    assert "03-01-02-01-01-01-21 (" in str(e.value) and "silent signal (peak amplitude below 0.0001)" in str(e.value)
+    b = _build(d, tmp_path / "t2", "audio16k", skip_bad_items=True)
+    assert {s: b.info.splits[s].num_examples for s in ("train", "validation", "test")} == \
+        {"train": 1, "validation": 1, "test": 1}
+    assert b.info.metadata["skipped"]["count"] == 1
+    (e,) = tfds.as_numpy(b.as_dataset(split="train"))
+    assert e["audio"].shape == (8000,) and e["duration"] == pytest.approx(0.5)
+    (e,) = tfds.as_numpy(b.as_dataset(split="validation"))
+    assert e["audio"].shape == (12000,)
 
 
 @pytest.fixture
@@ -74,7 +125,7 @@ def test_bad_items_stop_the_build_with_one_report(messy_dir, tmp_path):
                    "03-01-07-01-01-02-05 (", "actor 05 in the file name but the file is in Actor_02",
                    "03-01-09-01-02-02-02 (", "unknown emotion label 'code 09'"]:
         assert expect in msg, expect
-    report = json.loads((tmp_path / "tfds" / "ravdess" / "egemapsv02" / "bad_items-1.0.0.json").read_text())
+    report = json.loads((tmp_path / "tfds" / "ravdess" / "egemapsv02" / "bad_items-1.1.0.json").read_text())
     assert report["count"] == 5 and len(report["items"]) == 5
 
 

@@ -140,6 +140,9 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--validation_speakers", type=int, default=None,
                         help="validation speakers inside each fold's training part (default: one fold's worth)")
         sp.add_argument("--reports_dir", default="reports", help="reports go to <reports_dir>/<dataset>/")
+        sp.add_argument("--report_tag", default=None,
+                        help="suffix of the report files (table1-<tag>.json ...); default: none for IS10, else the "
+                             "feature set's short name (egemapsv02, xvector, resnet_vlad, embeddings)")
         sp.add_argument("--methods", default=None,
                         help="comma-separated subset of raw,dnn,vae,a-vae,lrvae-noadv,lrvae (default all)")
         sp.add_argument("--tuned", default=None,
@@ -156,7 +159,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 EXTRA = ("experiment", "folds", "validation_speakers", "reports_dir", "methods", "tuned", "curve_attackers", "grid",
-         "search", "trials")
+         "search", "trials", "report_tag")
+
+
+def report_suffix(feature_set: str, tag: str | None = None) -> str:
+    """File-name suffix of a run's reports: ``""`` for IS10 (the paper's first row), else the feature set's
+    short name (the architecture of an ``<arch>@<encoder>`` set)."""
+    if tag is not None:
+        return tag
+    if feature_set == "IS10":
+        return ""
+    return feature_set.split("@", 1)[0].lower() if "@" in feature_set else feature_set.lower()
 
 
 def main(argv=None) -> int:
@@ -189,7 +202,7 @@ def _models(experiment: str, methods: str | None):
 
 def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speakers: int | None, reports_dir: str,
         argv, methods: str | None = None, tuned: str | None = None, curve_attackers: str = "logreg,lda_cosine",
-        grid: str | None = None, search: str = "grid", trials: int = 8) -> Path:
+        grid: str | None = None, search: str = "grid", trials: int = 8, report_tag: str | None = None) -> Path:
     import os
 
     from tqdm.auto import tqdm
@@ -227,6 +240,8 @@ def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speaker
     strategy = make_strategy(cfg.strategy)
     out_dir = Path(reports_dir) / ds_name
     out_dir.mkdir(parents=True, exist_ok=True)
+    tag = report_suffix(cfg.feature_set, report_tag)
+    out = _Reports(out_dir, tag)
     run_root = Path(cfg.output_dir) / "experiments" / ds_name
     meta = {"command": "python -m tfvae.experiments " + " ".join(argv), "seed": cfg.seed, "protocol": protocol,
             "cores": default_workers(), "dataset": corpus.name, "feature_set": cfg.feature_set,
@@ -235,18 +250,29 @@ def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speaker
             "tuned_file": tuned, "tuning": tuned_per_fold if tuned else None}
     if experiment == "tune":
         return _tune(cfg, corpora, test_speakers, strategy, run_root, models, grid_d, grid, search, trials, meta,
-                     out_dir, ds_name, t0)
+                     out, ds_name, t0)
     results = [run_fold(cfg, c, strategy, run_root / f"fold{i}", models=models, tuned=tuned_per_fold[i],
                         keep_outputs=experiment == "masking", evaluate=experiment == "table1")
                for i, c in enumerate(tqdm(corpora, desc=f"{experiment} folds", unit="fold"))]
     chance = [r[next(iter(r))]["chance"] for r in results]
     if experiment == "table1":
-        return _write_table1(results, chance, meta, out_dir, ds_name, t0)
-    return _write_masking(results, corpora, cfg, curve_attackers, meta, protocol, out_dir, ds_name, t0)
+        return _write_table1(results, chance, meta, out, ds_name, t0)
+    return _write_masking(results, corpora, cfg, curve_attackers, meta, protocol, out, ds_name, t0)
+
+
+class _Reports:
+    """``<reports_dir>/<dataset>/<stem>[-<tag>].<ext>``: one set of report files per feature set."""
+
+    def __init__(self, out_dir: Path, tag: str):
+        self.dir, self.tag = out_dir, tag
+
+    def __truediv__(self, name: str) -> Path:
+        stem, ext = name.rsplit(".", 1)
+        return self.dir / (f"{stem}-{self.tag}.{ext}" if self.tag else name)
 
 
 def _tune(cfg, corpora, test_speakers, strategy, run_root, models, grid_d, grid, search, trials, meta, out_dir,
-          ds_name, t0) -> Path:
+          ds_name, t0) -> Path:  # out_dir: a _Reports
     from tqdm.auto import tqdm
 
     from tfvae.tuning import markdown, tune_fold
@@ -261,7 +287,7 @@ def _tune(cfg, corpora, test_speakers, strategy, run_root, models, grid_d, grid,
     (out_dir / "tuning.json").write_text(json.dumps(doc, indent=2, default=float))
     (out_dir / "tuning.md").write_text(markdown(ds_name, doc))
     print((out_dir / "tuning.md").read_text())
-    return out_dir
+    return out_dir.dir
 
 
 def _write_table1(results, chance, meta, out_dir, ds_name, t0) -> Path:
@@ -279,7 +305,7 @@ def _write_table1(results, chance, meta, out_dir, ds_name, t0) -> Path:
     (out_dir / "table1.json").write_text(json.dumps(doc, indent=2, default=float))
     (out_dir / "table1.md").write_text(markdown(ds_name, cols, tests, goal_rows, meta, chance))
     print((out_dir / "table1.md").read_text())
-    return out_dir
+    return out_dir.dir
 
 
 def _write_masking(results, corpora, cfg, curve_attackers, meta, protocol, out_dir, ds_name, t0) -> Path:
@@ -307,7 +333,7 @@ def _write_masking(results, corpora, cfg, curve_attackers, meta, protocol, out_d
     plot_masking(rows, out_dir / "masking.png",
                  f"{ds_name}: masking {cfg.mask_groups} groups ({protocol.split(',')[0]}, seed {cfg.seed}; "
                  f"downstream {emo_att} / {spk_att})")
-    return out_dir
+    return out_dir.dir
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -30,6 +30,13 @@ FEATURE_SETS: dict[str, tuple[str, int]] = {
 TARGET_RATE = 16000
 #: Peak amplitude under which a signal counts as silent.
 SILENCE_PEAK = 1e-4
+
+#: Waveform "feature sets": the config name -> sample rate of the mono int16 waveforms stored.
+AUDIO_SETS: dict[str, int] = {"audio16k": 16000}
+#: Precomputed vectors given with the data (``audio_manifest`` only: a ``.npy`` column or a Kaldi scp/ark).
+EMBEDDINGS = "embeddings"
+#: The kinds of :func:`feature_kind`.
+FEATURE_KINDS = ("opensmile", "audio", "embeddings", "encoder")
 
 
 class FeatureError(ValueError):
@@ -57,6 +64,40 @@ def import_opensmile():
 
 def feature_dim(feature_set: str) -> int:
     return _lookup(feature_set)[1]
+
+
+def feature_kind(feature_set: str) -> str:
+    """What a ``feature_set`` names, and so how a builder makes its examples:
+
+    - ``"opensmile"``: an openSMILE functionals set of :data:`FEATURE_SETS` (``"IS10"`` ...);
+    - ``"audio"``: waveforms at a fixed rate, :data:`AUDIO_SETS` (``"audio16k"``);
+    - ``"embeddings"``: precomputed vectors given with the data (:data:`EMBEDDINGS`);
+    - ``"encoder"``: a trained encoder applied to the audio, ``"<arch>@<path>"`` (for example
+      ``"xvector@/models/xvector"``; see :func:`split_encoder`).
+
+    Raises :class:`FeatureError` naming the accepted forms for anything else.
+    """
+    fs = str(feature_set)
+    if fs in FEATURE_SETS:
+        return "opensmile"
+    if fs in AUDIO_SETS:
+        return "audio"
+    if fs == EMBEDDINGS:
+        return "embeddings"
+    arch, sep, path = fs.partition("@")
+    if sep and arch.strip() and path.strip():
+        return "encoder"
+    raise FeatureError(
+        f"feature set {feature_set!r} is unknown; choose an openSMILE set ({', '.join(FEATURE_SETS)}), "
+        f"waveforms ({', '.join(AUDIO_SETS)}), {EMBEDDINGS!r}, or an encoder as '<arch>@<path>'")
+
+
+def split_encoder(feature_set: str) -> tuple[str, str]:
+    """``"<arch>@<path>"`` -> ``(arch, path)`` (split at the first ``@``); FeatureError otherwise."""
+    if feature_kind(feature_set) != "encoder":
+        raise FeatureError(f"feature set {feature_set!r} is not an encoder ('<arch>@<path>')")
+    arch, _, path = str(feature_set).partition("@")
+    return arch.strip(), path.strip()
 
 
 def _lookup(feature_set: str) -> tuple[str, int]:
@@ -170,6 +211,54 @@ def parallel_map(fn: Callable, items: Sequence[tuple[str, object]], workers: int
                 results.append(out)
                 bar.update()
         return results
+    finally:
+        bar.close()
+
+
+def _guarded_chunk(fn: Callable, keys: list, args: list) -> list[Outcome]:
+    return [_guarded(fn, k, a) for k, a in zip(keys, args)]
+
+
+def parallel_imap(fn: Callable, items: Iterable[tuple[str, object]], workers: int | None = None,
+                  desc: str = "audio", progress: bool = True, chunksize: int = 16,
+                  ahead: int = 4) -> Iterator[Outcome]:
+    """Like :func:`parallel_map`, but a generator with bounded memory, for large values (waveforms).
+
+    Items are sent to spawned workers in chunks of ``chunksize``; at most ``ahead`` chunks per
+    worker are in flight, so a slow consumer (a TFRecord writer) holds back the workers instead
+    of letting results pile up. Outcomes come in input order; failures are :class:`Outcome`
+    with ``error`` set, as in :func:`parallel_map`. One worker (or few items) runs inline.
+    """
+    from collections import deque
+
+    from tqdm.auto import tqdm
+
+    items = list(items)
+    workers = default_workers() if workers is None else int(workers)
+    bar = tqdm(total=len(items), desc=desc, unit="utt", disable=not progress)
+    try:
+        if workers <= 1 or len(items) < 2 * workers:
+            for key, arg in items:
+                yield _guarded(fn, key, arg)
+                bar.update()
+            return
+        chunks = [items[i:i + chunksize] for i in range(0, len(items), max(1, chunksize))]
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            pending: deque = deque()
+            next_chunk = 0
+            try:
+                while next_chunk < len(chunks) or pending:
+                    while next_chunk < len(chunks) and len(pending) < max(1, ahead) * workers:
+                        c = chunks[next_chunk]
+                        pending.append(pool.submit(_guarded_chunk, fn, [k for k, _ in c], [a for _, a in c]))
+                        next_chunk += 1
+                    for out in pending.popleft().result():
+                        yield out
+                        bar.update()
+            finally:  # the consumer stopped early (or failed): drop what has not started
+                for f in pending:
+                    f.cancel()
     finally:
         bar.close()
 

@@ -3,7 +3,7 @@
 The manifest is a comma-separated UTF-8 file with a header row and the columns
 
 - ``path``: the audio file (WAV, FLAC, ... anything libsndfile reads), relative to the
-  manifest's folder, or absolute;
+  manifest's folder, or absolute (not needed with ``feature_set="embeddings"``);
 - ``speaker``: speaker ID (splits are speaker-disjoint);
 - ``emotion``: emotion label; the classes are the sorted unique labels of the manifest;
 - ``split`` (optional): ``train``, ``validation`` or ``test`` (case-insensitive);
@@ -24,16 +24,42 @@ the cumulative share closest to ``split_fractions[0] + split_fractions[1]``, tes
 manifest row with a speaker, so fixing or skipping bad files does not move speakers between
 splits.
 
+**Feature sets.** ``feature_set`` is an openSMILE set (``IS10`` ...: ``{"features": float32[D],
+...}``), ``audio16k`` (16 kHz mono int16 waveforms, ``{"audio": ..., ...}``, see
+:mod:`tfvae_datasets.audio_features`), or ``embeddings``: bring your own vectors, one per
+utterance, instead of audio:
+
+- an ``embedding`` column holding a ``.npy`` file (a 1-D float vector), relative to the
+  manifest's folder or absolute; the ``path`` column is then not needed; or
+- a Kaldi table given as the config field ``embeddings="exp/xvectors/xvector.scp"`` (or a
+  ``.ark``), read with ``kaldiio`` and keyed by ``utterance_id`` (neither ``path`` nor
+  ``embedding`` is needed; ``utterance_id`` or ``path`` gives the key).
+
+Examples are ``{"features": float32[D], "emotion", "speaker", "utterance_id", "duration"}``
+with ``duration`` NaN (unknown), so the dataset is a normal tfvae feature dataset
+(``tfvae.data.load_corpus("manifest.csv", "embeddings")`` loads an ``embedding``-column
+manifest). D is ``embedding_dim`` if given, else the dimension of the first readable vector in
+manifest order; ``info.metadata`` records ``embedding_dim``, ``embedding_dim_from`` and
+``embedding_source`` (``{"type": "npy column", ...}`` or ``{"type": "kaldi scp", "path", "sha256",
+"keys"}``), and for a Kaldi table ``embedding_keys_not_in_manifest`` (a count, not an error).
+Bad vectors are bad items naming the manifest line: file not found, unreadable ``.npy``, not
+1-D, wrong dimension (expected and got), NaN/inf values, an utterance ID missing from the table
+(``missing key``). Vectors are read in the main process (they are small; no Beam).
+
 Use from Python::
 
     from tfvae_datasets.audio_manifest.audio_manifest_dataset_builder import manifest_config
     b = tfds.builder("audio_manifest", config=manifest_config("corpus/manifest.csv", "eGeMAPSv02"))
+    b = tfds.builder("audio_manifest", config=manifest_config("corpus/manifest.csv", "audio16k"))
+    b = tfds.builder("audio_manifest", config=manifest_config("corpus/manifest.csv", "embeddings",
+                                                              embeddings="exp/xvectors/xvector.scp"))
 
 from the command line (``python -m tfvae.train --dataset corpus/manifest.csv``), or with
 ``tfds build datasets/audio_manifest --config '{"manifest": "corpus/manifest.csv",
 "feature_set": "IS10"}'`` (``name`` may be given; without it the name is derived as below).
 The config name is ``<manifest stem>-<8 hex digits>-<feature set>``, the digits hashing the
-manifest's absolute path and content and the split settings, so different (or edited)
+manifest's absolute path and content and the split settings (and, for ``embeddings``, the
+Kaldi table's path and SHA-256 and ``embedding_dim`` when given), so different (or edited)
 manifests do not collide in one data directory.
 """
 
@@ -51,12 +77,22 @@ from pathlib import Path
 
 import numpy as np
 
-from tfvae.features import FEATURE_SETS
-from tfvae.labelled_audio import BadItem, Utterance
+import tensorflow_datasets as tfds
+
+from tfvae.features import AUDIO_SETS, EMBEDDINGS, FEATURE_SETS, FeatureError, feature_kind
+from tfvae.labelled_audio import BadItem, Utterance, check_utterances
 from tfvae_datasets.audio_features import SPLITS, AudioFeatureBuilder, AudioFeatureConfig
 
 REQUIRED_COLUMNS = ("path", "speaker", "emotion")
 OPTIONAL_COLUMNS = ("split", "utterance_id")
+#: With ``feature_set="embeddings"``: the column of ``.npy`` vector files (then ``path`` is not needed).
+EMBEDDING_COLUMN = "embedding"
+#: Columns an embeddings manifest needs besides the vectors' source.
+EMBEDDING_REQUIRED = ("speaker", "emotion")
+#: feature_set kinds (tfvae.features.feature_kind) this builder makes; "encoder" is not one yet.
+SUPPORTED_KINDS = ("opensmile", "audio", "embeddings")
+#: Kaldi table suffixes accepted as ``embeddings=`` (read with kaldiio).
+KALDI_SUFFIXES = (".scp", ".ark")
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
 #: The one registered config; it has no manifest and only tells how to pass one.
 PLACEHOLDER = "needs_manifest"
@@ -80,6 +116,7 @@ class ManifestRow:
     split: str | None  # None: no split column
     utterance_id: str  # "" when not given
     extra_fields: int = 0  # fields beyond the header
+    embedding: str = ""  # the `embedding` column ("" when absent)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,8 +151,10 @@ def _read_bytes(path: Path) -> bytes:
         raise ManifestError(f"cannot read manifest {path}: {e}") from None
 
 
-def read_manifest(path: str | os.PathLike) -> Manifest:
-    """Parse a manifest; raise :class:`ManifestError` when it cannot be used at all."""
+def read_manifest(path: str | os.PathLike, required: tuple[str, ...] = REQUIRED_COLUMNS) -> Manifest:
+    """Parse a manifest; raise :class:`ManifestError` when it cannot be used at all.
+
+    ``required``: the columns it must have (:func:`required_columns` of the config)."""
     path = Path(os.path.abspath(os.path.expanduser(str(path))))
     data = _read_bytes(path)
     try:
@@ -130,8 +169,9 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
                 continue  # blank line
             if header is None:
                 header = [c.strip().lower() for c in cells]
-                _check_header(header, path)
-                col = {name: header.index(name) for name in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if name in header}
+                _check_header(header, path, required)
+                col = {name: header.index(name) for name in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, EMBEDDING_COLUMN)
+                       if name in header}
                 continue
 
             def get(name):
@@ -141,25 +181,26 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
             rows.append(ManifestRow(
                 line=reader.line_num, path=get("path"), speaker=get("speaker"), emotion=get("emotion"),
                 split=get("split") if "split" in col else None, utterance_id=get("utterance_id"),
-                extra_fields=max(0, len(cells) - len(header))))
+                extra_fields=max(0, len(cells) - len(header)), embedding=get(EMBEDDING_COLUMN)))
     except csv.Error as e:
         raise ManifestError(f"manifest {path} is not valid CSV (line {reader.line_num}: {e})") from None
     if header is None:
         raise ManifestError(f"manifest {path} is empty; expected a header row with the columns "
-                            f"{', '.join(REQUIRED_COLUMNS)} (optional: {', '.join(OPTIONAL_COLUMNS)})")
+                            f"{', '.join(required)} (optional: {', '.join(OPTIONAL_COLUMNS)})")
     if not rows:
         raise ManifestError(f"manifest {path} has a header but no rows")
     return Manifest(path, hashlib.sha1(data).hexdigest(), tuple(header), tuple(rows))
 
 
-def _check_header(header: list[str], path: Path) -> None:
-    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+def _check_header(header: list[str], path: Path, required: tuple[str, ...] = REQUIRED_COLUMNS) -> None:
+    missing = [c for c in required if c not in header]
     if missing:
         raise ManifestError(
             f"manifest {path} lacks the required column(s) {', '.join(missing)}; its header has "
             f"{', '.join(repr(h) for h in header)} (expected a comma-separated header with "
-            f"{', '.join(REQUIRED_COLUMNS)} and optionally {', '.join(OPTIONAL_COLUMNS)})")
-    twice = sorted(c for c, n in Counter(header).items() if n > 1 and c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS))
+            f"{', '.join(required)} and optionally {', '.join(OPTIONAL_COLUMNS)})")
+    twice = sorted(c for c, n in Counter(header).items()
+                   if n > 1 and c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, EMBEDDING_COLUMN))
     if twice:
         raise ManifestError(f"manifest {path} has the column(s) {', '.join(twice)} more than once")
 
@@ -194,11 +235,32 @@ def _check_fractions(fractions) -> tuple[float, float, float]:
     return f
 
 
-def config_name(manifest: Manifest, feature_set: str, split_fractions, split_seed: int) -> str:
-    """``<stem>-<sha1(abs path, content, fractions, seed)[:8]>-<feature set>``."""
-    key = json.dumps([str(manifest.path), manifest.sha1, list(split_fractions), int(split_seed)])
+def config_name(manifest: Manifest, feature_set: str, split_fractions, split_seed: int,
+                extra: list | None = None) -> str:
+    """``<stem>-<sha1(abs path, content, fractions, seed[, extra])[:8]>-<feature set>``.
+
+    ``extra``: further settings that change the data (the embeddings file and its SHA-256,
+    ``embedding_dim``); absent for audio-based configs, so their names are as before."""
+    key = json.dumps([str(manifest.path), manifest.sha1, list(split_fractions), int(split_seed)] + list(extra or []))
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", manifest.path.stem).strip("_") or "manifest"
     return f"{stem}-{hashlib.sha1(key.encode()).hexdigest()[:8]}-{feature_set.lower()}"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def required_columns(feature_set: str, embeddings: str = "") -> tuple[str, ...]:
+    """The manifest columns a config needs: ``path, speaker, emotion`` for audio-based feature
+    sets; for ``embeddings`` ``speaker, emotion`` and the ``embedding`` column unless a Kaldi
+    ``embeddings`` file gives the vectors."""
+    if feature_set != EMBEDDINGS:
+        return REQUIRED_COLUMNS
+    return EMBEDDING_REQUIRED if embeddings else (*EMBEDDING_REQUIRED, EMBEDDING_COLUMN)
 
 
 @dataclasses.dataclass
@@ -206,40 +268,147 @@ class ManifestConfig(AudioFeatureConfig):
     """``manifest``: the CSV file (made absolute); ``split_fractions`` (train, validation, test) and
     ``split_seed``: the seeded speaker split, used only without a split column. An empty
     ``name`` is derived from the manifest (:func:`config_name`); ``tfds build --config '{json}'``
-    creates this class from the JSON."""
+    creates this class from the JSON.
+
+    With ``feature_set="embeddings"``: ``embeddings``, a Kaldi ``.scp`` (or ``.ark``) of one vector
+    per utterance ID (made absolute; relative paths are from the working directory), instead of
+    the manifest's ``embedding`` column; ``embedding_dim``: the expected dimension (default: that
+    of the first readable vector)."""
 
     name: str = ""
     manifest: str = ""
     split_fractions: tuple = DEFAULT_FRACTIONS
     split_seed: int = 0
+    embeddings: str = ""
+    embedding_dim: int | None = None
 
     def __post_init__(self):
-        if self.feature_set not in FEATURE_SETS:
-            raise ManifestError(f"feature_set={self.feature_set!r} is unknown; choose one of {', '.join(FEATURE_SETS)}")
+        try:
+            kind = feature_kind(self.feature_set)
+        except FeatureError:
+            kind = None
+        if kind not in SUPPORTED_KINDS:
+            raise ManifestError(f"feature_set={self.feature_set!r} is unknown; choose one of "
+                                f"{', '.join([*FEATURE_SETS, *AUDIO_SETS, EMBEDDINGS])}")
         self.split_fractions = _check_fractions(self.split_fractions)
         self.split_seed = int(self.split_seed)
         if self.manifest:
             self.manifest = os.path.abspath(os.path.expanduser(str(self.manifest)))
+        extra = self._check_embeddings(kind)
         if not self.name:
             if not self.manifest:
                 raise ManifestError(f"an audio_manifest config needs a manifest; {_HOW}")
-            self.name = config_name(read_manifest(self.manifest), self.feature_set, self.split_fractions,
-                                    self.split_seed)
+            self.name = config_name(read_manifest(self.manifest, required_columns(self.feature_set, self.embeddings)),
+                                    self.feature_set, self.split_fractions, self.split_seed, extra)
         if self.description is None and self.manifest:
-            self.description = f"openSMILE {self.feature_set} functionals of the utterances listed in {self.manifest}"
+            what = {"opensmile": f"openSMILE {self.feature_set} functionals",
+                    "audio": f"{self.feature_set} waveforms",
+                    "embeddings": "precomputed embeddings" + (f" from {self.embeddings}" if self.embeddings else "")}
+            self.description = f"{what[kind]} of the utterances listed in {self.manifest}"
+
+    def _check_embeddings(self, kind: str) -> list:
+        """Check the embedding settings; the settings that go into the config name."""
+        if kind != "embeddings":
+            if self.embeddings or self.embedding_dim is not None:
+                raise ManifestError(f"embeddings / embedding_dim are settings of feature_set={EMBEDDINGS!r}, "
+                                    f"not of {self.feature_set!r}")
+            return []
+        if self.embedding_dim is not None:
+            try:
+                dim = int(self.embedding_dim)
+            except (TypeError, ValueError):
+                dim = 0
+            if dim < 1 or dim != self.embedding_dim:
+                raise ManifestError(f"embedding_dim={self.embedding_dim!r} must be a positive integer")
+            self.embedding_dim = dim
+        if not self.embeddings:
+            return [] if self.embedding_dim is None else [self.embedding_dim]
+        self.embeddings = os.path.abspath(os.path.expanduser(str(self.embeddings)))
+        if not self.embeddings.endswith(KALDI_SUFFIXES):
+            raise ManifestError(f"embeddings={self.embeddings!r} must be a Kaldi table ({' or '.join(KALDI_SUFFIXES)}, "
+                                "e.g. xvector.scp); give .npy files in the manifest's embedding column instead")
+        if not os.path.isfile(self.embeddings):
+            raise ManifestError(f"embeddings file {self.embeddings} does not exist")
+        return [self.embeddings, file_sha256(self.embeddings), self.embedding_dim]
 
 
 def manifest_config(manifest: str | os.PathLike, feature_set: str = "IS10", skip_bad_items: bool = False,
-                    split_fractions=DEFAULT_FRACTIONS, split_seed: int = 0,
-                    workers: int | None = None) -> ManifestConfig:
-    """The config of one manifest; pass it as ``tfds.builder("audio_manifest", config=...)``."""
+                    split_fractions=DEFAULT_FRACTIONS, split_seed: int = 0, workers: int | None = None,
+                    embeddings: str | os.PathLike | None = None, embedding_dim: int | None = None) -> ManifestConfig:
+    """The config of one manifest; pass it as ``tfds.builder("audio_manifest", config=...)``.
+
+    ``feature_set``: an openSMILE set (``"IS10"`` ...), ``"audio16k"`` (waveforms) or
+    ``"embeddings"`` (vectors from the manifest's ``embedding`` column of ``.npy`` files, or from
+    the Kaldi ``embeddings`` scp/ark, e.g. ``"exp/xvectors/xvector.scp"``)."""
     return ManifestConfig(manifest=str(manifest), feature_set=feature_set, skip_bad_items=skip_bad_items,
-                          split_fractions=split_fractions, split_seed=split_seed, workers=workers)
+                          split_fractions=split_fractions, split_seed=split_seed, workers=workers,
+                          embeddings=str(embeddings) if embeddings else "", embedding_dim=embedding_dim)
+
+
+# ---------------------------------------------------------------------------------- embeddings
+def check_vector(v, dim: int | None) -> np.ndarray:
+    """A loaded embedding -> float32 ``(dim,)``, or :class:`FeatureError` saying what is wrong."""
+    v = np.asarray(v)
+    if v.dtype.kind not in "fiu":
+        raise FeatureError(f"embedding has dtype {v.dtype}, expected real numbers")
+    if v.ndim != 1:
+        raise FeatureError(f"embedding is not a 1-D vector: shape {v.shape}")
+    if dim is not None and v.shape[0] != dim:
+        raise FeatureError(f"wrong embedding dimension: expected {dim}, got {v.shape[0]}")
+    v = v.astype(np.float32)
+    bad = int(np.sum(~np.isfinite(v)))
+    if bad:
+        raise FeatureError(f"embedding has {bad} NaN or infinite value(s)")
+    return v
+
+
+def read_npy(path: str, mmap: bool = False) -> np.ndarray:
+    """The array of a ``.npy`` file (no pickles), or :class:`FeatureError`."""
+    if not os.path.isfile(path):
+        raise FeatureError(f"embedding file not found: {path}")
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - corrupt, not .npy, pickled objects ...
+        raise FeatureError(f"cannot read .npy embedding ({type(e).__name__}: {e})") from None
+
+
+class KaldiTable:
+    """Vectors of a Kaldi ``.scp`` (read lazily with ``kaldiio.load_scp``) or ``.ark``
+    (``kaldiio.load_ark``, read whole), by utterance ID."""
+
+    def __init__(self, path: str):
+        try:
+            import kaldiio
+        except ImportError:
+            raise ManifestError("reading Kaldi embeddings needs kaldiio: pip install 'kaldiio>=2.18'") from None
+        self.path = path
+        self.kind = "kaldi scp" if path.endswith(".scp") else "kaldi ark"
+        try:
+            if self.kind == "kaldi scp":
+                self.table = kaldiio.load_scp(path)
+            else:
+                self.table = dict(kaldiio.load_ark(path))
+            self.keys = set(self.table.keys())
+        except Exception as e:  # noqa: BLE001 - malformed table
+            raise ManifestError(f"cannot read the Kaldi {self.kind.split()[1]} {path} ({type(e).__name__}: {e})") \
+                from None
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.keys
+
+    def get(self, key: str) -> np.ndarray:
+        if key not in self.keys:
+            raise FeatureError(f"missing key {key!r} in {self.path}")
+        try:
+            return np.asarray(self.table[key])
+        except Exception as e:  # noqa: BLE001 - missing/corrupt ark behind the scp
+            raise FeatureError(f"cannot read embedding {key!r} from {self.path} ({type(e).__name__}: {e})") from None
 
 
 # ---------------------------------------------------------------------------------- builder
 class Builder(AudioFeatureBuilder):
-    """Any labelled audio folder described by a CSV manifest, openSMILE functionals."""
+    """Any labelled audio folder described by a CSV manifest: openSMILE functionals, 16 kHz
+    waveforms, or precomputed embeddings."""
 
     BUILDER_CONFIGS = [ManifestConfig(name=PLACEHOLDER, description=f"No manifest; {_HOW}.")]
     DEFAULT_CONFIG_NAME = PLACEHOLDER
@@ -254,8 +423,62 @@ class Builder(AudioFeatureBuilder):
             cfg = self.builder_config
             if not cfg.manifest:
                 raise ManifestError(f"audio_manifest config {cfg.name!r} has no manifest; {_HOW}")
-            m = self.__dict__["_manifest_cache"] = read_manifest(cfg.manifest)
+            m = self.__dict__["_manifest_cache"] = read_manifest(
+                cfg.manifest, required_columns(cfg.feature_set, cfg.embeddings))
         return m
+
+    @staticmethod
+    def _ids(m: Manifest) -> list[str]:
+        """Utterance IDs: the ``utterance_id`` column, else ``path`` (or, without one, the
+        ``embedding`` file) without its suffix, else ``line N``."""
+        return [r.utterance_id or (os.path.splitext(r.path or r.embedding)[0] if (r.path or r.embedding)
+                                   else f"line {r.line}") for r in m.rows]
+
+    def _embedding_path(self, r: ManifestRow) -> str:
+        """The absolute ``.npy`` path of a row's ``embedding`` value (relative to the manifest's folder)."""
+        return os.path.normpath(str(self._manifest().path.parent / os.path.expanduser(r.embedding))) \
+            if r.embedding else ""
+
+    def _embeddings(self) -> dict:
+        """The vectors' source, read once per builder: ``{"table": KaldiTable | None, "dim": D,
+        "metadata": {...}}``; D is ``embedding_dim`` or that of the first readable 1-D vector in
+        manifest order."""
+        src = self.__dict__.get("_embeddings_cache")
+        if src is not None:
+            return src
+        cfg, m = self.builder_config, self._manifest()
+        table = KaldiTable(cfg.embeddings) if cfg.embeddings else None
+        if table is not None:
+            source = {"type": table.kind, "path": cfg.embeddings, "sha256": file_sha256(cfg.embeddings),
+                      "keys": len(table.keys)}
+        else:
+            source = {"type": "npy column", "column": EMBEDDING_COLUMN}
+        dim, dim_from = cfg.embedding_dim, "embedding_dim"
+        if dim is None:
+            for uid, r in zip(self._ids(m), m.rows):
+                try:
+                    v = table.get(uid) if table is not None else \
+                        read_npy(self._embedding_path(r), mmap=True) if r.embedding else None
+                except FeatureError:
+                    continue
+                if v is not None and v.ndim == 1 and v.dtype.kind in "fiu" and v.shape[0] > 0:
+                    dim, dim_from = int(v.shape[0]), f"first readable vector ({uid})"
+                    break
+            else:
+                where = cfg.embeddings or f"the {EMBEDDING_COLUMN!r} column of {m.path}"
+                raise ManifestError(f"no readable 1-D embedding for the utterances of {m.path} in {where}; "
+                                    "fix the files or set embedding_dim")
+        src = self.__dict__["_embeddings_cache"] = {
+            "table": table, "dim": dim,
+            "metadata": {"feature_set": EMBEDDINGS, "embedding_dim": dim, "embedding_dim_from": dim_from,
+                         "embedding_source": source}}
+        return src
+
+    def _input_feature(self):
+        if feature_kind(self.builder_config.feature_set) == "embeddings":
+            src = self._embeddings()
+            return "features", tfds.features.Tensor(shape=(src["dim"],), dtype=np.float32), dict(src["metadata"])
+        return super()._input_feature()
 
     def _emotion_names(self) -> list[str]:
         names = self._manifest().emotions
@@ -267,7 +490,8 @@ class Builder(AudioFeatureBuilder):
         cfg = self.builder_config
         m = self._manifest()
         base = m.path.parent
-        ids = [r.utterance_id or (os.path.splitext(r.path)[0] if r.path else f"line {r.line}") for r in m.rows]
+        embeddings = feature_kind(cfg.feature_set) == "embeddings"
+        ids = self._ids(m)
         lines_of = defaultdict(list)
         for uid, r in zip(ids, m.rows):
             lines_of[uid].append(r.line)
@@ -282,7 +506,13 @@ class Builder(AudioFeatureBuilder):
             reasons = []
             if r.extra_fields:
                 reasons.append(f"{r.extra_fields} field(s) more than the header")
-            for name in ("path", "speaker", "emotion"):
+            needed = ("path", "speaker", "emotion")
+            if embeddings:  # the example's path is the vector's source
+                needed = ("speaker", "emotion") if cfg.embeddings else (EMBEDDING_COLUMN, "speaker", "emotion")
+                path = cfg.embeddings or self._embedding_path(r)
+                if cfg.embeddings and not (r.utterance_id or r.path):
+                    reasons.append(f"empty utterance_id (the key into {os.path.basename(cfg.embeddings)})")
+            for name in needed:
                 if not getattr(r, name):
                     reasons.append(f"empty {name}")
             split = None
@@ -312,6 +542,36 @@ class Builder(AudioFeatureBuilder):
                          split_speakers={s: sorted(k for k, v in split_of.items() if v == s) for s in SPLITS},
                          split_shares={s: round(counts[s] / max(1, sum(counts.values())), 4) for s in SPLITS})
         return [u for _, u in utts], bad, extra
+
+    def _split_generators(self, dl_manager):
+        cfg = self.builder_config
+        if feature_kind(cfg.feature_set) != "embeddings":
+            return super()._split_generators(dl_manager)
+        # precomputed vectors: small, read here in the main process (no workers, no Beam)
+        from tfvae.labelled_audio import assert_speaker_disjoint
+
+        utts, bad, extra = self._utterances(dl_manager)
+        good, more_bad = check_utterances(utts, self._emotion_names(), SPLITS, check_files=False)
+        bad = list(bad) + more_bad
+        assert_speaker_disjoint(good, self.name)
+        src = self._embeddings()
+        table, rows = src["table"], dict(zip(self._ids(self._manifest()), self._manifest().rows))
+        examples, kept = {s: [] for s in SPLITS}, []
+        for u in good:
+            try:
+                v = table.get(u.utterance_id) if table is not None else read_npy(u.path)
+                v = check_vector(v, src["dim"])
+            except FeatureError as e:
+                bad.append(BadItem(u.utterance_id, u.path, f"manifest line {rows[u.utterance_id].line}: {e}"))
+                continue
+            examples[u.split].append((u.utterance_id, {
+                "features": v, "duration": np.float32(np.nan), "emotion": u.emotion, "speaker": u.speaker,
+                "utterance_id": u.utterance_id}))
+            kept.append(u)
+        if table is not None:
+            extra["embedding_keys_not_in_manifest"] = len(table.keys - set(rows))
+        self._record(kept, bad, extra)
+        return {s: self._generate_examples(examples[s]) for s in SPLITS}
 
     @staticmethod
     def _check_disjoint(m: Manifest, utts) -> None:

@@ -1,4 +1,4 @@
-"""MSP-Podcast (manual download): openSMILE functionals per speaking turn, 5 emotions.
+"""MSP-Podcast (manual download): openSMILE functionals (or 16 kHz waveforms, audio16k) per speaking turn, 5 emotions.
 
 Natural emotional speech from podcasts (Lotfian & Busso, IEEE Trans. Affective Computing
 2019), licensed by the MSP lab at UT Dallas. Following the paper this toolkit reproduces
@@ -80,7 +80,7 @@ Other folders of the release (Transcripts/, Features/, ...) may stay; they are n
 Then build with `python -m tfvae.train --dataset msp_podcast/is10 --manual_dir <manual_dir> ...`
 or `tfds build datasets/msp_podcast --manual_dir=<manual_dir>` (one config per openSMILE
 feature set: is10 (default), is09, emobase, egemapsv02, compare_2016, e.g.
-`--config egemapsv02`).
+`--config egemapsv02`; and audio16k, the turns as 16 kHz int16 waveforms).
 """
 
 
@@ -158,7 +158,7 @@ def plan_utterances(rows: list[dict[str, str]], audio_dir: Path) -> tuple[list[U
 
 
 class Builder(AudioFeatureBuilder):
-    """MSP-Podcast, 5 emotions (neutral, angry, sad, happy, disgust), openSMILE functionals."""
+    """MSP-Podcast, 5 emotions (neutral, angry, sad, happy, disgust), openSMILE functionals or 16 kHz waveforms."""
 
     EMOTIONS = EMOTIONS
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS

@@ -1,4 +1,4 @@
-"""RAVDESS emotional speech (manual download): openSMILE functionals per utterance.
+"""RAVDESS emotional speech (manual download): openSMILE functionals or 16 kHz waveforms per utterance.
 
 The speech part of the Ryerson Audio-Visual Database of Emotional Speech and Song: 24
 professional actors (odd IDs male, even female), 8 emotions, 1440 utterances. Files are named
@@ -8,6 +8,11 @@ actor). Song files (vocal channel 02) are not part of this dataset; they are cou
 
 Splits are speaker-disjoint and sex-balanced, by fixed actor lists:
 train = actors 1-16, validation = 17-20, test = 21-24.
+
+Configs (see :mod:`tfvae_datasets.audio_features`): ``is10`` (default), ``is09``, ``emobase``,
+``egemapsv02``, ``compare_2016`` (openSMILE functionals, ``{"features": float32[D], ...}``) and
+``audio16k``: the 48 kHz recordings as mono 16 kHz int16 waveforms (``{"audio": ..., ...}``),
+e.g. ``tfds.load("ravdess/audio16k", split="train", download_and_prepare_kwargs=...)``.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ def split_of_actor(actor: int) -> str | None:
 
 
 class Builder(AudioFeatureBuilder):
-    """RAVDESS speech, 24 actors, 8 emotions, openSMILE functionals."""
+    """RAVDESS speech, 24 actors, 8 emotions, openSMILE functionals or 16 kHz waveforms."""
 
     EMOTIONS = EMOTIONS
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
@@ -47,7 +52,7 @@ class Builder(AudioFeatureBuilder):
     4.0), unzip it, and pass the folder that holds `Actor_01/ ... Actor_24/` as the manual
     directory: `--manual_dir` of `python -m tfvae.train`, or
     `tfds build datasets/ravdess --manual_dir=...`. WAV (48 kHz) or FLAC at any rate works;
-    audio is resampled to 16 kHz for openSMILE.
+    audio is resampled to 16 kHz (for openSMILE, and for the audio16k waveforms).
     """
 
     def _description(self) -> str:

@@ -55,7 +55,7 @@ def check_waveforms(waveform, lengths, min_samples: int):
         tf.debugging.assert_less_equal(lengths, total, message="a length exceeds the waveform's padded size"),
         tf.debugging.assert_greater_equal(
             lengths, min_samples,
-            message=f"audio shorter than the encoder's minimum of {min_samples} samples "
+            message=f"audio shorter than the encoder minimum of {min_samples} samples "
                     f"({min_samples / SAMPLE_RATE:.2f} s at {SAMPLE_RATE} Hz)"),
         tf.debugging.assert_equal(tf.reduce_all(tf.math.is_finite(waveform)), True,
                                   message="waveform must be finite (no NaN or Inf)"),

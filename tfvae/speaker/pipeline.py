@@ -114,7 +114,7 @@ def open_source(dataset: str, split: str, data_dir: str | None = None, audio_key
     if split == "all":
         split = "+".join(builder.info.splits)
     unknown = [s for s in split.split("+") if s not in builder.info.splits]
-    if unknown:
+    if unknown and builder.info.splits:  # (no split information: not built here, e.g. TFDS's mock data)
         raise AudioSourceError(f"{dataset} has no split {unknown[0]!r}; it has {', '.join(builder.info.splits)}")
     labels = builder.as_dataset(split=split, shuffle_files=False, decoders={audio_key: tfds.decode.SkipDecoding()})
     spk = features[speaker_key]
