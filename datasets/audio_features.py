@@ -116,6 +116,13 @@ class Extraction:
     arg: Callable[[str], object]
     desc: str
     stream: Callable | None = None
+    #: in-process transform of a chunk of streamed ``[(utterance, fields)]`` (e.g. a TensorFlow encoder)
+    post: Callable | None = None
+    #: first pass: files with fewer samples (``fn`` returns ``samples``) are bad items, with this reason
+    min_samples: int = 0
+    short_reason: str = ""
+    #: Beam cannot run ``post`` (it needs the encoder in-process): build such kinds locally
+    beam: bool = True
 
 
 def _beam_step(item: tuple) -> list:
@@ -134,6 +141,72 @@ def _example(out: dict, u: Utterance) -> dict:
     if "audio" in out:
         out["audio"] = audio_value(out["audio"])
     return {**out, "emotion": u.emotion, "speaker": u.speaker, "utterance_id": u.utterance_id}
+
+
+# ---------------------------------------------------------------------------------- encoders
+def _encoder_meta(feature_set: str) -> dict:
+    """The metadata of the exported speaker encoder a ``<arch>@<path>`` feature set names (checked)."""
+    from tfvae.features import FeatureError, split_encoder
+    from tfvae.speaker.export import read_metadata
+
+    arch, path = split_encoder(feature_set)
+    _, meta = read_metadata(path)
+    if meta.get("arch") != arch:
+        raise FeatureError(f"feature_set={feature_set!r}: the encoder at {path} is a {meta.get('arch')}, not {arch}")
+    return meta
+
+
+def _encoder_description(feature_set: str, meta: dict) -> dict:
+    from tfvae.features import split_encoder
+
+    return {"path": split_encoder(feature_set)[1], "arch": meta.get("arch"), "embedding_dim": meta.get("embedding_dim"),
+            "weights_sha256": meta.get("weights_sha256"), "min_samples": meta.get("min_samples"),
+            "trained_on": (meta.get("training") or {}).get("dataset"), "preset": (meta.get("training") or {}).get("preset")}
+
+
+def encoder_config(feature_set: str, cls=None, **fields):
+    """The builder config of a ``<arch>@<encoder dir>`` feature set, named ``<arch>-<weights fingerprint>``.
+
+    The path is resolved to the encoder's SavedModel version directory, so the same encoder gives the same
+    dataset and an encoder re-trained in place (new weights) a new one.
+    """
+    from tfvae.features import split_encoder
+    from tfvae.speaker.export import read_metadata
+
+    arch, path = split_encoder(feature_set)
+    d, meta = read_metadata(path)
+    fs = f"{arch}@{d.resolve()}"
+    _encoder_meta(fs)
+    fp = str(meta.get("weights_sha256", ""))[:12]
+    return (cls or AudioFeatureConfig)(name=f"{arch}-{fp}", feature_set=fs, **fields,
+                                       description=f"{arch} speaker-encoder embeddings ({meta['embedding_dim']}-d, "
+                                                   f"weights {fp}) of {d}")
+
+
+class _EncoderChunks:
+    """Embeds chunks of streamed waveforms with the feature set's encoder (loaded once, in this process)."""
+
+    SIZE = 256
+
+    def __init__(self, feature_set: str):
+        self.feature_set = feature_set
+        self._extractor = None
+
+    def __call__(self, chunk: list) -> list:
+        from tfvae.audio import from_int16
+        from tfvae.features import split_encoder
+        from tfvae.speaker.extract import Extractor
+
+        if self._extractor is None:
+            self._extractor = Extractor(split_encoder(self.feature_set)[1])
+        emb, errors = self._extractor([from_int16(v["audio"]) for _, v in chunk])
+        if errors:
+            i, reason = next(iter(errors.items()))
+            u = chunk[i][0]
+            raise RuntimeError(f"{u.utterance_id} ({u.path}) passed the check but the encoder refused it: {reason}")
+        return [(u.utterance_id, {"features": emb[i], "duration": v["duration"], "emotion": u.emotion,
+                                  "speaker": u.speaker, "utterance_id": u.utterance_id})
+                for i, (u, v) in enumerate(chunk)]
 
 
 class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -194,7 +267,11 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         if kind == "audio":
             rate = AUDIO_SETS[fs]
             return "audio", audio_feature(rate), {"feature_set": fs, "sample_rate": rate}
-        # kind == "encoder" ("<arch>@<path>"): ("features", Tensor((D,), float32), {"feature_set": fs, ...})
+        if kind == "encoder":
+            meta = _encoder_meta(fs)
+            return ("features", tfds.features.Tensor(shape=(int(meta["embedding_dim"]),), dtype=np.float32),
+                    {"feature_set": fs, "encoder": _encoder_description(fs, meta),
+                     "encoder_fingerprint": str(meta.get("weights_sha256", ""))[:12]})
         raise NotImplementedError(f"{self.name}: feature_set={fs!r} (kind {kind!r}) is not supported by this builder")
 
     def _extraction(self) -> Extraction:
@@ -206,7 +283,13 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         if kind == "audio":
             rate = AUDIO_SETS[fs]
             return Extraction(check_audio_file, lambda path: (path, rate), "audio check", stream=load_audio_file)
-        # kind == "encoder": Extraction(<TF-free worker fn>, lambda path: (fs, path), "encoder")
+        if kind == "encoder":
+            meta = _encoder_meta(fs)
+            rate = int(meta.get("sample_rate", 16000))
+            minimum = int(meta["min_samples"])
+            return Extraction(check_audio_file, lambda path: (path, rate), "audio check", stream=load_audio_file,
+                              post=_EncoderChunks(fs), min_samples=minimum, beam=False,
+                              short_reason=f"audio shorter than the encoder minimum ({minimum / rate:.2f} s)")
         raise NotImplementedError(f"{self.name}: feature_set={fs!r} (kind {kind!r}) is not supported by this builder")
 
     # ------------------------------------------------------------------ TFDS
@@ -235,6 +318,9 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
 
             assert_speaker_disjoint(good, self.name)
         ex = self._extraction()
+        if self._use_beam and not ex.beam:
+            raise RuntimeError(f"{self.name}/{cfg.name}: feature_set={cfg.feature_set!r} runs a TensorFlow encoder "
+                               "in-process and is built locally; build it without Beam")
         if self._use_beam:
             self._record(good, bad, extra)
             return {s: self._beam_examples([u for u in good if u.split == s], ex) for s in SPLITS}
@@ -243,7 +329,9 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         examples = {s: [] for s in SPLITS}
         kept = []
         for u, o in zip(good, outcomes):
-            if o.ok:
+            if o.ok and ex.min_samples and int(o.value.get("samples", ex.min_samples)) < ex.min_samples:
+                bad.append(BadItem(u.utterance_id, u.path, f"{ex.short_reason}: {o.value['samples']} samples"))
+            elif o.ok:
                 examples[u.split].append(u if ex.stream else (u.utterance_id, _example(o.value, u)))
                 kept.append(u)
             else:
@@ -272,13 +360,22 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
     def _stream_examples(self, utts: list[Utterance], ex: Extraction, split: str):
         """Second pass of a streamed kind: make the fields in workers while TFDS writes them."""
         by_id = {u.utterance_id: u for u in utts}
+        chunk = []
         for o in parallel_imap(ex.stream, [(u.utterance_id, ex.arg(u.path)) for u in utts], workers=self.workers,
                                desc=f"{self.name}/{self.builder_config.name} {split}"):
             u = by_id[o.key]
             if not o.ok:  # passed the first pass: the file changed while building
                 raise RuntimeError(f"{u.utterance_id} ({u.path}) failed while writing, after passing the check: "
                                    f"{o.error}")
-            yield u.utterance_id, _example(o.value, u)
+            if ex.post is None:
+                yield u.utterance_id, _example(o.value, u)
+                continue
+            chunk.append((u, o.value))
+            if len(chunk) >= _EncoderChunks.SIZE:
+                yield from ex.post(chunk)
+                chunk = []
+        if chunk:
+            yield from ex.post(chunk)
 
     def _beam_examples(self, utts: list[Utterance], ex: Extraction | None = None):
         beam = tfds.core.lazy_imports.apache_beam

@@ -231,7 +231,13 @@ class TrainConfig:
         if self.run_name:
             return self.run_name
         ds = Path(self.dataset).stem if self.dataset.endswith(".csv") else self.dataset.replace("/", "-")
-        return f"{ds}-{self.feature_set}-{self.method}"
+        from tfvae.features import FeatureError, feature_tag
+
+        try:
+            fs = self.feature_set if "@" not in self.feature_set else feature_tag(self.feature_set)
+        except FeatureError:
+            fs = self.feature_set
+        return f"{ds}-{fs}-{self.method}"
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

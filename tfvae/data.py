@@ -65,6 +65,8 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
 
     ``dataset`` is a registered name (``name`` or ``name/config``) or the path of a CSV manifest
     (``*.csv``, see ``tfvae_datasets.audio_manifest``), built as an ``audio_manifest`` dataset.
+    ``feature_set`` is an openSMILE set, ``embeddings`` (a manifest's own vectors) or
+    ``<arch>@<exported speaker encoder>`` (embeddings extracted with it, e.g. ``xvector@saved_models/x``).
     ``skip_bad_items``: skip unusable items (listed in ``bad_items.json`` beside the dataset)
     instead of stopping; it matters only when the dataset is built here. Problems with the
     data (bad items, a bad manifest, a missing manual download) raise :class:`DataError`.
@@ -77,7 +79,8 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
 
     import tfvae_datasets  # noqa: F401  (registers tfvae's builders with TFDS)
     from tfvae.labelled_audio import BadItemsError
-    from tfvae_datasets.audio_features import AudioFeatureBuilder
+    from tfvae.features import FeatureError
+    from tfvae_datasets.audio_features import AudioFeatureBuilder, encoder_config
     from tfvae_datasets.audio_manifest.audio_manifest_dataset_builder import ManifestError, manifest_config
 
     if dataset.lower().endswith(".csv"):
@@ -87,6 +90,15 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
         except ManifestError as e:
             raise DataError(str(e)) from e
         full = f"audio_manifest/{cfg.name}"
+    elif "/" not in dataset and "@" in feature_set:
+        # a registered corpus with a speaker encoder's embeddings: the config is named by the encoder's weights
+        try:
+            cfg = encoder_config(feature_set)
+            builder = tfds.builder(dataset, config=cfg, data_dir=data_dir,
+                                   **({"skip_bad_items": True} if skip_bad_items else {}))
+        except (FeatureError, ValueError, OSError) as e:
+            raise DataError(f"cannot open dataset {dataset!r} with feature_set={feature_set!r}: {e}") from e
+        full = f"{dataset}/{cfg.name}"
     else:
         full = builder_name(dataset, feature_set)
         kwargs = {}
@@ -117,6 +129,9 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
         if "Manual directory" not in str(e):
             raise
         raise DataError(str(e)) from e
+    if "features" not in builder.info.features:
+        raise DataError(f"dataset {full!r} holds {', '.join(builder.info.features)}, not utterance feature vectors; "
+                        "waveform configs (audio16k) train speaker encoders (python -m tfvae.speaker_encoder)")
     missing = [s for s in SPLITS if s not in builder.info.splits]
     if missing:
         raise DataError(f"dataset {full!r} lacks split(s) {missing}; it has {list(builder.info.splits)}")

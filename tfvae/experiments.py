@@ -27,7 +27,7 @@ import numpy as np
 
 from tfvae.config import ConfigError, TrainConfig
 from tfvae.data import Corpus, DataError, Split
-from tfvae.features import FEATURE_SETS, FeatureError
+from tfvae.features import FeatureError, check_trainable
 from tfvae.table1 import model_key
 
 #: Models Table 1 trains (``raw`` needs no training).
@@ -178,7 +178,8 @@ def main(argv=None) -> int:
     t0 = time.time()
     try:
         cfg = TrainConfig.from_dict({k: v for k, v in vars(ns).items() if k not in extra})
-        cfg.validate(feature_sets=list(FEATURE_SETS))
+        cfg.validate()
+        check_trainable(cfg.feature_set)
         report = run(cfg, **extra, argv=argv if argv is not None else sys.argv[1:])
     except (ConfigError, DataError, FeatureError) as e:
         print(f"tfvae.experiments: error: {e}", file=sys.stderr)
@@ -209,7 +210,7 @@ def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speaker
 
     from tfvae.data import load_corpus, validate_corpus
     from tfvae.distribute import make_strategy
-    from tfvae.features import default_workers, feature_dim
+    from tfvae.features import default_workers, expected_dim
     from tfvae.tuning import load_tuned, parse_grid
 
     t0 = time.time()
@@ -219,7 +220,7 @@ def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speaker
     grid_d = parse_grid(grid) if experiment == "tune" else None
     corpus = load_corpus(cfg.dataset, cfg.feature_set, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir,
                          skip_bad_items=cfg.skip_bad_items)
-    validate_corpus(corpus, expected_dim=feature_dim(cfg.feature_set))
+    validate_corpus(corpus, expected_dim=expected_dim(cfg.feature_set))
     ds_name = corpus.name.split("/")[0] if not cfg.dataset.endswith(".csv") else Path(cfg.dataset).stem
     if folds is None:
         folds = 6 if ds_name == "ravdess" else 0

@@ -81,11 +81,15 @@ def export_waveform_encoder(run_dir: str | Path, export_dir: str | Path, name: s
     the fingerprint the run's dataset recorded, when it recorded one.
     """
     from tfvae.export import _write_metadata, _write_version, load_run, write_models_config
-    from tfvae.speaker.export import encoder_fingerprint, load_speaker_encoder
+    from tfvae.speaker.export import encoder_fingerprint, load_speaker_encoder, write_warmup
+
+    import json
 
     model, masks, meta = load_run(run_dir)
     erasers = meta.pop("erasers") or {}
-    path = encoder or speaker_encoder_of(meta.get("feature_set"))
+    summary_file = Path(run_dir) / "summary.json"
+    trained_with = (json.loads(summary_file.read_text()) if summary_file.exists() else {}).get("speaker_encoder") or {}
+    path = encoder or trained_with.get("path") or speaker_encoder_of(meta.get("feature_set"))
     if path is None:
         raise ValueError(f"run {run_dir} was trained on {meta.get('feature_set')!r}, not on speaker-encoder "
                          "embeddings (--feature_set xvector@<dir>); a waveform-in export needs that encoder")
@@ -95,7 +99,7 @@ def export_waveform_encoder(run_dir: str | Path, export_dir: str | Path, name: s
     if int(enc_meta["embedding_dim"]) != int(meta["input_dim"]):
         raise ValueError(f"speaker encoder {path} gives {enc_meta['embedding_dim']}-d embeddings; the run was trained "
                          f"on {meta['input_dim']}-d features")
-    expected = (meta.get("dataset_metadata") or {}).get("encoder_fingerprint")
+    expected = trained_with.get("fingerprint")
     if expected and expected != encoder_fingerprint(enc_meta):
         raise ValueError(f"speaker encoder {path} has weights {encoder_fingerprint(enc_meta)}, but the run's dataset "
                          f"was extracted with {expected}")
@@ -104,6 +108,7 @@ def export_waveform_encoder(run_dir: str | Path, export_dir: str | Path, name: s
 
     def write(tmp: Path, v: int) -> None:
         tf.saved_model.save(module, str(tmp), signatures=sigs)
+        write_warmup(tmp, {k: "wav" if k.endswith("_wav") else "waveform" for k in sigs})
         _write_metadata(tmp, {**meta, "signatures": list(sigs), "version": v, "input": "16 kHz waveform",
                               "speaker_encoder": {"path": str(path), "fingerprint": encoder_fingerprint(enc_meta),
                                                   "arch": enc_meta.get("arch")},

@@ -100,6 +100,32 @@ def split_encoder(feature_set: str) -> tuple[str, str]:
     return arch.strip(), path.strip()
 
 
+def expected_dim(feature_set: str) -> int | None:
+    """The input dimension a feature set fixes in advance (openSMILE sets), else None (read from the data)."""
+    return FEATURE_SETS[feature_set][1] if feature_kind(feature_set) == "opensmile" else None
+
+
+def check_trainable(feature_set: str) -> str:
+    """``feature_set`` if an LR-VAE can train on it (vectors per utterance), else :class:`FeatureError`."""
+    kind = feature_kind(feature_set)
+    if kind == "audio":
+        raise FeatureError(
+            f"feature_set={feature_set!r} holds waveforms, not utterance vectors: train a speaker encoder on it "
+            "(python -m tfvae.speaker_encoder train) and use --feature_set xvector@<encoder dir>, or an openSMILE set")
+    return feature_set
+
+
+def feature_tag(feature_set: str) -> str:
+    """A file-name-safe short name: the set in lower case, or ``<arch>-<encoder folder>`` for an encoder."""
+    import re
+
+    if feature_kind(feature_set) != "encoder":
+        return feature_set.lower()
+    arch, path = split_encoder(feature_set)
+    parts = [p for p in re.split(r"[\\/]+", path.rstrip("/\\")) if p and not p.isdigit()]
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{arch}-{parts[-1] if parts else 'encoder'}")
+
+
 def _lookup(feature_set: str) -> tuple[str, int]:
     try:
         return FEATURE_SETS[feature_set]

@@ -105,6 +105,10 @@ class Signature:
     outputs: list[str]
 
 
+#: TF Serving's warm-up file inside a version's ``assets.extra`` (see tfvae.speaker.export.write_warmup).
+WARMUP_FILE = "tf_serving_warmup_requests"
+
+
 class Servable:
     """One model version: the loaded SavedModel, its signature defs and a validated predict."""
 
@@ -129,7 +133,17 @@ class Servable:
         self._warm_up()
 
     def _warm_up(self) -> None:
-        """Run every signature once on a batch of 1 (traces and checks the model)."""
+        """Run the SavedModel's warm-up requests (``assets.extra/tf_serving_warmup_requests``, TF Serving's
+        format: a TFRecord of ``PredictionLog``), or else every signature once on a batch of 1 of zeros."""
+        warm = self.path / "assets.extra" / WARMUP_FILE
+        if warm.is_file():
+            from tensorflow_serving.apis import prediction_log_pb2
+
+            for record in tf.data.TFRecordDataset(str(warm)):
+                req = prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request
+                sig = self.signatures[req.model_spec.signature_name or DEFAULT_SIGNATURE]
+                sig.fn(**{k: tf.constant(tf.make_ndarray(v)) for k, v in req.inputs.items()})
+            return
         for key, sig in self.signatures.items():
             args = {}
             for k, spec in sig.inputs.items():

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from tfvae.config import ConfigError, TrainConfig
 from tfvae.data import DataError
-from tfvae.features import FEATURE_SETS, FeatureError, feature_dim
+from tfvae.features import FeatureError, check_trainable, expected_dim
 
 
 def encode_splits(model, corpus, batch_size: int = 1024) -> dict[str, dict]:
@@ -188,6 +188,10 @@ def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) ->
                 "emotion_names": corpus.emotion_names,
                 "cuts": {k: v for k, v in cuts.items() if k.endswith("_cut")},
                 "latent_order": "node 0 = emotion end, node N-1 = identity end"}
+        if corpus.info.get("encoder"):  # features are a speaker encoder's embeddings (waveform-in export needs it)
+            enc = corpus.info["encoder"]
+            meta["speaker_encoder"] = {"path": enc.get("path"), "arch": enc.get("arch"),
+                                       "fingerprint": corpus.info.get("encoder_fingerprint")}
         export_path = export_encoder(model, export_dir, name, masks, meta,
                                      privacy_report=privacy_report(test, ev, corpus, name), erasers=erasers)
         final = {k: float(v[-1]) for k, v in hist.items()}
@@ -265,10 +269,10 @@ def run(cfg: TrainConfig) -> list[dict]:
     chief = cluster_role(strategy).is_chief
     corpus = load_corpus(cfg.dataset, cfg.feature_set, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir,
                          skip_bad_items=cfg.skip_bad_items, wait_for_build=0 if chief else 3600)
-    if corpus.feature_set != cfg.feature_set:
+    if "@" not in cfg.feature_set and corpus.feature_set != cfg.feature_set:
         raise DataError(f"dataset {corpus.name} holds {corpus.feature_set} features but --feature_set is "
                         f"{cfg.feature_set}; pass --feature_set {corpus.feature_set}")
-    validate_corpus(corpus, expected_dim=feature_dim(cfg.feature_set))
+    validate_corpus(corpus, expected_dim=expected_dim(cfg.feature_set))
     protects = [None]
     if cfg.method == "a-vae":
         protects = ["identity", "emotion"] if cfg.protect == "both" else [cfg.protect]
@@ -278,7 +282,8 @@ def run(cfg: TrainConfig) -> list[dict]:
 def main(argv=None) -> int:
     cfg = TrainConfig.from_args(argv)
     try:
-        cfg.validate(feature_sets=list(FEATURE_SETS))
+        cfg.validate()
+        check_trainable(cfg.feature_set)
         t0 = time.time()
         run(cfg)
     except (ConfigError, DataError, FeatureError) as e:

@@ -90,7 +90,7 @@ EMBEDDING_COLUMN = "embedding"
 #: Columns an embeddings manifest needs besides the vectors' source.
 EMBEDDING_REQUIRED = ("speaker", "emotion")
 #: feature_set kinds (tfvae.features.feature_kind) this builder makes; "encoder" is not one yet.
-SUPPORTED_KINDS = ("opensmile", "audio", "embeddings")
+SUPPORTED_KINDS = ("opensmile", "audio", "embeddings", "encoder")
 #: Kaldi table suffixes accepted as ``embeddings=`` (read with kaldiio).
 KALDI_SUFFIXES = (".scp", ".ark")
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
@@ -243,7 +243,13 @@ def config_name(manifest: Manifest, feature_set: str, split_fractions, split_see
     ``embedding_dim``); absent for audio-based configs, so their names are as before."""
     key = json.dumps([str(manifest.path), manifest.sha1, list(split_fractions), int(split_seed)] + list(extra or []))
     stem = re.sub(r"[^A-Za-z0-9_-]+", "_", manifest.path.stem).strip("_") or "manifest"
-    return f"{stem}-{hashlib.sha1(key.encode()).hexdigest()[:8]}-{feature_set.lower()}"
+    if "@" in feature_set:  # an encoder: its weights' fingerprint, not its path, names the data
+        from tfvae_datasets.audio_features import encoder_config
+
+        tag = encoder_config(feature_set).name
+    else:
+        tag = feature_set.lower()
+    return f"{stem}-{hashlib.sha1(key.encode()).hexdigest()[:8]}-{tag}"
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -295,6 +301,13 @@ class ManifestConfig(AudioFeatureConfig):
         if self.manifest:
             self.manifest = os.path.abspath(os.path.expanduser(str(self.manifest)))
         extra = self._check_embeddings(kind)
+        if kind == "encoder":  # the exported encoder's version directory (checked: it must be a speaker encoder)
+            from tfvae_datasets.audio_features import encoder_config
+
+            try:
+                self.feature_set = encoder_config(self.feature_set).feature_set
+            except (ValueError, OSError) as e:
+                raise ManifestError(str(e)) from e
         if not self.name:
             if not self.manifest:
                 raise ManifestError(f"an audio_manifest config needs a manifest; {_HOW}")
@@ -303,7 +316,8 @@ class ManifestConfig(AudioFeatureConfig):
         if self.description is None and self.manifest:
             what = {"opensmile": f"openSMILE {self.feature_set} functionals",
                     "audio": f"{self.feature_set} waveforms",
-                    "embeddings": "precomputed embeddings" + (f" from {self.embeddings}" if self.embeddings else "")}
+                    "embeddings": "precomputed embeddings" + (f" from {self.embeddings}" if self.embeddings else ""),
+                    "encoder": f"speaker-encoder embeddings ({self.feature_set})"}
             self.description = f"{what[kind]} of the utterances listed in {self.manifest}"
 
     def _check_embeddings(self, kind: str) -> list:

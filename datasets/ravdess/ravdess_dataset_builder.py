@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import tensorflow_datasets as tfds
 
 from tfvae.labelled_audio import BadItem, Utterance
 from tfvae_datasets.audio_features import AudioFeatureBuilder

@@ -117,12 +117,59 @@ def export_speaker_encoder(encoder: SpeakerEncoder, export_dir: str | Path, name
                                                           "embed_wav": module.embed_wav})
         (tmp / METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)
         (tmp / METADATA_FILE).write_text(json.dumps({**meta, "version": v}, indent=2))
+        write_warmup(tmp, {"serving_default": "waveform", "embed_wav": "wav"})
         if weights_file is not None:
             import shutil
 
             shutil.copyfile(weights_file, tmp / "assets.extra" / "encoder.weights.h5")
 
     return _write_version(Path(export_dir) / name, version, write)
+
+
+def warmup_audio(seconds: float = 1.0) -> np.ndarray:
+    """A short synthetic utterance (:mod:`tfvae.synth`) for warm-up requests: real speech-like audio that passes
+    the input checks, unlike zeros."""
+    from tfvae import synth
+
+    x = synth.synthesize(synth.make_voice(0, 0), "neutral", 0, 0)
+    n = int(seconds * SAMPLE_RATE)
+    return np.tile(x, -(-n // len(x)))[:n].astype(np.float32)
+
+
+def wav_bytes(x: np.ndarray) -> bytes:
+    """16-bit PCM WAV bytes of a 16 kHz waveform (as clients send to the ``*_wav`` signatures)."""
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.asarray(x, np.float32), SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def write_warmup(version_dir: Path, signatures: dict[str, str]) -> Path:
+    """Write TF Serving's ``assets.extra/tf_serving_warmup_requests`` with one request per signature.
+
+    ``signatures`` maps a signature name to its input kind: ``"waveform"`` (``waveform`` + ``lengths``) or
+    ``"wav"`` (WAV bytes). TF Serving and :mod:`tfvae.serve` replay these at load time.
+    """
+    from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+    x = warmup_audio()
+    path = Path(version_dir) / "assets.extra" / "tf_serving_warmup_requests"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for name, kind in signatures.items():
+            req = predict_pb2.PredictRequest()
+            req.model_spec.signature_name = name
+            if kind == "wav":
+                req.inputs["wav"].CopyFrom(tf.make_tensor_proto([wav_bytes(x)]))
+            else:
+                req.inputs["waveform"].CopyFrom(tf.make_tensor_proto(x[None]))
+                req.inputs["lengths"].CopyFrom(tf.make_tensor_proto(np.array([len(x)], np.int32)))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=req))
+            w.write(log.SerializeToString())
+    return path
 
 
 def resolve_encoder_dir(path: str | Path) -> Path:
