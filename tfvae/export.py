@@ -452,6 +452,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--protect", choices=sorted(PROTECT_VIEWS),
                    help="privacy-safe export: only the nodes of the view that removes this attribute exist")
     p.add_argument("--version", type=int, help="version number (default: one more than the newest)")
+    p.add_argument("--waveform_in", action="store_true",
+                   help="runs on speaker-encoder embeddings: export encoder + LR-VAE as one model taking 16 kHz audio "
+                        "(tfvae.export_waveform); --speaker_encoder overrides the encoder the run recorded")
+    p.add_argument("--speaker_encoder", help="with --waveform_in: the exported speaker encoder to compose")
     p.add_argument("--base_path_prefix",
                    help="write base_path of new entries as <prefix>/<name> (e.g. /models inside a container) "
                         "instead of the absolute local path")
@@ -461,7 +465,13 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     try:
-        if args.run_dir:
+        if args.run_dir and args.waveform_in:
+            from tfvae.export_waveform import export_waveform_encoder
+
+            path = export_waveform_encoder(args.run_dir, args.export_dir, args.name, encoder=args.speaker_encoder,
+                                           version=args.version)
+            print(f"[tfvae] SavedModel (waveform in): {path}")
+        elif args.run_dir:
             model, masks, meta = load_run(args.run_dir)
             erasers = meta.pop("erasers")
             if args.protect:

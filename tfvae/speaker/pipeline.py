@@ -60,7 +60,7 @@ class AudioSource:
         audio_key, spk_key = self.audio_key, self.speaker_key
         feature = self.builder.info.features[spk_key]
         names = tf.constant(feature.names) if hasattr(feature, "names") else None
-        integer = tf.as_dtype(self.builder.info.features[audio_key].dtype).is_integer
+        integer = np.issubdtype(self.builder.info.features[audio_key].np_dtype, np.integer)
 
         def fields(i, ex):
             wav = tf.cast(ex[audio_key], tf.float32)
