@@ -162,3 +162,30 @@ def test_voxceleb_schema_is_a_training_source(tmp_path):
         batches = utterance_batches(src, batch_size=4, max_seconds=1.0)
         inputs, names = next(iter(batches))
         assert inputs["waveform"].shape[0] == 4 and inputs["waveform"].dtype == tf.float32 and names.dtype == tf.string
+
+
+MIRRORED = """
+import json, sys
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from tfvae.speaker_encoder import main
+out = sys.argv[1]
+code = main(["train", "--arch", "resnet_vlad", "--dataset", "tfvae_demo/speakers_small", "--data_dir", sys.argv[2],
+             "--epochs", "1", "--batch_size", "8", "--strategy", "mirrored", "--output_dir", out + "/runs",
+             "--export_dir", out + "/sm", "--verbose", "0", "--min_crop", "1", "--max_crop", "2"])
+print("REPORT", open(out + "/runs/resnet_vlad_small-tfvae_demo-speakers_small/report.json").read().replace("\\n", " "))
+sys.exit(code)
+"""
+
+
+def test_mirrored_strategy_over_two_logical_cpus(speakers_dir, tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", MIRRORED, str(tmp_path), speakers_dir], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    report = json.loads(r.stdout.split("REPORT", 1)[1])
+    assert report["replicas"] == 2 and report["global_batch"] == 16 and report["arch"] == "resnet_vlad"
+    assert 0 <= report["test"]["eer"] <= 1

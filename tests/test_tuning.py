@@ -65,3 +65,7 @@ def test_a_tuning_file_of_other_folds_is_refused(tmp_path):
         load_tuned(path, folds, "d/c", 1)
     with pytest.raises(ConfigError, match="no such file"):
         load_tuned(tmp_path / "missing.json", folds, "d/c", 0)
+    # another feature set of the same corpus and folds: settings still chosen on validation speakers
+    assert load_tuned(path, folds, "d/xvector-0123456789ab", 0) == [{"lrvae": {"latent_dim": 64}}]
+    with pytest.raises(ConfigError, match="tune again"):
+        load_tuned(path, folds, "other/c", 0)

@@ -38,10 +38,6 @@ METHOD_NAMES = ("raw", "dnn", "vae", "a-vae", "lrvae-noadv", "lrvae")
 
 
 # ----------------------------------------------------------------------------------- folds
-def _natural_key(s: str):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
-
-
 def pooled(corpus: Corpus) -> Split:
     """All splits of ``corpus`` in one."""
     sp = [corpus.splits[s] for s in ("train", "validation", "test")]
@@ -63,10 +59,10 @@ def fold_corpus(corpus: Corpus, pool: Split, fold) -> Corpus:
 def make_folds(corpus: Corpus, k: int, n_validation: int | None, seed: int):
     """Speaker-disjoint folds over all speakers of ``corpus``; :class:`DataError` (before any
     training) when the speakers cannot fill every part of every fold."""
-    from tfvae.folds import speaker_folds
+    from tfvae.folds import natural_key, speaker_folds
 
     pool = pooled(corpus)
-    speakers = sorted(set(pool.speaker.tolist()), key=_natural_key)
+    speakers = sorted(set(pool.speaker.tolist()), key=natural_key)
     try:
         return pool, speaker_folds(speakers, k, n_validation, seed=seed, order=speakers)
     except ValueError as e:
@@ -218,16 +214,31 @@ def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speaker
         raise ConfigError("--strategy multiworker: the experiments run on one machine; use default or mirrored")
     models = _models(experiment, methods)
     grid_d = parse_grid(grid) if experiment == "tune" else None
-    corpus = load_corpus(cfg.dataset, cfg.feature_set, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir,
-                         skip_bad_items=cfg.skip_bad_items)
-    validate_corpus(corpus, expected_dim=expected_dim(cfg.feature_set))
+    per_fold = "{fold}" in cfg.feature_set  # e.g. a speaker encoder fine-tuned on each fold's training speakers
+
+    def load(fold: int = 0):
+        fs = cfg.feature_set.format(fold=fold) if per_fold else cfg.feature_set
+        c = load_corpus(cfg.dataset, fs, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir,
+                        skip_bad_items=cfg.skip_bad_items)
+        validate_corpus(c, expected_dim=expected_dim(fs))
+        return c
+
+    corpus = load()
     ds_name = corpus.name.split("/")[0] if not cfg.dataset.endswith(".csv") else Path(cfg.dataset).stem
     if folds is None:
         folds = 6 if ds_name == "ravdess" else 0
+    if per_fold and not folds:
+        raise ConfigError(f"--feature_set {cfg.feature_set}: a feature set per fold needs --folds")
     fold_list = []
     if folds:
         pool, fold_list = make_folds(corpus, folds, validation_speakers, cfg.seed)
-        corpora = [fold_corpus(corpus, pool, f) for f in fold_list]
+        corpora = [fold_corpus(corpus, pool, f) for f in fold_list[:1]]
+        for f in fold_list[1:]:
+            c = load(f.index) if per_fold else corpus
+            c_pool, c_folds = make_folds(c, folds, validation_speakers, cfg.seed) if per_fold else (pool, fold_list)
+            if c_folds[f.index] != f:
+                raise DataError(f"{cfg.feature_set.format(fold=f.index)}: its speakers give other folds than fold 0's")
+            corpora.append(fold_corpus(c, c_pool, f))
         protocol = f"{folds}-fold speaker-disjoint cross-validation, validation speakers inside each training part"
     else:
         corpora = [corpus]

@@ -20,6 +20,13 @@ class Fold:
     test: tuple[str, ...]
 
 
+def natural_key(s: str):
+    """Sort key that orders embedded numbers by value (``Actor_2`` before ``Actor_10``): the speaker order of folds."""
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
 #: Fewest speakers each part of a fold (test, validation, training) must hold: verification
 #: trials need two speakers, and so do the speaker classifier and the speaker attackers.
 MIN_SPEAKERS = 2

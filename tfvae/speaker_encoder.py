@@ -100,10 +100,10 @@ def fold_speakers(args, source) -> dict[str, set[str]] | None:
     """Speakers of each part of ``--fold`` of ``--folds`` (:func:`tfvae.folds.speaker_folds`)."""
     if args.folds <= 1:
         return None
-    from tfvae.folds import speaker_folds
+    from tfvae.folds import natural_key, speaker_folds
 
-    speakers = sorted(set(source.speakers.tolist()))
-    folds = speaker_folds(speakers, args.folds, order=speakers)
+    speakers = sorted(set(source.speakers.tolist()), key=natural_key)  # the order tfvae.experiments folds use
+    folds = speaker_folds(speakers, args.folds, seed=args.seed, order=speakers)
     if not 0 <= args.fold < len(folds):
         raise ValueError(f"--fold {args.fold} is outside 0..{len(folds) - 1}")
     f = folds[args.fold]
@@ -176,7 +176,7 @@ def train(args) -> dict:
     report = {"run_name": run_name, "preset": name, "arch": args.arch, "head": args.head, "dataset": args.dataset,
               "fold": args.fold if folded else None, "folds": args.folds if folded else None,
               "train_speakers": len(pipe.speaker_index), "train_utterances_per_epoch": pipe.size,
-              "best_epoch": fit.best_epoch, "val_eer": fit.history["val_eer"][fit.best_epoch - 1],
+              "replicas": strategy.num_replicas_in_sync, "global_batch": loop.global_batch, "best_epoch": fit.best_epoch, "val_eer": fit.history["val_eer"][fit.best_epoch - 1],
               "test": test, "train_seconds": round(train_s, 1), "seed": args.seed, "init_from": init}
     model.encoder.save_weights(str(run_dir / "encoder.weights.h5"))
     path = export_speaker_encoder(model.encoder, args.export_dir, run_name, {"training": report},

@@ -174,7 +174,8 @@ def tune_fold(cfg: TrainConfig, corpus: Corpus, strategy, run_root: Path, models
 
 def load_tuned(path: str | Path, folds: list, dataset: str, seed: int) -> list[dict]:
     """Per fold, ``{model_key: options}`` from a ``tune`` report; refuses a report made on other
-    folds, another dataset or another seed."""
+    folds, another corpus or another seed. Settings tuned on another feature set of the same corpus and folds
+    are accepted (they were still chosen on each fold's validation speakers)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"--tuned {path}: no such file (run `python -m tfvae.experiments tune` first)")
@@ -182,7 +183,8 @@ def load_tuned(path: str | Path, folds: list, dataset: str, seed: int) -> list[d
     meta = doc.get("meta", {})
     made = [f.get("test_speakers") for f in doc.get("folds", [])]
     want = [sorted(f.test) for f in folds]
-    if meta.get("dataset") != dataset or meta.get("seed") != seed or made != want:
+    corpus = str(meta.get("dataset")).split("/")[0]
+    if corpus != dataset.split("/")[0] or meta.get("seed") != seed or made != want:
         raise ConfigError(f"--tuned {path} was made for dataset {meta.get('dataset')!r}, seed {meta.get('seed')} and "
                           f"{len(made)} fold(s); this run has dataset {dataset!r}, seed {seed} and {len(want)} fold(s) "
                           "with other test speakers: tune again with the same options")
