@@ -85,3 +85,22 @@ def test_stability_goal_per_scope_and_rerender(tmp_path):
     assert "# Table 1 on toy" in md and (tmp_path / "toy" / "table1.md").read_text() == md
     again = json.loads(path.read_text())
     assert [r["goal"] for r in again["goals"]] == list(g)
+
+
+def test_features_table_joins_reports_of_several_input_features(tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    from tfvae.table1 import main
+
+    src = json.loads((Path(__file__).resolve().parents[1] / "reports/ravdess/table1.json").read_text())
+    other = json.loads(json.dumps(src))
+    other["meta"]["feature_set"] = "xvector@/models/xvector_small-tfvae_demo-speakers1k/1"
+    (tmp_path / "a.json").write_text(json.dumps(src))
+    (tmp_path / "b.json").write_text(json.dumps(other))
+    assert main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--features", "--out", str(tmp_path / "f.md")]) == 0
+    text = (tmp_path / "f.md").read_text()
+    cell = src["columns"]["LR-VAE PP-SER"]["id"]
+    assert f"| IS10 | LR-VAE PP-SER |" in text and f"**{100 * cell['mean']:.2f} ± {100 * cell['std']:.2f}" in text
+    assert "| xvector (xvector_small-tfvae_demo-speakers1k) | Raw features |" in text
+    assert text.count("| Raw features |") == 2 and capsys.readouterr().out.strip() == text.strip()

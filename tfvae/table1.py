@@ -216,9 +216,64 @@ def markdown(name: str, cols: dict, tests: list[dict], goal_rows: list[dict], me
     return "\n".join(lines) + "\n"
 
 
+#: Columns of the per-feature table (the paper's Table 1 layout: one block of rows per input feature).
+FEATURE_COLUMNS = ("Raw features", "A-VAE PP-SER", "A-VAE PP-SV", "LR-VAE origin", "LR-VAE PP-SER", "LR-VAE PP-SV",
+                   "LR-VAE+LEACE PP-SER", "LR-VAE+LEACE PP-SV")
+
+
+def feature_label(meta: dict) -> str:
+    """``IS10``, or ``<arch> (<encoder folder>)`` for speaker-encoder embeddings."""
+    fs = str(meta.get("feature_set", "?"))
+    if "@" not in fs:
+        return fs
+    arch, path = fs.split("@", 1)
+    names = [n for n in path.rstrip("/").split("/") if n and not n.isdigit()]
+    return f"{arch} ({names[-1] if names else path})"
+
+
+def features_markdown(paths) -> str:
+    """One table over several Table 1 reports of the same corpus and folds, one row block per input feature."""
+    docs = [(Path(p), json.loads(Path(p).read_text())) for p in paths]
+    name = docs[0][1]["meta"]["dataset"].split("/")[0]
+    lines = [f"# Table 1 on {name}: input features", "",
+             "Emotion weighted F1 (%) and speaker-verification EER (%), mean ± std over folds; privacy cells (bold) "
+             "are the worst case over the attacker suite on the test speakers. Each block comes from its own report "
+             "(command, seed and settings below).", "",
+             "| input feature | column | emo WF1 | id EER |", "|---|---|---|---|"]
+    for path, doc in docs:
+        label = feature_label(doc["meta"])
+        for col in FEATURE_COLUMNS:
+            c = doc["columns"].get(col)
+            if c is None:
+                continue
+            cells = [(f"**{_cell(c[k])}**" if is_privacy(c["view"], k) else _cell(c[k])) for k in ("emo", "id")]
+            lines.append(f"| {label} | {col} | {cells[0]} | {cells[1]} |")
+    lines += ["", "| input feature | report | command | settings |", "|---|---|---|---|"]
+    lines += [f"| {feature_label(d['meta'])} | `{p.name}` | `{d['meta']['command']}` | {d['meta']['settings']} |"
+              for p, d in docs]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m tfvae.table1",
+                                description="Re-derive a Table 1 report's goals and Markdown, or (--features) join "
+                                            "the reports of several input features into one table.")
+    p.add_argument("reports", nargs="+", help="reports/<dataset>/table1*.json")
+    p.add_argument("--features", action="store_true", help="one table, one block of rows per report's input feature")
+    p.add_argument("--out", help="write the Markdown here as well")
+    args = p.parse_args(argv)
+    if not args.features and len(args.reports) != 1:
+        p.error("give one report, or --features with several")
+    text = features_markdown(args.reports) if args.features else rerender(args.reports[0])
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+    return 0
+
+
 if __name__ == "__main__":
     import sys
 
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m tfvae.table1 reports/<dataset>/table1.json  (re-derive its goals and Markdown)")
-    print(rerender(sys.argv[1]))
+    sys.exit(main())
