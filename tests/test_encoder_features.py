@@ -100,6 +100,8 @@ def test_encoder_feature_set_errors(corpus, encoder, tmp_path):
         manifest_config(corpus["manifest"], f"xvector@{tmp_path}")
     with pytest.raises(DataError, match="no such directory"):
         load_corpus("ravdess", f"xvector@{tmp_path / 'missing'}", data_dir=str(tmp_path))
+    with pytest.raises(DataError, match="tfvae_demo does not extract speaker-encoder embeddings"):
+        load_corpus("tfvae_demo", f"xvector@{encoder}", data_dir=str(tmp_path))
     with pytest.raises(DataError, match="not utterance feature vectors"):
         load_corpus(str(corpus["manifest"]), "audio16k", data_dir=str(tmp_path / "a"))
 

@@ -93,6 +93,9 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
     elif "/" not in dataset and "@" in feature_set:
         # a registered corpus with a speaker encoder's embeddings: the config is named by the encoder's weights
         try:
+            if not issubclass(tfds.builder_cls(dataset), AudioFeatureBuilder):
+                raise FeatureError(f"{dataset} does not extract speaker-encoder embeddings (ravdess, msp_podcast and "
+                                   "CSV manifests do)")
             cfg = encoder_config(feature_set)
             builder = tfds.builder(dataset, config=cfg, data_dir=data_dir,
                                    **({"skip_bad_items": True} if skip_bad_items else {}))
