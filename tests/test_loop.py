@@ -91,6 +91,10 @@ def test_a_backup_of_another_configuration_is_not_resumed(small_corpus, tmp_path
     other = TrainConfig.from_args([*SMALL, "--epochs", "2", "--batch_size", "16", "--learning_rate", "0.01"])
     with pytest.raises(BackupMismatchError, match="backup of a run with a different configuration"):
         fit_model(other, small_corpus, strategy, None, tmp_path, announce=False)
+    # other layer shapes: the configurations are compared before restoring (no shape-mismatch restore error)
+    wider = TrainConfig.from_args([*SMALL, "--epochs", "2", "--batch_size", "16", "--latent_dim", "24"])
+    with pytest.raises(BackupMismatchError, match="backup of a run with a different configuration"):
+        fit_model(wider, small_corpus, strategy, None, tmp_path, announce=False)
 
 
 @pytest.mark.parametrize("options", [["--jit_compile"], ["--precision", "mixed_bfloat16"],

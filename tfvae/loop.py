@@ -200,13 +200,17 @@ class Loop:
         latest = tf.train.latest_checkpoint(str(backup_dir))
         if not latest:
             return None
-        self._checkpoint.restore(latest).assert_existing_objects_matched()
-        state = json.loads(self._state.numpy().decode())
-        if state["fingerprint"] != fingerprint:
+        # compare configurations before restoring: another configuration may have other variable shapes
+        try:
+            saved = json.loads(tf.train.load_variable(latest, "state/.ATTRIBUTES/VARIABLE_VALUE").decode())
+        except (tf.errors.NotFoundError, ValueError, json.JSONDecodeError):
+            saved = {}
+        if saved.get("fingerprint") != fingerprint:
             raise BackupMismatchError(
                 f"{backup_dir} holds the backup of a run with a different configuration; delete that directory "
                 f"to start over, or choose another --run_name/--output_dir")
-        return state
+        self._checkpoint.restore(latest).assert_existing_objects_matched()
+        return json.loads(self._state.numpy().decode())
 
     def fit(self, epochs: int, run_dir: Path, *, select_from_epoch: int = 1, backup_every: int = 0,
             fingerprint: str = "") -> FitResult:
