@@ -451,8 +451,10 @@ class ModelManager:
         if state is None:
             raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
         resp = get_model_status_pb2.GetModelStatusResponse()
-        entries = {v: ("AVAILABLE", 0, "") for v in state.versions}
-        for v, (_, msg) in state.failed.items():
+        # snapshots (one C-level copy each, atomic under the GIL): the poll thread mutates these while reloading
+        versions, failed = dict(state.versions), dict(state.failed)
+        entries = {v: ("AVAILABLE", 0, "") for v in versions}
+        for v, (_, msg) in failed.items():
             if v >= 0 and v not in entries:
                 entries[v] = ("END", 2, msg)  # UNKNOWN: failed to load
         if version is not None:
