@@ -166,3 +166,13 @@ def test_tradeoff_points_and_dominance():
     np.testing.assert_allclose(tradeoff_points(emo_rows, "lrvae", "emotion"), [[30, 47.5], [5, 42.5]])
     assert dominance(pts, np.array([[54.5, 5.5], [59, 31]])) == 1.0  # matched within 1 point
     assert dominance(pts, np.array([[58, 10]])) == 0.0  # a better point than any of the curve
+
+
+def test_report_files_are_tagged_by_feature_set(tmp_path):
+    from tfvae.experiments import _Reports, report_suffix
+
+    assert report_suffix("IS10") == "" and report_suffix("eGeMAPSv02") == "egemapsv02"
+    assert report_suffix("xvector@saved_models/xv-fold{fold}") == "xvector"
+    assert report_suffix("resnet_vlad@/m/r", "resnet_vlad-finetuned") == "resnet_vlad-finetuned"
+    assert _Reports(tmp_path, "") / "table1.json" == tmp_path / "table1.json"
+    assert _Reports(tmp_path, "xvector") / "tuning.md" == tmp_path / "tuning-xvector.md"
