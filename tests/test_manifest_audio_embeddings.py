@@ -255,8 +255,10 @@ def test_embedding_config_errors(npy_corpus, tmp_path):
         manifest_config(m, "embeddings", embeddings=root / "emb" / "s0_u0.npy")
     with pytest.raises(ManifestError, match="embedding_dim=0 must be a positive integer"):
         manifest_config(m, "embeddings", embeddings=root / "emb" / "s0_u0.npy", embedding_dim=0)
-    with pytest.raises(ManifestError, match="feature_set='xvector@/m' is unknown; choose one of IS10, .*audio16k, "
+    with pytest.raises(ManifestError, match="feature_set='IS11' is unknown; choose one of IS10, .*audio16k, "
                                             "embeddings"):
+        manifest_config(m, "IS11")
+    with pytest.raises(ManifestError, match="speaker encoder /m: no such directory"):  # <arch>@<encoder>
         manifest_config(m, "xvector@/m")
     unreadable = [dict(r, embedding="emb/none.npy") for r in rows]
     m2 = write_manifest(root / "none.csv", unreadable, ("embedding", "speaker", "emotion", "split", "utterance_id"))

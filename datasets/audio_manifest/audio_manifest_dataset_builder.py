@@ -295,7 +295,7 @@ class ManifestConfig(AudioFeatureConfig):
             kind = None
         if kind not in SUPPORTED_KINDS:
             raise ManifestError(f"feature_set={self.feature_set!r} is unknown; choose one of "
-                                f"{', '.join([*FEATURE_SETS, *AUDIO_SETS, EMBEDDINGS])}")
+                                f"{', '.join([*FEATURE_SETS, *AUDIO_SETS, EMBEDDINGS])} or <arch>@<speaker encoder dir>")
         self.split_fractions = _check_fractions(self.split_fractions)
         self.split_seed = int(self.split_seed)
         if self.manifest:
