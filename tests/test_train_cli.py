@@ -103,7 +103,8 @@ def test_avae_trains_one_model_per_protected_attribute(demo_data_dir, tmp_path, 
 @pytest.mark.parametrize("argv, message", [
     (["--method", "gan"], "invalid choice: 'gan'"),
     (["--latent_dim", "100"], "latent_dim=100 cannot be split into mask_groups=32"),
-    (["--feature_set", "MFCC"], "feature_set='MFCC' is unknown"),
+    (["--feature_set", "MFCC"], "feature set 'MFCC' is unknown; choose an openSMILE set"),
+    (["--feature_set", "audio16k"], "holds waveforms, not utterance vectors"),
     (["--epochs", "-1"], "epochs=-1 must be >= 1"),
 ])
 def test_bad_flags_fail_before_any_work(argv, message, tmp_path, capsys):
