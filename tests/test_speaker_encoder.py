@@ -128,10 +128,15 @@ def test_export_signatures_and_input_checks(trained):
 
 
 def test_evaluate_cli_and_not_an_encoder(trained, speakers_dir, tmp_path, capsys):
-    _, report = trained
+    run, report = trained
     assert main(["evaluate", "--encoder", report["export"], "--dataset", DATASET, "--data_dir", speakers_dir]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["eer"] == pytest.approx(report["test"]["eer"], abs=1e-6) and out["speakers"] == 4
+    (tmp_path / "eval.json").write_text(json.dumps(out))
+    assert main(["report", str(run), "--evaluations", str(tmp_path / "eval.json"), "--out", str(tmp_path / "r.md")]) == 0
+    md = (tmp_path / "r.md").read_text()
+    assert f"| {100 * report['test']['eer']:.2f} | 4 / 16 |" in md and "| xvector_small-tfvae_demo-speakers_small |" in md
+    capsys.readouterr()
     (tmp_path / "plain").mkdir()
     tf.saved_model.save(tf.Module(), str(tmp_path / "plain"))
     assert main(["evaluate", "--encoder", str(tmp_path / "plain"), "--dataset", DATASET, "--data_dir", speakers_dir]) == 2

@@ -80,6 +80,11 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--run_name", help="default: <arch preset>-<dataset>[-fold<k>]")
     t.add_argument("--export_dir", default="saved_models")
     _common(t)
+    r = sub.add_parser("report", help="one Markdown table of training runs' report.json and evaluate outputs",
+                       formatter_class=fmt)
+    r.add_argument("runs", nargs="*", help="run directories of `train` (their report.json)")
+    r.add_argument("--evaluations", nargs="*", default=[], help="JSON files written from `evaluate`'s output")
+    r.add_argument("--out", help="write the Markdown here as well")
     e = sub.add_parser("evaluate", help="verification EER of an exported encoder on held-out speakers",
                        formatter_class=fmt)
     e.add_argument("--encoder", required=True, help="exported speaker encoder (SavedModel or TF Serving model dir)")
@@ -227,8 +232,40 @@ def evaluate(args) -> dict:
     return out
 
 
+def report(args) -> str:
+    """Markdown: every run's held-out verification EER and how it was trained; every evaluation."""
+    lines = ["# Speaker encoders: verification EER on held-out speakers", "",
+             "Cosine scoring of whole utterances; trials drawn with the run's seed (all target pairs, non-target pairs "
+             "up to tfvae.metrics' cap). Validation EER selects the epoch; test speakers are never trained on.", "",
+             "| run | arch | trained on | fold | train speakers | init | best epoch | val EER % | test EER % | "
+             "test speakers / utterances | train s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for run in args.runs:
+        r = json.loads((Path(run) / "report.json").read_text())
+        init = Path(r["init_from"]["path"]).name if r.get("init_from") else "scratch"
+        lines.append(f"| {r['run_name']} | {r['arch']} ({r['preset']}, {r['head']}) | {r['dataset']} | "
+                     f"{'' if r.get('fold') is None else r['fold']} | {r['train_speakers']} | {init} | {r['best_epoch']} | "
+                     f"{100 * r['val_eer']:.2f} | {100 * r['test']['eer']:.2f} | {r['test']['speakers']} / "
+                     f"{r['test']['utterances']} | {r['train_seconds']:.0f} |")
+    if args.evaluations:
+        lines += ["", "## Exported encoders on other corpora (`python -m tfvae.speaker_encoder evaluate`)", "",
+                  "| encoder | dataset | split | fold | EER % | minDCF (0.01) | speakers / utterances |", "|---|---|---|---|---|---|---|"]
+        for f in args.evaluations:
+            e = json.loads(Path(f).read_text())
+            lines.append(f"| {Path(e['encoder']).name} ({e['fingerprint']}) | {e['dataset']} | {e['split']} | "
+                         f"{'' if e.get('fold') is None else e['fold']} | {100 * e['eer']:.2f} | {e['min_dcf']:.3f} | "
+                         f"{e['speakers']} / {e['utterances']} |")
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+    print(text)
+    return text
+
+
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "report":
+        report(args)
+        return 0
     from tfvae.speaker.export import SpeakerEncoderError
     from tfvae.speaker.pipeline import AudioSourceError
 
