@@ -4,7 +4,6 @@ waveform-in export served over gRPC by ``tfvae.serve`` (issue 11)."""
 import csv
 import io
 import json
-from pathlib import Path
 
 import grpc
 import numpy as np
