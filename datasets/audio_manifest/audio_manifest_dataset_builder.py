@@ -65,15 +65,12 @@ manifests do not collide in one data directory.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import hashlib
-import io
 import json
 import os
 import re
 from collections import Counter, defaultdict
-from pathlib import Path
 
 import numpy as np
 
@@ -82,145 +79,23 @@ import tensorflow_datasets as tfds
 from tfvae.features import AUDIO_SETS, EMBEDDINGS, FEATURE_SETS, FeatureError, feature_kind
 from tfvae.labelled_audio import BadItem, Utterance, check_utterances
 from tfvae_datasets.audio_features import SPLITS, AudioFeatureBuilder, AudioFeatureConfig
+from tfvae_datasets.audio_manifest.embeddings import KaldiTable, ManifestError, check_vector, read_npy  # noqa: F401
+from tfvae_datasets.audio_manifest.manifest import (  # noqa: F401  (re-exported: the builder module's public API)
+    DEFAULT_FRACTIONS, EMBEDDING_COLUMN, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, Manifest, ManifestRow, assign_speakers,
+    read_manifest)
 
-REQUIRED_COLUMNS = ("path", "speaker", "emotion")
-OPTIONAL_COLUMNS = ("split", "utterance_id")
-#: With ``feature_set="embeddings"``: the column of ``.npy`` vector files (then ``path`` is not needed).
-EMBEDDING_COLUMN = "embedding"
 #: Columns an embeddings manifest needs besides the vectors' source.
 EMBEDDING_REQUIRED = ("speaker", "emotion")
 #: feature_set kinds (tfvae.features.feature_kind) this builder makes; "encoder" is not one yet.
 SUPPORTED_KINDS = ("opensmile", "audio", "embeddings", "encoder")
 #: Kaldi table suffixes accepted as ``embeddings=`` (read with kaldiio).
 KALDI_SUFFIXES = (".scp", ".ark")
-DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
 #: The one registered config; it has no manifest and only tells how to pass one.
 PLACEHOLDER = "needs_manifest"
 _HOW = ("pass a manifest: tfds.builder('audio_manifest', config=manifest_config('manifest.csv', 'IS10')) "
         "with manifest_config from tfvae_datasets.audio_manifest.audio_manifest_dataset_builder, "
         "`python -m tfvae.train --dataset manifest.csv`, or "
         "`tfds build datasets/audio_manifest --config '{\"manifest\": \"manifest.csv\", \"feature_set\": \"IS10\"}'`")
-
-
-class ManifestError(ValueError):
-    """The manifest (or the manifest config) cannot be used at all; the message says why."""
-
-
-# ---------------------------------------------------------------------------------- manifest
-@dataclasses.dataclass(frozen=True)
-class ManifestRow:
-    line: int  # line of the manifest file (1 = header)
-    path: str
-    speaker: str
-    emotion: str
-    split: str | None  # None: no split column
-    utterance_id: str  # "" when not given
-    extra_fields: int = 0  # fields beyond the header
-    embedding: str = ""  # the `embedding` column ("" when absent)
-
-
-@dataclasses.dataclass(frozen=True)
-class Manifest:
-    path: Path
-    sha1: str
-    columns: tuple[str, ...]
-    rows: tuple[ManifestRow, ...]
-
-    @property
-    def has_split(self) -> bool:
-        return "split" in self.columns
-
-    @property
-    def emotions(self) -> list[str]:
-        """Sorted unique non-empty emotion labels (the ClassLabel names)."""
-        return sorted({r.emotion for r in self.rows if r.emotion})
-
-    def speaker_counts(self) -> dict[str, int]:
-        """Rows per speaker, over every row that has a speaker."""
-        return dict(Counter(r.speaker for r in self.rows if r.speaker))
-
-
-def _read_bytes(path: Path) -> bytes:
-    if not path.exists():
-        raise ManifestError(f"manifest {path} does not exist")
-    if path.is_dir():
-        raise ManifestError(f"manifest {path} is a directory, not a CSV file")
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise ManifestError(f"cannot read manifest {path}: {e}") from None
-
-
-def read_manifest(path: str | os.PathLike, required: tuple[str, ...] = REQUIRED_COLUMNS) -> Manifest:
-    """Parse a manifest; raise :class:`ManifestError` when it cannot be used at all.
-
-    ``required``: the columns it must have (:func:`required_columns` of the config)."""
-    path = Path(os.path.abspath(os.path.expanduser(str(path))))
-    data = _read_bytes(path)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise ManifestError(f"manifest {path} is not UTF-8 text ({e})") from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header, rows = None, []
-    try:
-        for cells in reader:
-            if not any(c.strip() for c in cells):
-                continue  # blank line
-            if header is None:
-                header = [c.strip().lower() for c in cells]
-                _check_header(header, path, required)
-                col = {name: header.index(name) for name in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, EMBEDDING_COLUMN)
-                       if name in header}
-                continue
-
-            def get(name):
-                i = col.get(name)
-                return cells[i].strip() if i is not None and i < len(cells) else ""
-
-            rows.append(ManifestRow(
-                line=reader.line_num, path=get("path"), speaker=get("speaker"), emotion=get("emotion"),
-                split=get("split") if "split" in col else None, utterance_id=get("utterance_id"),
-                extra_fields=max(0, len(cells) - len(header)), embedding=get(EMBEDDING_COLUMN)))
-    except csv.Error as e:
-        raise ManifestError(f"manifest {path} is not valid CSV (line {reader.line_num}: {e})") from None
-    if header is None:
-        raise ManifestError(f"manifest {path} is empty; expected a header row with the columns "
-                            f"{', '.join(required)} (optional: {', '.join(OPTIONAL_COLUMNS)})")
-    if not rows:
-        raise ManifestError(f"manifest {path} has a header but no rows")
-    return Manifest(path, hashlib.sha1(data).hexdigest(), tuple(header), tuple(rows))
-
-
-def _check_header(header: list[str], path: Path, required: tuple[str, ...] = REQUIRED_COLUMNS) -> None:
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise ManifestError(
-            f"manifest {path} lacks the required column(s) {', '.join(missing)}; its header has "
-            f"{', '.join(repr(h) for h in header)} (expected a comma-separated header with "
-            f"{', '.join(required)} and optionally {', '.join(OPTIONAL_COLUMNS)})")
-    twice = sorted(c for c, n in Counter(header).items()
-                   if n > 1 and c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, EMBEDDING_COLUMN))
-    if twice:
-        raise ManifestError(f"manifest {path} has the column(s) {', '.join(twice)} more than once")
-
-
-# ---------------------------------------------------------------------------------- splits
-def assign_speakers(counts: dict[str, int], fractions=DEFAULT_FRACTIONS, seed: int = 0) -> dict[str, str]:
-    """Speaker -> split by cumulative utterance share over a seeded shuffle (see the module doc)."""
-    speakers = sorted(counts)
-    n = len(speakers)
-    if n < len(SPLITS):
-        raise ManifestError(
-            f"speaker-disjoint train/validation/test splits need at least 3 speakers, the manifest has {n}"
-            + (f" ({', '.join(speakers)})" if n else "") + "; add speakers or a split column")
-    order = [speakers[i] for i in np.random.default_rng(seed).permutation(n)]
-    cum = np.concatenate([[0], np.cumsum([counts[s] for s in order])]).astype(np.float64)
-    total = cum[-1]
-    t1, t2 = fractions[0] * total, (fractions[0] + fractions[1]) * total
-    b1 = 1 + int(np.argmin(np.abs(cum[1:n - 1] - t1)))  # train = order[:b1], 1 <= b1 <= n-2
-    b2 = b1 + 1 + int(np.argmin(np.abs(cum[b1 + 1:n] - t2)))  # validation = order[b1:b2], b2 <= n-1
-    return {s: ("train" if i < b1 else "validation" if i < b2 else "test") for i, s in enumerate(order)}
 
 
 # ---------------------------------------------------------------------------------- config
@@ -357,66 +232,6 @@ def manifest_config(manifest: str | os.PathLike, feature_set: str = "IS10", skip
     return ManifestConfig(manifest=str(manifest), feature_set=feature_set, skip_bad_items=skip_bad_items,
                           split_fractions=split_fractions, split_seed=split_seed, workers=workers,
                           embeddings=str(embeddings) if embeddings else "", embedding_dim=embedding_dim)
-
-
-# ---------------------------------------------------------------------------------- embeddings
-def check_vector(v, dim: int | None) -> np.ndarray:
-    """A loaded embedding -> float32 ``(dim,)``, or :class:`FeatureError` saying what is wrong."""
-    v = np.asarray(v)
-    if v.dtype.kind not in "fiu":
-        raise FeatureError(f"embedding has dtype {v.dtype}, expected real numbers")
-    if v.ndim != 1:
-        raise FeatureError(f"embedding is not a 1-D vector: shape {v.shape}")
-    if dim is not None and v.shape[0] != dim:
-        raise FeatureError(f"wrong embedding dimension: expected {dim}, got {v.shape[0]}")
-    v = v.astype(np.float32)
-    bad = int(np.sum(~np.isfinite(v)))
-    if bad:
-        raise FeatureError(f"embedding has {bad} NaN or infinite value(s)")
-    return v
-
-
-def read_npy(path: str, mmap: bool = False) -> np.ndarray:
-    """The array of a ``.npy`` file (no pickles), or :class:`FeatureError`."""
-    if not os.path.isfile(path):
-        raise FeatureError(f"embedding file not found: {path}")
-    try:
-        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-    except Exception as e:  # noqa: BLE001 - corrupt, not .npy, pickled objects ...
-        raise FeatureError(f"cannot read .npy embedding ({type(e).__name__}: {e})") from None
-
-
-class KaldiTable:
-    """Vectors of a Kaldi ``.scp`` (read lazily with ``kaldiio.load_scp``) or ``.ark``
-    (``kaldiio.load_ark``, read whole), by utterance ID."""
-
-    def __init__(self, path: str):
-        try:
-            import kaldiio
-        except ImportError:
-            raise ManifestError("reading Kaldi embeddings needs kaldiio: pip install 'kaldiio>=2.18'") from None
-        self.path = path
-        self.kind = "kaldi scp" if path.endswith(".scp") else "kaldi ark"
-        try:
-            if self.kind == "kaldi scp":
-                self.table = kaldiio.load_scp(path)
-            else:
-                self.table = dict(kaldiio.load_ark(path))
-            self.keys = set(self.table.keys())
-        except Exception as e:  # noqa: BLE001 - malformed table
-            raise ManifestError(f"cannot read the Kaldi {self.kind.split()[1]} {path} ({type(e).__name__}: {e})") \
-                from None
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.keys
-
-    def get(self, key: str) -> np.ndarray:
-        if key not in self.keys:
-            raise FeatureError(f"missing key {key!r} in {self.path}")
-        try:
-            return np.asarray(self.table[key])
-        except Exception as e:  # noqa: BLE001 - missing/corrupt ark behind the scp
-            raise FeatureError(f"cannot read embedding {key!r} from {self.path} ({type(e).__name__}: {e})") from None
 
 
 # ---------------------------------------------------------------------------------- builder
