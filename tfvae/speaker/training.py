@@ -121,15 +121,15 @@ class SpeakerClassifier(keras.Model):
 class SpeakerLoop(Loop):
     """:class:`tfvae.loop.Loop` for speaker encoders: the epoch with the lowest validation EER is kept.
 
-    ``val_batches``: whole validation utterances (:func:`tfvae.speaker.pipeline.utterance_batches`);
-    their trials are drawn once (seeded) and scored by cosine after every epoch.
+    ``val_batches``: whole validation utterances (:func:`tfvae.speaker.pipeline.utterance_batches`), cached in
+    memory after the first epoch; their trials are drawn once (seeded) and scored by cosine after every epoch.
     """
 
     selection_keys = ("eer", "score")
 
     def __init__(self, model: SpeakerClassifier, strategy, train_pipe, val_batches, batch_size: int,
                  seed: int = 0, **kwargs):
-        self._val_batches = val_batches
+        self._val_batches = val_batches.cache()  # read and padded once, scored after every epoch
         self._embed = tf.function(lambda x: model.encoder(x, training=False), reduce_retracing=True)
         self._trials = None
         super().__init__(model, strategy, train_pipe, batch_size, seed=seed, **kwargs)
