@@ -68,11 +68,6 @@ class WaveformEncoder(tf.Module):
         return sigs
 
 
-def speaker_encoder_of(feature_set: str) -> str | None:
-    """The encoder path of a ``<arch>@<path>`` feature set, else None."""
-    return feature_set.split("@", 1)[1] if isinstance(feature_set, str) and "@" in feature_set else None
-
-
 def export_waveform_encoder(run_dir: str | Path, export_dir: str | Path, name: str | None = None,
                             encoder: str | None = None, version: int | None = None) -> Path:
     """Export the run in ``run_dir`` with its speaker encoder as ``<export_dir>/<name>/<version>/``.
@@ -81,6 +76,7 @@ def export_waveform_encoder(run_dir: str | Path, export_dir: str | Path, name: s
     the fingerprint the run's dataset recorded, when it recorded one.
     """
     from tfvae.export import _write_metadata, _write_version, load_run, write_models_config
+    from tfvae.features import feature_kind, split_encoder
     from tfvae.speaker.export import encoder_fingerprint, load_speaker_encoder, write_warmup
 
     import json
@@ -89,7 +85,8 @@ def export_waveform_encoder(run_dir: str | Path, export_dir: str | Path, name: s
     erasers = meta.pop("erasers") or {}
     summary_file = Path(run_dir) / "summary.json"
     trained_with = (json.loads(summary_file.read_text()) if summary_file.exists() else {}).get("speaker_encoder") or {}
-    path = encoder or trained_with.get("path") or speaker_encoder_of(meta.get("feature_set"))
+    fs = str(meta.get("feature_set"))
+    path = encoder or trained_with.get("path") or (split_encoder(fs)[1] if feature_kind(fs) == "encoder" else None)
     if path is None:
         raise ValueError(f"run {run_dir} was trained on {meta.get('feature_set')!r}, not on speaker-encoder "
                          "embeddings (--feature_set xvector@<dir>); a waveform-in export needs that encoder")

@@ -22,6 +22,7 @@ the ``label`` class label are found automatically).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -170,8 +171,6 @@ def train(args) -> dict:
         loop.steps_per_epoch = int(args.steps_per_epoch)
     fingerprint = json.dumps({"config": config.to_dict(), "args": {k: v for k, v in vars(args).items()
                                                                    if k not in ("verbose", "backup_every")}}, sort_keys=True)
-    import hashlib
-
     t0 = time.time()
     fit = loop.fit(args.epochs, run_dir, backup_every=args.backup_every,
                    fingerprint=hashlib.sha256(fingerprint.encode()).hexdigest()[:16])

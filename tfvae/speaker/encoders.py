@@ -103,9 +103,6 @@ class SpeakerEncoder(keras.Model):
     def min_samples(self) -> int:
         return int(round(self.config.min_seconds * self.frontend.sample_rate))
 
-    def frame_features(self, waveform, lengths):
-        return self.frontend(waveform, lengths)
-
     def call(self, inputs, training=False):
         feats, frames = self.frontend(inputs["waveform"], inputs["lengths"])
         mask = tf.sequence_mask(frames, tf.shape(feats)[1])

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tfvae.features import SILENCE_PEAK
 from tfvae.speaker.encoders import SpeakerEncoder
 from tfvae.speaker.frontend import SAMPLE_RATE
 
 METADATA_FILE = "assets.extra/tfvae_speaker_encoder.json"
 KIND = "tfvae.speaker_encoder"
-SILENCE_PEAK = 1e-4  # as tfvae.features.SILENCE_PEAK (kept here: that module imports openSMILE helpers)
 
 
 class SpeakerEncoderError(ValueError):

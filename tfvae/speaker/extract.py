@@ -11,7 +11,8 @@ from typing import Sequence
 
 import numpy as np
 
-from tfvae.speaker.export import SILENCE_PEAK, encoder_fingerprint, load_speaker_encoder
+from tfvae.features import SILENCE_PEAK
+from tfvae.speaker.export import encoder_fingerprint, load_speaker_encoder
 
 
 def padded_batches(audio: Sequence[np.ndarray], batch_size: int):
