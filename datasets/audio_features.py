@@ -31,6 +31,7 @@ skipped items, in every config.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Callable
 
@@ -144,8 +145,10 @@ def _example(out: dict, u: Utterance) -> dict:
 
 
 # ---------------------------------------------------------------------------------- encoders
+@functools.lru_cache(maxsize=16)
 def _encoder_meta(feature_set: str) -> dict:
-    """The metadata of the exported speaker encoder a ``<arch>@<path>`` feature set names (checked)."""
+    """The metadata of the exported speaker encoder a ``<arch>@<path>`` feature set names (checked; read once per
+    feature set, which names a resolved version directory: versions are immutable). Callers must not mutate it."""
     from tfvae.features import FeatureError, split_encoder
     from tfvae.speaker.export import read_metadata
 
@@ -174,9 +177,9 @@ def encoder_config(feature_set: str, cls=None, **fields):
     from tfvae.speaker.export import read_metadata
 
     arch, path = split_encoder(feature_set)
-    d, meta = read_metadata(path)
+    d, _ = read_metadata(path)
     fs = f"{arch}@{d.resolve()}"
-    _encoder_meta(fs)
+    meta = _encoder_meta(fs)  # checks the architecture too
     fp = str(meta.get("weights_sha256", ""))[:12]
     return (cls or AudioFeatureConfig)(name=f"{arch}-{fp}", feature_set=fs, **fields,
                                        description=f"{arch} speaker-encoder embeddings ({meta['embedding_dim']}-d, "
