@@ -22,7 +22,9 @@ validation speakers (never on test speakers).
 | ``cosine`` | speaker | the standardised representation itself |
 
 Fits use at most :data:`MAX_FIT_ROWS` training rows (``svm_rbf``: :data:`SVM_FIT_ROWS`), a
-seeded sample stratified by label so that every class keeps rows.
+seeded sample stratified by label (speaker attackers: every training speaker keeps rows; emotion
+attackers: every (speaker, emotion) pair of the training speakers keeps rows), so that the cost of an
+attacker is bounded at any corpus size.
 """
 
 from __future__ import annotations
@@ -45,21 +47,33 @@ SVM_FIT_ROWS = 5000
 _LARGE = (512, 256)
 
 
-def stratified_subsample(x, y, max_rows: int, seed: int):
-    """At most ``max_rows`` rows of ``(x, y)``, every label keeping a share (at least one row)."""
+def stratified_rows(y, max_rows: int, seed: int, groups=None) -> np.ndarray:
+    """Sorted positions of at most ``max_rows`` rows, every stratum keeping its share (at least one row).
+
+    Strata are the labels ``y``, or the ``(groups, y)`` pairs when ``groups`` (e.g. speakers) is given,
+    so that every speaker (and each of its labels) stays represented. All rows when they fit.
+    """
     y = np.asarray(y)
     if len(y) <= max_rows:
-        return x, y
+        return np.arange(len(y))
+    keys = y if groups is None else np.char.add(np.char.add(np.asarray(groups).astype(str), "\x1f"), y.astype(str))
+    _, codes = np.unique(keys, return_inverse=True)
     rng = np.random.default_rng(seed)
-    labels, codes = np.unique(y, return_inverse=True)
-    take = []
+    order = np.argsort(codes, kind="stable")
+    counts = np.bincount(codes)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     frac = max_rows / len(y)
-    for k in range(labels.size):
-        rows = np.flatnonzero(codes == k)
-        m = max(1, int(round(frac * rows.size)))
-        take.append(rng.choice(rows, size=min(m, rows.size), replace=False))
-    idx = np.sort(np.concatenate(take))
-    return x[idx], y[idx]
+    take = [rng.choice(order[s:s + c], size=min(c, max(1, int(round(frac * c)))), replace=False)
+            for s, c in zip(starts, counts)]
+    return np.sort(np.concatenate(take))
+
+
+def stratified_subsample(x, y, max_rows: int, seed: int, groups=None):
+    """At most ``max_rows`` rows of ``(x, y)`` (:func:`stratified_rows`); ``(x, y)`` themselves when they fit."""
+    if len(y) <= max_rows:
+        return x, y
+    idx = stratified_rows(y, max_rows, seed, groups)
+    return np.asarray(x[idx]), np.asarray(y)[idx]
 
 
 def _mlp(seed: int, y, hidden=(256, 128), alpha: float = 1e-4):
@@ -141,13 +155,14 @@ def _emotion_candidates(name: str, seed: int, y):
     raise ValueError(f"unknown emotion attacker {name!r}; choose from {', '.join(EMOTION_ATTACKERS)}")
 
 
-def fit_emotion_attacker(name: str, x_tr, y_tr, x_val=None, y_val=None, seed: int = 0):
+def fit_emotion_attacker(name: str, x_tr, y_tr, x_val=None, y_val=None, seed: int = 0, groups=None):
     """The fitted classifier of attacker ``name``; tuned ones keep the candidate with the best
-    validation weighted F1 (``x_val``/``y_val``: validation speakers)."""
+    validation weighted F1 (``x_val``/``y_val``: validation speakers). Large training sets are
+    subsampled stratified by emotion and by ``groups`` (the training speakers) when given."""
     from sklearn.metrics import f1_score
 
     rows = SVM_FIT_ROWS if name == "svm_rbf" else MAX_FIT_ROWS
-    x, y = stratified_subsample(x_tr, y_tr, rows, seed)
+    x, y = stratified_subsample(x_tr, y_tr, rows, seed, groups)
     cands = _emotion_candidates(name, seed, y)
     if len(np.unique(y)) < 2:
         raise ValueError(f"emotion attacker {name}: the training rows hold a single emotion class")

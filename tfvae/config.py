@@ -79,6 +79,13 @@ class TrainConfig:
     skip_bad_items: bool = _opt(
         False, "Skip unusable audio/label items (unreadable, silent or too short audio, bad labels) and write "
         "their list (bad_items.json) beside the dataset instead of stopping; matters when the dataset is built.")
+    in_memory_mb: float = _opt(
+        512.0, "A split whose float32 features take more MiB than this is not loaded into memory: training and "
+        "evaluation stream it from the TFDS files (shuffled files, shuffle buffer, prefetch).")
+    shuffle_buffer: int = _opt(8192, "Rows of the shuffle buffer of streamed training splits.")
+    encoded_memory_mb: float = _opt(
+        256.0, "Encoded outputs (latents, head outputs) of a split larger than this many MiB are written to "
+        "<run dir>/encoded/*.npy and memory-mapped instead of held in RAM.")
     # model
     method: str = _opt("lrvae", "Training method (paper section 3.1.1).", choices=METHODS)
     protect: str = _opt(
@@ -199,7 +206,8 @@ class TrainConfig:
             errs.append(f"keep rates must satisfy 0 <= keep_min ({self.keep_min}) <= keep_max ({self.keep_max}) <= 1")
         for name in ("vae_weight", "kl_weight", "emo_weight", "id_weight", "emo_adv_weight",
                      "id_adv_weight", "adv_lambda", "l2", "cut_tolerance", "select_after", "free_bits",
-                     "aam_margin", "hsic_weight", "input_noise"):
+                     "aam_margin", "hsic_weight", "input_noise", "in_memory_mb", "encoded_memory_mb",
+                     "shuffle_buffer"):
             if getattr(self, name) < 0:
                 errs.append(f"{name}={getattr(self, name)} must be >= 0")
         for name in ("epochs", "batch_size"):

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 SPLITS = ("train", "validation", "test")
+#: Default ``load_corpus(in_memory_mb=...)``: larger splits are streamed from the TFDS files.
+IN_MEMORY_MB = 512.0
 
 
 class DataError(ValueError):
@@ -20,6 +22,9 @@ class DataError(ValueError):
 
 @dataclass
 class Split:
+    """One split: labels as arrays, ``features`` as a float32 array or, for large splits, a
+    :class:`tfvae.stream.StreamedFeatures` read from the TFDS files on demand."""
+
     features: np.ndarray
     emotion: np.ndarray
     speaker: np.ndarray
@@ -31,7 +36,7 @@ class Split:
 
 @dataclass
 class Corpus:
-    """All splits of one dataset/feature set in memory (utterance-level features are small)."""
+    """All splits of one dataset/feature set: labels in memory, features in memory or streamed."""
 
     name: str
     feature_set: str
@@ -60,7 +65,8 @@ def builder_name(dataset: str, feature_set: str) -> str:
 
 
 def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = None,
-                manual_dir: str | None = None, skip_bad_items: bool = False, wait_for_build: float = 0) -> Corpus:
+                manual_dir: str | None = None, skip_bad_items: bool = False, wait_for_build: float = 0,
+                in_memory_mb: float = IN_MEMORY_MB) -> Corpus:
     """Build the TFDS dataset if needed and read its three splits into numpy arrays.
 
     ``dataset`` is a registered name (``name`` or ``name/config``) or the path of a CSV manifest
@@ -72,6 +78,8 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
     data (bad items, a bad manifest, a missing manual download) raise :class:`DataError`.
     ``wait_for_build`` > 0: do not build; wait up to that many seconds for another process (the chief
     of a multi-worker run) to finish building it.
+    ``in_memory_mb``: a split whose float32 features take more is not read into memory; its features
+    stay in the TFDS files as :class:`tfvae.stream.StreamedFeatures` (labels are always in memory).
     """
     import time
 
@@ -138,21 +146,39 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
     missing = [s for s in SPLITS if s not in builder.info.splits]
     if missing:
         raise DataError(f"dataset {full!r} lacks split(s) {missing}; it has {list(builder.info.splits)}")
-    splits = {}
-    for s in SPLITS:
-        if builder.info.splits[s].num_examples == 0:
-            splits[s] = Split(np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, str), np.zeros(0, str))
-            continue
-        arr = tfds.as_numpy(builder.as_dataset(split=s, batch_size=-1))
-        splits[s] = Split(
-            features=np.asarray(arr["features"], dtype=np.float32),
-            emotion=np.asarray(arr["emotion"], dtype=np.int64),
-            speaker=np.asarray([v.decode() for v in arr["speaker"]]),
-            utterance_id=np.asarray([v.decode() for v in arr["utterance_id"]]))
+    splits = {s: _read_split(builder, s, in_memory_mb) for s in SPLITS}
     meta = dict(builder.info.metadata or {})
     return Corpus(name=full, feature_set=meta.get("feature_set", feature_set),
                   emotion_names=list(builder.info.features["emotion"].names), splits=splits,
                   feature_names=meta.get("feature_names"), info=meta)
+
+
+def _read_split(builder, split: str, in_memory_mb: float) -> Split:
+    """One split: labels in memory; features in memory when they fit ``in_memory_mb``, else streamed."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    from tfvae.stream import Part, StreamedFeatures
+
+    n = builder.info.splits[split].num_examples
+    if n == 0:
+        return Split(np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, str), np.zeros(0, str))
+    dim = int(builder.info.features["features"].shape[-1])
+    streamed = n * dim * 4 > in_memory_mb * 2 ** 20
+    keys = ("emotion", "speaker", "utterance_id") if streamed else ("features", "emotion", "speaker", "utterance_id")
+    decoders = {"features": tfds.decode.SkipDecoding()} if streamed else None
+    ds = builder.as_dataset(split=split, decoders=decoders, read_config=tfds.ReadConfig(try_autocache=False))
+    ds = ds.map(lambda ex: {k: ex[k] for k in keys}).batch(8192).prefetch(tf.data.AUTOTUNE)
+    cols: dict[str, list] = {k: [] for k in keys}
+    for b in tfds.as_numpy(ds):
+        for k in keys:
+            cols[k].append(b[k])
+    emotion = np.concatenate(cols["emotion"]).astype(np.int64)
+    speaker = np.asarray([v.decode() for v in np.concatenate(cols["speaker"])])
+    uid = np.asarray([v.decode() for v in np.concatenate(cols["utterance_id"])])
+    features = StreamedFeatures(builder, [Part(split, uid)], dim) if streamed else \
+        np.concatenate(cols["features"]).astype(np.float32, copy=False)
+    return Split(features, emotion, speaker, uid)
 
 
 def validate_corpus(corpus: Corpus, expected_dim: int | None = None, max_listed: int = 10) -> None:
@@ -169,7 +195,7 @@ def validate_corpus(corpus: Corpus, expected_dim: int | None = None, max_listed:
         if expected_dim is not None and sp.features.shape[1] != expected_dim:
             errs.append(f"split {name!r}: features have dimension {sp.features.shape[1]} but feature set "
                         f"{corpus.feature_set} expects {expected_dim}")
-        bad_rows = np.where(~np.all(np.isfinite(sp.features), axis=1))[0]
+        bad_rows = _nonfinite_rows(sp.features)
         if bad_rows.size:
             ids = ", ".join(sp.utterance_id[bad_rows[:max_listed]].tolist())
             more = f" and {bad_rows.size - max_listed} more" if bad_rows.size > max_listed else ""
@@ -185,6 +211,17 @@ def validate_corpus(corpus: Corpus, expected_dim: int | None = None, max_listed:
             errs.append("split 'train' has fewer than 2 emotion classes")
     if errs:
         raise DataError(f"dataset {corpus.name} cannot be used:\n  - " + "\n  - ".join(errs))
+
+
+def _nonfinite_rows(features) -> np.ndarray:
+    """Positions of rows with a NaN or infinite value (one chunked pass over streamed features)."""
+    from tfvae.stream import chunks
+
+    bad, start = [], 0
+    for x in chunks(features):
+        bad.append(start + np.flatnonzero(~np.all(np.isfinite(x), axis=1)))
+        start += len(x)
+    return np.concatenate(bad) if bad else np.zeros(0, np.int64)
 
 
 def _order(n: int, seed, epoch):
@@ -251,6 +288,17 @@ class SplitPipeline:
         ds = ds.map(lambda i: {k: tf.gather(v, i) for k, v in tensors.items()},
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def split_pipeline(corpus: Corpus, split: str, shuffle_buffer: int | None = None):
+    """The training/validation input of ``split``: :class:`SplitPipeline` over in-memory features,
+    :class:`tfvae.stream.StreamPipeline` over streamed ones."""
+    from tfvae.stream import SHUFFLE_BUFFER, StreamPipeline, is_streamed
+
+    features = corpus.splits[split].features
+    if is_streamed(features):
+        return StreamPipeline(features, corpus.speaker_index(), shuffle_buffer or SHUFFLE_BUFFER)
+    return SplitPipeline(corpus, split)
 
 
 def make_dataset(corpus: Corpus, split: str, batch_size: int, training: bool = False, seed: int = 0,

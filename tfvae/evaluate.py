@@ -193,7 +193,8 @@ def _evaluate_view(z, ev, tasks, emotion_attackers, speaker_attackers, seed) -> 
     if "emotion" in tasks:
         res, preds = {}, {}
         for name in emotion_attackers:
-            clf = fit_emotion_attacker(name, xs_tr, ev.emotion["train"], xs_va, ev.emotion["validation"], seed)
+            clf = fit_emotion_attacker(name, xs_tr, ev.emotion["train"], xs_va, ev.emotion["validation"], seed,
+                                       groups=ev.speaker["train"])
             preds[name] = clf.predict(xs_te)
             va = emotion_report(ev.emotion["validation"], clf.predict(xs_va), ev.n_classes)
             te = emotion_report(ev.emotion["test"], preds[name], ev.n_classes)
@@ -290,7 +291,7 @@ def probe_scores(z_train, emo_train, spk_train, z_val, emo_val, val_trials: Tria
     wf1, best_eer = 0.0, 1.0
     with single_threaded_blas():
         for name in emo_names:
-            clf = fit_emotion_attacker(name, xs_tr, emo_train, seed=seed)
+            clf = fit_emotion_attacker(name, xs_tr, emo_train, seed=seed, groups=spk_train)
             wf1 = max(wf1, float(f1_score(emo_val, clf.predict(xs_va), average="weighted")))
         for name in spk_names:
             emb = fit_speaker_attacker(name, xs_tr, spk_train, seed=seed)

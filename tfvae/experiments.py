@@ -27,6 +27,7 @@ import numpy as np
 from tfvae.config import ConfigError, TrainConfig
 from tfvae.data import Corpus, DataError, Split
 from tfvae.features import FeatureError, check_trainable
+from tfvae.stream import materialize
 from tfvae.table1 import model_key
 
 #: Models Table 1 trains (``raw`` needs no training).
@@ -38,9 +39,14 @@ METHOD_NAMES = ("raw", "dnn", "vae", "a-vae", "lrvae-noadv", "lrvae")
 
 # ----------------------------------------------------------------------------------- folds
 def pooled(corpus: Corpus) -> Split:
-    """All splits of ``corpus`` in one."""
+    """All splits of ``corpus`` in one (streamed features stay streamed)."""
+    from tfvae.stream import concatenate, is_streamed
+
     sp = [corpus.splits[s] for s in ("train", "validation", "test")]
-    return Split(np.concatenate([s.features for s in sp]), np.concatenate([s.emotion for s in sp]),
+    feats = [s.features for s in sp]
+    joined = concatenate(feats) if all(is_streamed(f) for f in feats) else \
+        np.concatenate([materialize(f) for f in feats])
+    return Split(joined, np.concatenate([s.emotion for s in sp]),
                  np.concatenate([s.speaker for s in sp]), np.concatenate([s.utterance_id for s in sp]))
 
 
@@ -68,6 +74,22 @@ def make_folds(corpus: Corpus, k: int, n_validation: int | None, seed: int):
         raise DataError(f"dataset {corpus.name}: {e}") from e
 
 
+def raw_corpus(corpus: Corpus, seed: int) -> Corpus:
+    """The corpus the raw-feature anchor is evaluated on: ``corpus`` itself when its features are in
+    memory; else its training split reduced to the attackers' stratified subsample
+    (:func:`tfvae.attackers.stratified_rows`: at most :data:`~tfvae.attackers.MAX_FIT_ROWS` rows,
+    every training speaker and emotion kept), the only training rows an attacker is fit on anyway."""
+    from tfvae.attackers import MAX_FIT_ROWS, stratified_rows
+    from tfvae.stream import is_streamed, rows
+
+    tr = corpus.splits["train"]
+    if not is_streamed(tr.features):
+        return corpus
+    idx = stratified_rows(tr.emotion, MAX_FIT_ROWS, seed, groups=tr.speaker)
+    sub = Split(rows(tr.features, idx), tr.emotion[idx], tr.speaker[idx], tr.utterance_id[idx])
+    return dataclasses.replace(corpus, splits={**corpus.splits, "train": sub})
+
+
 # ----------------------------------------------------------------------------------- one model
 def train_and_evaluate(cfg: TrainConfig, corpus: Corpus, strategy, method: str, protect: str | None,
                        run_dir: Path, tuning: bool = False, keep_outputs: bool = False,
@@ -81,17 +103,21 @@ def train_and_evaluate(cfg: TrainConfig, corpus: Corpus, strategy, method: str, 
     ev = EvalSplits(corpus, seed=cfg.seed, bootstrap=0 if tuning else BOOTSTRAP)
     res = {"chance": ev.chance, "best_epoch": None, "cuts": {}}
     if method == "raw":
-        z = {k: corpus.splits[k].features for k in ("train", "validation", "test")}
+        raw = raw_corpus(corpus, cfg.seed)
+        if raw is not corpus:
+            ev = EvalSplits(raw, seed=cfg.seed, bootstrap=0 if tuning else BOOTSTRAP)
+        z = {k: materialize(raw.splits[k].features) for k in ("train", "validation", "test")}
         res["views"] = {"origin": evaluate_view(z, ev, seed=cfg.seed, **attacker_suite(fast))}
         return res
     import keras
 
-    from tfvae.train import choose_erasers, choose_masks, encode_splits, fit_model
+    from tfvae.train import choose_erasers, choose_masks, encode_splits, encoded_keys, fit_model
 
     keras.backend.clear_session()  # one process trains dozens of models: drop the previous ones' graphs
     mcfg = dataclasses.replace(cfg, method=method, protect=protect or "both", verbose=0)
     model, _, best_epoch = fit_model(mcfg, corpus, strategy, protect, run_dir, announce=False)
-    outputs = encode_splits(model, corpus)
+    outputs = encode_splits(model, corpus, keys=encoded_keys(model), spill_dir=run_dir / "encoded",
+                            memory_mb=cfg.encoded_memory_mb)
     cuts, masks = choose_masks(mcfg, model, outputs, corpus, protect)
     erasers = choose_erasers(outputs, corpus, masks, seed=cfg.seed)
     views = evaluate_model(model, outputs, ev, masks, seed=cfg.seed, fast=fast, erasers=erasers) if evaluate else {}
@@ -218,7 +244,7 @@ def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speaker
     def load(fold: int = 0):
         fs = cfg.feature_set.format(fold=fold) if per_fold else cfg.feature_set
         c = load_corpus(cfg.dataset, fs, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir,
-                        skip_bad_items=cfg.skip_bad_items)
+                        skip_bad_items=cfg.skip_bad_items, in_memory_mb=cfg.in_memory_mb)
         validate_corpus(c, expected_dim=expected_dim(fs))
         return c
 

@@ -45,21 +45,25 @@ def masking_curves(fold_results: list[dict], corpora: list[Corpus], groups: int,
     standardised input features through the same models (no masking).
     """
     from tfvae.evaluate import EvalSplits, evaluate_view
+    from tfvae.experiments import raw_corpus
+    from tfvae.stream import materialize
 
     kw = {"emotion_attackers": (emotion_attacker,), "speaker_attackers": (speaker_attacker,), "seed": seed}
     rows = []
     for f, (res, corpus) in enumerate(zip(fold_results, corpora)):
         ev = EvalSplits(corpus, seed=seed, bootstrap=0)
 
-        def row(model, protect, step, kept, z):
+        def row(model, protect, step, kept, z, ev=ev):
             r = evaluate_view(z, ev, **kw)
             return {"fold": f, "model": model, "protect": protect, "masked_groups": step, "kept_nodes": kept,
                     "emotion_wf1": r["emotion"]["attackers"][emotion_attacker]["test"]["wf1"],
                     "speaker_eer": r["speaker"]["attackers"][speaker_attacker]["test"]["eer"],
                     "chance_wf1": ev.chance["stratified"]}
 
-        raw = {k: corpus.splits[k].features for k in ("train", "validation", "test")}
-        raw_row = row("raw", "none", 0, corpus.dim, raw)
+        raw_c = raw_corpus(corpus, seed)  # streamed corpora: the attackers' training subsample
+        raw = {k: materialize(raw_c.splits[k].features) for k in ("train", "validation", "test")}
+        raw_row = row("raw", "none", 0, corpus.dim, raw, ev if raw_c is corpus else EvalSplits(raw_c, seed=seed,
+                                                                                              bootstrap=0))
         rows += [{**raw_row, "protect": d} for d in ("identity", "emotion")]
         for model_key, direction in (("lrvae", "identity"), ("lrvae", "emotion"),
                                      ("a-vae-identity", "identity"), ("a-vae-emotion", "emotion")):

@@ -47,8 +47,9 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae.config import ConfigError
-from tfvae.data import Corpus, SplitPipeline
+from tfvae.data import Corpus, SplitPipeline, split_pipeline
 from tfvae.distribute import Role
+from tfvae.stream import chunks
 
 
 #: Validation values of checkpoint selection added to every epoch's logs (``val_`` prefixed).
@@ -296,13 +297,15 @@ class Loop:
 
 
 class Trainer(Loop):
-    """The LR-VAE family on an in-memory :class:`~tfvae.data.Corpus` (see :class:`Loop` for the arguments).
+    """The LR-VAE family on a :class:`~tfvae.data.Corpus`, in memory or streamed (see :class:`Loop` for the
+    arguments; ``shuffle_buffer``: rows of the shuffle buffer of a streamed training split).
 
     Checkpoints are selected by :func:`tfvae.evaluate.head_selection` on the validation speakers.
     """
 
     def __init__(self, model, strategy, corpus: Corpus, batch_size: int, seed: int = 0,
-                 jit_compile: bool = False, role: Role | None = None, verbose: int = 1):
+                 jit_compile: bool = False, role: Role | None = None, verbose: int = 1,
+                 shuffle_buffer: int | None = None):
         val = corpus.splits["validation"]
         self._val_features, self._val_emotion = val.features, val.emotion
         self._val_trials = None
@@ -311,17 +314,16 @@ class Trainer(Loop):
 
             self._val_trials = sample_trials(val.speaker, seed=seed)
         self._infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        super().__init__(model, strategy, SplitPipeline(corpus, "train"), batch_size, seed=seed,
+        super().__init__(model, strategy, split_pipeline(corpus, "train", shuffle_buffer), batch_size, seed=seed,
                          jit_compile=jit_compile, role=role, verbose=verbose,
-                         val_pipe=SplitPipeline(corpus, "validation"))
+                         val_pipe=split_pipeline(corpus, "validation"))
 
     def selection_scores(self) -> dict[str, float]:
         """``uar``, ``eer`` and ``score`` of the model's heads on the validation speakers (every worker
         computes the same values from the same weights)."""
         from tfvae.evaluate import head_selection
 
-        x = self._val_features
-        parts = [self._infer(tf.constant(x[i:i + 1024])) for i in range(0, len(x), 1024)]
+        parts = [self._infer(tf.constant(x)) for x in chunks(self._val_features, 1024)]
         out = {k: np.concatenate([np.asarray(p[k], np.float32) for p in parts])
                for k in ("emotion_probabilities", "speaker_embedding") if k in parts[0]}
         return head_selection(out, self._val_emotion, self._val_trials)

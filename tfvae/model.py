@@ -38,6 +38,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 from keras import ops
@@ -256,10 +257,19 @@ class LRVAE(keras.Model):
         self.built = True
 
     def adapt_normalizer(self, features) -> None:
-        """Set the standardisation statistics from *training* features (numpy array)."""
+        """Set the standardisation statistics from *training* features: a numpy array, or streamed
+        features (:class:`tfvae.stream.StreamedFeatures`, one chunked float64 pass)."""
+        from tfvae.stream import is_streamed, moments
+
         if not self.built:
             self.build()
-        self.normalizer.adapt(features)
+        if not is_streamed(features):
+            self.normalizer.adapt(features)
+            return
+        m = moments(features)
+        self.normalizer.adapt_mean.assign(m.mean.astype(np.float32))
+        self.normalizer.adapt_variance.assign(m.variance.astype(np.float32))
+        self.normalizer.finalize_state()
 
     @property
     def metrics(self):

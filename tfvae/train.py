@@ -22,26 +22,45 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from tfvae.config import ConfigError, TrainConfig
 from tfvae.data import DataError
 from tfvae.features import FeatureError, check_trainable, expected_dim
 
 
-def encode_splits(model, corpus, batch_size: int = 1024) -> dict[str, dict]:
-    """Model outputs at inference (posterior mean etc.) for every split, as float32 numpy arrays.
+def encode_splits(model, corpus, batch_size: int = 1024, keys=None, spill_dir: Path | None = None,
+                  memory_mb: float = 256.0) -> dict[str, dict]:
+    """Model outputs at inference (posterior mean etc.) for every split, as float32 arrays.
 
     A plain ``tf.function`` over the model, not ``model.predict``: it runs the same way under every
-    strategy, multi-worker included.
+    strategy, multi-worker included. Features are read chunk by chunk (streamed splits included).
+    ``keys``: the outputs to keep (default all). An output of a split larger than ``memory_mb`` MiB
+    goes to ``spill_dir/<split>.<key>.npy`` and is returned memory-mapped (:class:`tfvae.stream.RowWriter`).
     """
-    import numpy as np
     import tensorflow as tf
+
+    from tfvae.stream import RowWriter, chunks
 
     fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
     out = {}
     for name, sp in corpus.splits.items():
-        parts = [fn(tf.constant(sp.features[i:i + batch_size])) for i in range(0, len(sp), batch_size)]
-        out[name] = {k: np.concatenate([np.asarray(p[k], np.float32) for p in parts]) for k in parts[0]}
+        writers = {}
+        for x in chunks(sp.features, batch_size):
+            res = fn(tf.constant(x))
+            for k in (keys or res):
+                if k not in writers:
+                    writers[k] = RowWriter(len(sp), memory_mb, None if spill_dir is None else spill_dir / f"{name}.{k}.npy")
+                writers[k].write(np.asarray(res[k], np.float32))
+        out[name] = {k: w.close() for k, w in writers.items()}
     return out
+
+
+def encoded_keys(model) -> tuple[str, ...]:
+    """The outputs evaluation reads: the latent of VAE methods (a DNN's is its standardised input,
+    which no view uses) and the heads' outputs."""
+    return (("latent",) if model.parts["vae"] else ()) + \
+        (("emotion_probabilities",) if model.parts["emo"] else ()) + (("speaker_embedding",) if model.parts["id"] else ())
 
 
 def config_fingerprint(cfg: TrainConfig, protect: str | None) -> str:
@@ -50,7 +69,7 @@ def config_fingerprint(cfg: TrainConfig, protect: str | None) -> str:
 
     d = json.loads(cfg.to_json())
     for k in ("verbose", "output_dir", "export_dir", "run_name", "data_dir", "manual_dir", "backup_every",
-              "mask_groups", "cut_tolerance", "eval_attackers"):
+              "mask_groups", "cut_tolerance", "eval_attackers", "encoded_memory_mb"):
         d.pop(k, None)
     return hashlib.sha256(json.dumps({**d, "protect": protect}, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -81,7 +100,7 @@ def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None
         model.compile(optimizer=optimizer)
     model.adapt_normalizer(corpus.splits["train"].features)
     trainer = Trainer(model, strategy, corpus, cfg.batch_size, seed=cfg.seed, jit_compile=cfg.jit_compile,
-                      role=cluster_role(strategy), verbose=cfg.verbose)
+                      role=cluster_role(strategy), verbose=cfg.verbose, shuffle_buffer=cfg.shuffle_buffer)
     return model, trainer
 
 
@@ -93,8 +112,6 @@ def fit_model(cfg: TrainConfig, corpus, strategy, protect: str | None, run_dir: 
     ``history.csv``, TensorBoard logs and, while training, ``backup/`` (a rerun resumes from it).
     Other workers of a multi-worker run write to temporary directories instead.
     """
-    import numpy as np
-
     model, trainer = build_trainer(cfg, corpus, strategy, protect)
     role = trainer.role
     if role.is_chief:
@@ -116,12 +133,10 @@ def fit_model(cfg: TrainConfig, corpus, strategy, protect: str | None, run_dir: 
 
 def choose_masks(cfg: TrainConfig, model, outputs: dict, corpus, protect: str | None):
     """Mask cuts chosen on the validation split (layered methods) and the keep vectors."""
-    import numpy as np
-
     from tfvae.masking import choose_cuts, keep_mask
 
-    n = outputs["train"]["latent"].shape[1]
     if model.parts["layered"]:
+        n = outputs["train"]["latent"].shape[1]
         sp = corpus.splits
         cuts = choose_cuts(outputs["train"]["latent"], sp["train"].emotion, sp["train"].speaker,
                            outputs["validation"]["latent"], sp["validation"].emotion, sp["validation"].speaker,
@@ -130,6 +145,7 @@ def choose_masks(cfg: TrainConfig, model, outputs: dict, corpus, protect: str | 
         return cuts, {"identity_free": keep_mask(n, "identity_free", cuts["identity_free_cut"]),
                       "emotion_free": keep_mask(n, "emotion_free", cuts["emotion_free_cut"])}
     if cfg.method == "a-vae":  # the whole latent is the protected representation
+        n = outputs["train"]["latent"].shape[1]
         view = "identity_free" if protect == "identity" else "emotion_free"
         return ({"chosen_on": "fixed: a-vae protects the whole latent",
                  f"{view}_cut": n if protect == "identity" else 0}, {view: np.ones(n, np.float32)})
@@ -172,8 +188,9 @@ def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) ->
         model, hist, best_epoch = fit_model(cfg, corpus, strategy, protect, chief_run_dir)
         print(f"[tfvae] {role.name}: trained weights fingerprint {weights_fingerprint(model)}", flush=True)
 
-        outputs = encode_splits(model, corpus)
-        n = outputs["train"]["latent"].shape[1]
+        outputs = encode_splits(model, corpus, keys=encoded_keys(model), spill_dir=run_dir / "encoded",
+                                memory_mb=cfg.encoded_memory_mb)
+        n = outputs["train"]["latent"].shape[1] if "latent" in outputs["train"] else corpus.dim
         cuts, masks = choose_masks(cfg, model, outputs, corpus, protect)
         (run_dir / "mask.json").write_text(json.dumps(
             {**cuts, "masks": {k: v.astype(int).tolist() for k, v in masks.items()}}, indent=2))
@@ -268,7 +285,8 @@ def run(cfg: TrainConfig) -> list[dict]:
         raise ConfigError(str(e)) from e
     chief = cluster_role(strategy).is_chief
     corpus = load_corpus(cfg.dataset, cfg.feature_set, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir,
-                         skip_bad_items=cfg.skip_bad_items, wait_for_build=0 if chief else 3600)
+                         skip_bad_items=cfg.skip_bad_items, wait_for_build=0 if chief else 3600,
+                         in_memory_mb=cfg.in_memory_mb)
     if "@" not in cfg.feature_set and corpus.feature_set != cfg.feature_set:
         raise DataError(f"dataset {corpus.name} holds {corpus.feature_set} features but --feature_set is "
                         f"{cfg.feature_set}; pass --feature_set {corpus.feature_set}")
