@@ -89,7 +89,9 @@ SMALL = ["--dataset", "tfvae_demo/is10_small", "--latent_dim", "32", "--mask_gro
          "--encoder_units", "64", "--decoder_units", "64", "--head_units", "32", "--verbose", "2", "--eval_attackers", "fast"]
 
 
-def test_two_real_workers_on_loopback(demo_data_dir, tmp_path):
+@pytest.mark.parametrize("streamed", [False, True], ids=["in-memory", "streamed"])
+def test_two_real_workers_on_loopback(demo_data_dir, tmp_path, streamed):
+    """``streamed``: the corpus is read from the TFDS files (``--in_memory_mb 0``), each worker only its slice."""
     ports = _free_ports(2)
     cluster = {"worker": [f"localhost:{p}" for p in ports]}
     out, sm = tmp_path / "runs", tmp_path / "saved_models"
@@ -99,10 +101,14 @@ def test_two_real_workers_on_loopback(demo_data_dir, tmp_path):
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "tfvae.train", *SMALL, "--data_dir", demo_data_dir, "--strategy", "multiworker",
              "--epochs", "3", "--batch_size", "16", "--backup_every", "2", "--output_dir", str(out),
-             "--export_dir", str(sm)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+             "--export_dir", str(sm), *(["--in_memory_mb", "0"] if streamed else [])],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     logs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(log[-3000:] for log in logs)
     assert "2 replica(s) (worker 0 of 2 worker(s)), global batch 32" in logs[0]
+    if streamed:  # 80 training rows: each worker streams its 40 (train split only), never the whole split
+        for i, log in enumerate(logs):
+            assert f"input pipeline {i} of 2 streams 40 of the 80 rows (train, its slice" in log, log[-2000:]
     prints = [[line for line in log.splitlines() if "trained weights fingerprint" in line] for log in logs]
     assert prints[0][0].startswith("[tfvae] worker 0:") and prints[1][0].startswith("[tfvae] worker 1:")
     assert prints[0][0].split()[-1] == prints[1][0].split()[-1], "workers end with identical weights"

@@ -27,6 +27,7 @@ import numpy as np
 from tfvae.config import ConfigError, TrainConfig
 from tfvae.data import Corpus, DataError, Split
 from tfvae.features import FeatureError, check_trainable
+from tfvae.stages import CLOCK
 from tfvae.stream import materialize
 from tfvae.table1 import model_key
 
@@ -99,6 +100,7 @@ def train_and_evaluate(cfg: TrainConfig, corpus: Corpus, strategy, method: str, 
     the fast attackers and no bootstrap (the inner objective of nested tuning)."""
     from tfvae.evaluate import BOOTSTRAP, EvalSplits, attacker_suite, evaluate_model, evaluate_view
 
+    CLOCK.lap("load")  # reading the corpus and making folds, before the first model
     fast = tuning or cfg.eval_attackers == "fast"
     ev = EvalSplits(corpus, seed=cfg.seed, bootstrap=0 if tuning else BOOTSTRAP)
     res = {"chance": ev.chance, "best_epoch": None, "cuts": {}}
@@ -108,6 +110,7 @@ def train_and_evaluate(cfg: TrainConfig, corpus: Corpus, strategy, method: str, 
             ev = EvalSplits(raw, seed=cfg.seed, bootstrap=0 if tuning else BOOTSTRAP)
         z = {k: materialize(raw.splits[k].features) for k in ("train", "validation", "test")}
         res["views"] = {"origin": evaluate_view(z, ev, seed=cfg.seed, **attacker_suite(fast))}
+        CLOCK.lap("evaluate")
         return res
     import keras
 
@@ -116,13 +119,16 @@ def train_and_evaluate(cfg: TrainConfig, corpus: Corpus, strategy, method: str, 
     keras.backend.clear_session()  # one process trains dozens of models: drop the previous ones' graphs
     mcfg = dataclasses.replace(cfg, method=method, protect=protect or "both", verbose=0)
     model, _, best_epoch = fit_model(mcfg, corpus, strategy, protect, run_dir, announce=False)
+    CLOCK.lap("train")
     outputs = encode_splits(model, corpus, keys=encoded_keys(model), spill_dir=run_dir / "encoded",
                             memory_mb=cfg.encoded_memory_mb)
+    CLOCK.lap("encode")
     cuts, masks = choose_masks(mcfg, model, outputs, corpus, protect)
     erasers = choose_erasers(outputs, corpus, masks, seed=cfg.seed)
     views = evaluate_model(model, outputs, ev, masks, seed=cfg.seed, fast=fast, erasers=erasers) if evaluate else {}
     if method == "dnn" and views:  # the paper's DNN baseline reports its own classifiers
         views["origin"] = views["model_heads"]
+    CLOCK.lap("evaluate")
     res.update(best_epoch=best_epoch, cuts={k: v for k, v in cuts.items() if k.endswith("_cut")}, views=views,
                masks=masks)
     if keep_outputs:
@@ -205,6 +211,8 @@ def main(argv=None) -> int:
     except (ConfigError, DataError, FeatureError) as e:
         print(f"tfvae.experiments: error: {e}", file=sys.stderr)
         return 2
+    CLOCK.lap("report")
+    print(CLOCK.line())
     print(f"[tfvae] {extra['experiment']} done in {time.time() - t0:.0f} s; reports in {report}")
     return 0
 

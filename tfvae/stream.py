@@ -102,6 +102,9 @@ class StreamedFeatures:
         return ds.map(lambda ex: {"features": ex["features"], "emotion": ex["emotion"], "speaker": ex["speaker"]},
                       num_parallel_calls=tf.data.AUTOTUNE)
 
+    def split_names(self) -> str:
+        return "+".join(dict.fromkeys(p.split for p in self.parts))
+
     def shard_rows(self, index: int = 0, count: int = 1) -> int:
         """Rows in worker ``index`` of ``count``'s slice (its contiguous share of every part)."""
         total = 0
@@ -249,8 +252,12 @@ class StreamPipeline:
                 skip_batches: int = 0):
         import tensorflow as tf
 
-        own = -(-self.features.shard_rows(shard_index, num_shards) // batch_size)
+        mine = self.features.shard_rows(shard_index, num_shards)
+        own = -(-mine // batch_size)
         pad = (batches_per_epoch or own) - own
+        if num_shards > 1:
+            print(f"[tfvae] input pipeline {shard_index} of {num_shards} streams {mine} of the {self.size} rows "
+                  f"({self.features.split_names()}, its slice of the TFDS files)", flush=True)
         if pad < 0:
             raise ValueError(f"shard {shard_index} has {own} batches, more than batches_per_epoch={batches_per_epoch}")
         keys = sorted(self.speaker_index)

@@ -27,6 +27,7 @@ import numpy as np
 from tfvae.config import ConfigError, TrainConfig
 from tfvae.data import DataError
 from tfvae.features import FeatureError, check_trainable, expected_dim
+from tfvae.stages import CLOCK
 
 
 def encode_splits(model, corpus, batch_size: int = 1024, keys=None, spill_dir: Path | None = None,
@@ -185,12 +186,15 @@ def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) ->
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(cfg.to_json())
+        CLOCK.lap("load")
         model, hist, best_epoch = fit_model(cfg, corpus, strategy, protect, chief_run_dir)
+        CLOCK.lap("train")
         print(f"[tfvae] {role.name}: trained weights fingerprint {weights_fingerprint(model)}", flush=True)
 
         outputs = encode_splits(model, corpus, keys=encoded_keys(model), spill_dir=run_dir / "encoded",
                                 memory_mb=cfg.encoded_memory_mb)
         n = outputs["train"]["latent"].shape[1] if "latent" in outputs["train"] else corpus.dim
+        CLOCK.lap("encode")
         cuts, masks = choose_masks(cfg, model, outputs, corpus, protect)
         (run_dir / "mask.json").write_text(json.dumps(
             {**cuts, "masks": {k: v.astype(int).tolist() for k, v in masks.items()}}, indent=2))
@@ -209,8 +213,10 @@ def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) ->
             enc = corpus.info["encoder"]
             meta["speaker_encoder"] = {"path": enc.get("path"), "arch": enc.get("arch"),
                                        "fingerprint": corpus.info.get("encoder_fingerprint")}
+        CLOCK.lap("evaluate")
         export_path = export_encoder(model, export_dir, name, masks, meta,
                                      privacy_report=privacy_report(test, ev, corpus, name), erasers=erasers)
+        CLOCK.lap("export")
         final = {k: float(v[-1]) for k, v in hist.items()}
         summary = {**meta, "run_dir": str(run_dir), "export_path": str(export_path), "best_epoch": best_epoch,
                    "final_epoch_metrics": final, "test": test}
@@ -307,6 +313,7 @@ def main(argv=None) -> int:
     except (ConfigError, DataError, FeatureError) as e:
         print(f"tfvae.train: error: {e}", file=sys.stderr)
         return 2
+    print(CLOCK.line())
     print(f"[tfvae] done in {time.time() - t0:.1f} s")
     return 0
 
