@@ -311,10 +311,15 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
             metadata=tfds.core.MetadataDict(**meta),
         )
 
+    def _splits(self) -> tuple[str, ...]:
+        """The splits this config builds (``train``, ``validation``, ``test``; subclasses may add some)."""
+        return SPLITS
+
     def _split_generators(self, dl_manager):
         cfg = self.builder_config
+        splits = self._splits()
         utts, bad, extra = self._utterances(dl_manager)
-        good, more_bad = check_utterances(utts, self._emotion_names(), SPLITS)
+        good, more_bad = check_utterances(utts, self._emotion_names(), splits)
         bad = list(bad) + more_bad
         if self.SPEAKER_DISJOINT:
             from tfvae.labelled_audio import assert_speaker_disjoint
@@ -326,10 +331,10 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
                                "in-process and is built locally; build it without Beam")
         if self._use_beam:
             self._record(good, bad, extra)
-            return {s: self._beam_examples([u for u in good if u.split == s], ex) for s in SPLITS}
+            return {s: self._beam_examples([u for u in good if u.split == s], ex) for s in splits}
         outcomes = parallel_map(ex.fn, [(u.utterance_id, ex.arg(u.path)) for u in good],
                                 workers=self.workers, desc=f"{self.name}/{cfg.name} {ex.desc}")
-        examples = {s: [] for s in SPLITS}
+        examples = {s: [] for s in splits}
         kept = []
         for u, o in zip(good, outcomes):
             if o.ok and ex.min_samples and int(o.value.get("samples", ex.min_samples)) < ex.min_samples:
@@ -341,8 +346,8 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
                 bad.append(BadItem(u.utterance_id, u.path, o.error.split(": ", 1)[-1]))
         self._record(kept, bad, extra)
         if ex.stream:
-            return {s: self._stream_examples(examples[s], ex, s) for s in SPLITS}
-        return {s: self._generate_examples(examples[s]) for s in SPLITS}
+            return {s: self._stream_examples(examples[s], ex, s) for s in splits}
+        return {s: self._generate_examples(examples[s]) for s in splits}
 
     def _record(self, kept: list[Utterance], bad: list[BadItem], extra: dict) -> None:
         """Settle bad items (raise or report) and put counts into ``info.metadata``."""
@@ -353,8 +358,8 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         skipped = settle_bad_items(bad, self.skip_bad_items, report, f"{self.name}/{cfg.name}")
         counts = class_counts(kept)
         self.info.metadata.update({
-            "class_counts": {s: counts.get(s, {}) for s in SPLITS},
-            "speakers_per_split": {s: len({u.speaker for u in kept if u.split == s}) for s in SPLITS},
+            "class_counts": {s: counts.get(s, {}) for s in self._splits()},
+            "speakers_per_split": {s: len({u.speaker for u in kept if u.split == s}) for s in self._splits()},
             "skipped": skipped, **extra})
 
     def _generate_examples(self, examples):

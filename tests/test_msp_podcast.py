@@ -1,4 +1,5 @@
-"""MSP-Podcast builder: TFDS test case on a synthetic release folder, drop counts, bad input."""
+"""MSP-Podcast builder: TFDS test cases on a synthetic release folder (5 and 8 classes, split
+test2), by-design drop counts, bad input."""
 
 import csv
 import json
@@ -13,19 +14,75 @@ from tfvae.labelled_audio import BadItemsError
 from tfvae_datasets.msp_podcast import msp_podcast_dataset_builder as msp
 
 DUMMY = Path(msp.__file__).parent / "dummy_data"
+LABELS = DUMMY / "Labels" / "labels_consensus.csv"
 HEADER = "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set"
+# by-design drops of the dummy CSV (22 rows, see make_dummy_data.py), per class setting
+DROPPED_5 = {"train": {"other": 1, "surprise": 1}, "validation": {"contempt": 1, "no_agreement": 1},
+             "test": {"fear": 1}}
+DROPPED_8 = {"train": {"other": 1}, "validation": {"no_agreement": 1}, "test": {}}
+COUNTS_5 = {"train": {"angry": 1, "disgust": 1, "happy": 1, "neutral": 1, "sad": 1},
+            "validation": {"happy": 1, "neutral": 1}, "test": {"angry": 1, "disgust": 1, "sad": 1}}
+COUNTS_8 = {"train": {**COUNTS_5["train"], "surprise": 1}, "validation": {**COUNTS_5["validation"], "contempt": 1},
+            "test": {**COUNTS_5["test"], "fear": 1}}
 
 
-class MspPodcastTest(tfds.testing.DatasetBuilderTestCase):
+class _Metadata:
+    """Also checks the built dataset's drop counts and class counts (``EXPECT``: a metadata subset)."""
+
     DATASET_CLASS = msp.Builder
-    BUILDER_CONFIG_NAMES_TO_TEST = ["egemapsv02"]
-    SPLITS = {"train": 5, "validation": 2, "test": 3}
     EXAMPLE_DIR = str(DUMMY)
     SKIP_CHECKSUMS = True
+    EXPECT: dict = {}
+    EMOTIONS = list(msp.EMOTIONS)
+
+    def _download_and_prepare_as_dataset(self, builder):
+        super()._download_and_prepare_as_dataset(builder)
+        meta = builder.info.metadata
+        assert {k: meta[k] for k in self.EXPECT} == self.EXPECT
+        assert builder.info.features["emotion"].names == self.EMOTIONS
+        kept = sum(v for s in meta["class_counts"].values() for v in s.values())
+        assert kept == sum(self.SPLITS.values())
+        assert kept + meta["dropped_total"] + meta["skipped"]["count"] == meta["label_rows"] == 22
 
 
-def _build(manual_dir, data_dir, **kwargs):
-    b = tfds.builder("msp_podcast/egemapsv02", data_dir=str(data_dir), **kwargs)
+class MspPodcastTest(_Metadata, tfds.testing.DatasetBuilderTestCase):
+    BUILDER_CONFIG_NAMES_TO_TEST = ["egemapsv02"]
+    SPLITS = {"train": 5, "validation": 2, "test": 3}
+    EXPECT = {"dropped_partitions": {"Test2": 4, "Test3": 2}, "dropped_classes": DROPPED_5,
+              "dropped_unknown_speaker": {"train": 1, "validation": 0, "test": 0}, "dropped_total": 12,
+              "class_counts": COUNTS_5, "speakers_per_split": {"train": 2, "validation": 1, "test": 2}}
+
+
+class MspPodcast8ClassTest(_Metadata, tfds.testing.DatasetBuilderTestCase):
+    BUILDER_CONFIG_NAMES_TO_TEST = ["egemapsv02_8class"]
+    SPLITS = {"train": 6, "validation": 3, "test": 4}
+    EMOTIONS = ["neutral", "angry", "sad", "happy", "surprise", "fear", "disgust", "contempt"]
+    EXPECT = {"dropped_partitions": {"Test2": 4, "Test3": 2}, "dropped_classes": DROPPED_8,
+              "dropped_unknown_speaker": {"train": 1, "validation": 0, "test": 0}, "dropped_total": 9,
+              "class_counts": COUNTS_8}
+
+
+class MspPodcastTest2Test(_Metadata, tfds.testing.DatasetBuilderTestCase):
+    BUILDER_CONFIG_NAMES_TO_TEST = ["egemapsv02_test2"]
+    SPLITS = {"train": 5, "validation": 2, "test": 3, "test2": 2}
+    EXPECT = {"dropped_partitions": {"Test3": 2}, "dropped_classes": {**DROPPED_5, "test2": {"contempt": 1}},
+              "dropped_unknown_speaker": {"train": 1, "validation": 0, "test": 0, "test2": 1}, "dropped_total": 10,
+              "class_counts": {**COUNTS_5, "test2": {"angry": 1, "neutral": 1}},
+              "speakers_per_split": {"train": 2, "validation": 1, "test": 2, "test2": 2},
+              "partitions": {"train": "Train", "validation": "Development", "test": "Test1", "test2": "Test2"}}
+
+
+class MspPodcast8ClassTest2Test(_Metadata, tfds.testing.DatasetBuilderTestCase):
+    BUILDER_CONFIG_NAMES_TO_TEST = ["egemapsv02_8class_test2"]
+    SPLITS = {"train": 6, "validation": 3, "test": 4, "test2": 3}
+    EMOTIONS = MspPodcast8ClassTest.EMOTIONS
+    EXPECT = {"dropped_partitions": {"Test3": 2}, "dropped_classes": {**DROPPED_8, "test2": {}},
+              "dropped_unknown_speaker": {"train": 1, "validation": 0, "test": 0, "test2": 1}, "dropped_total": 6,
+              "class_counts": {**COUNTS_8, "test2": {"angry": 1, "contempt": 1, "neutral": 1}}}
+
+
+def _build(manual_dir, data_dir, config="egemapsv02", **kwargs):
+    b = tfds.builder(f"msp_podcast/{config}", data_dir=str(data_dir), **kwargs)
     b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
     return b
 
@@ -48,53 +105,92 @@ def dummy_build(tmp_path_factory):
 
 
 def test_dummy_csv_is_the_release_layout():
-    assert (DUMMY / "Labels" / "labels_consensus.csv").read_text().splitlines()[0] == HEADER
+    assert LABELS.read_text().splitlines()[0] == HEADER
     rows = _rows(DUMMY)
-    assert len(rows) == 14
+    assert len(rows) == 22
+    assert sorted({r["Split_Set"] for r in rows}) == ["Development", "Test1", "Test2", "Test3", "Train"]
+    assert sorted({r["EmoClass"] for r in rows} - {""}) == sorted(msp.EMO_CODES)  # 8 emotions, O, X
     for r in rows:
         assert (DUMMY / "Audios" / r["FileName"]).is_file(), r["FileName"]
     assert sum(p.stat().st_size for p in DUMMY.rglob("*") if p.is_file()) < 600_000
 
 
-def test_dropped_counts_match_the_dummy_csv(dummy_build):
-    meta = dummy_build.info.metadata
-    assert meta["dropped_partitions"] == {"Test2": 1, "Test3": 0}
-    assert meta["dropped_classes"] == {"train": {"surprise": 1}, "validation": {"no_agreement": 1}, "test": {}}
-    assert meta["dropped_unknown_speaker"] == {"train": 1, "validation": 0, "test": 0}
-    assert meta["split_set_counts"] == {"Development": 3, "Test1": 3, "Test2": 1, "Train": 7}
-    assert meta["labels_file"] == "Labels/labels_consensus.csv"
-    assert meta["skipped"] == {"count": 0, "by_reason": {}}
-    # the same numbers, counted straight from the CSV
-    rows = _rows(DUMMY)
-    assert sum(r["Split_Set"] == "Test2" for r in rows) == 1
-    assert sorted(r["EmoClass"] for r in rows if r["EmoClass"] in "UFCOX") == ["U", "X"]
-    assert sum(r["SpkrID"] == "Unknown" for r in rows) == 1
-    kept = sum(v for s in meta["class_counts"].values() for v in s.values())
-    assert kept + 1 + 2 + 1 == len(rows) == 14
+def test_configs_are_feature_sets_times_classes_times_test2():
+    names = [c.name for c in msp.Builder.BUILDER_CONFIGS]
+    assert names[:6] == ["is10", "is09", "emobase", "egemapsv02", "compare_2016", "audio16k"]  # as in 1.1.0
+    assert len(names) == len(set(names)) == 24 and msp.Builder.DEFAULT_CONFIG_NAME == "is10"
+    assert {"is10_8class", "is10_test2", "is10_8class_test2", "audio16k_8class_test2"} <= set(names)
+    b = tfds.builder("msp_podcast/is10_8class_test2")
+    assert (b.builder_config.classes, b.builder_config.test2, str(b.version)) == (8, True, "1.2.0")
+    with pytest.raises(ValueError, match=r"msp_podcast/is10_6class: classes=6; expected one of 5, 8"):
+        msp.Builder(config=msp.MspPodcastConfig(name="is10_6class", classes=6))
+
+
+@pytest.mark.parametrize("classes,test2,selected,dropped", [
+    (5, False, {"train": 5, "validation": 2, "test": 3}, 12),
+    (8, False, {"train": 6, "validation": 3, "test": 4}, 9),
+    (5, True, {"train": 5, "validation": 2, "test": 3, "test2": 2}, 10),
+    (8, True, {"train": 6, "validation": 3, "test": 4, "test2": 3}, 6)])
+def test_plan_of_the_dummy_csv(classes, test2, selected, dropped):
+    rows = msp.read_labels(LABELS)
+    utts, bad, extra = msp.plan_utterances(rows, DUMMY / "Audios", msp.CLASS_SETTINGS[classes], test2, LABELS)
+    assert bad == []
+    assert {s: sum(u.split == s for u in utts) for s in selected} == selected and len(utts) == sum(selected.values())
+    assert extra["dropped_total"] == dropped and len(utts) + dropped == extra["label_rows"] == 22
+    assert extra["split_set_counts"] == {"Development": 4, "Test1": 4, "Test2": 4, "Test3": 2, "Train": 8}
+
+
+def test_the_plan_line_counts_every_row():
+    utts, bad, extra = msp.plan_utterances(msp.read_labels(LABELS), DUMMY / "Audios")
+    assert msp.describe_plan("msp_podcast/is10", utts, bad, extra) == (
+        "[msp_podcast/is10] 22 label rows: 10 turns selected (train 5, validation 2, test 3); 12 left out by design "
+        "(partitions: Test2 4, Test3 2; classes: contempt 1, fear 1, no_agreement 1, other 1, surprise 1; "
+        "Unknown speaker: 1); 0 bad row(s)")
 
 
 def test_class_counts_speakers_and_examples(dummy_build):
     b = dummy_build
     meta = b.info.metadata
-    assert meta["class_counts"] == {
-        "train": {"angry": 1, "disgust": 1, "happy": 1, "neutral": 1, "sad": 1},
-        "validation": {"happy": 1, "neutral": 1},
-        "test": {"angry": 1, "disgust": 1, "sad": 1}}
-    assert meta["speakers_per_split"] == {"train": 2, "validation": 1, "test": 2}
+    assert meta["labels_file"] == "Labels/labels_consensus.csv"
+    assert meta["skipped"] == {"count": 0, "by_reason": {}}
     assert b.info.features["emotion"].names == ["neutral", "angry", "sad", "happy", "disgust"]
     assert len(meta["feature_names"]) == 88 and meta["feature_set"] == "eGeMAPSv02"
+    assert sorted(b.info.splits) == ["test", "train", "validation"]  # no test2 unless asked
     speakers = {}
     for split in ("train", "validation", "test"):
         ex = list(tfds.as_numpy(b.as_dataset(split=split)))
         speakers[split] = sorted({e["speaker"].decode() for e in ex})
         for e in ex:
             assert e["features"].shape == (88,) and np.isfinite(e["features"]).all()
-            assert 1.45 < e["duration"] < 1.55
+            assert 0.95 < e["duration"] < 1.05
     assert speakers == {"train": ["msp_1041", "msp_127"], "validation": ["msp_30"], "test": ["msp_39", "msp_512"]}
     test = {e["utterance_id"].decode(): e for e in tfds.as_numpy(b.as_dataset(split="test"))}
     assert sorted(test) == ["MSP-PODCAST_0005_0020", "MSP-PODCAST_0005_0021", "MSP-PODCAST_0006_0002"]
     e = test["MSP-PODCAST_0006_0002"]
     assert e["speaker"] == b"msp_512" and b.info.features["emotion"].int2str(e["emotion"]) == "disgust"
+
+
+def test_audio16k_test2_streams_the_extra_split(tmp_path, capsys):
+    b = _build(DUMMY, tmp_path / "tfds", config="audio16k_8class_test2")
+    assert {s: b.info.splits[s].num_examples for s in b.info.splits} == \
+        {"train": 6, "validation": 3, "test": 4, "test2": 3}
+    test2 = {e["utterance_id"].decode(): e for e in tfds.as_numpy(b.as_dataset(split="test2"))}
+    assert sorted(test2) == ["MSP-PODCAST_0007_0040", "MSP-PODCAST_0007_0041", "MSP-PODCAST_0008_0001"]
+    assert all(e["audio"].shape == (16000,) for e in test2.values())
+    assert "[msp_podcast/audio16k_8class_test2] 22 label rows: 16 turns selected (train 6, validation 3, test 4, " \
+           "test2 3); 6 left out by design" in capsys.readouterr().out
+
+
+def test_beam_builds_test2(tmp_path):
+    pytest.importorskip("apache_beam", reason="the [beam] extra is not installed")
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    b = tfds.builder("msp_podcast/egemapsv02_test2", data_dir=str(tmp_path))
+    b.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=str(DUMMY), beam_options=PipelineOptions(["--runner=DirectRunner"])))
+    assert {s: b.info.splits[s].num_examples for s in b.info.splits} == \
+        {"train": 5, "validation": 2, "test": 3, "test2": 2}
+    assert b.info.metadata["class_counts"]["test2"] == {"angry": 1, "neutral": 1}
 
 
 @pytest.fixture
@@ -104,7 +200,7 @@ def messy_dir(tmp_path):
     shutil.copy(d / "Audios" / "MSP-PODCAST_0001_0008.wav", d / "Audios" / "MSP-PODCAST_0099_0001.wav")
     rows = _rows(d) + [
         {"FileName": "MSP-PODCAST_0099_0001.wav", "EmoClass": "Z", "EmoAct": "4", "EmoVal": "4", "EmoDom": "4",
-         "SpkrID": "127", "Gender": "Male", "Split_Set": "Train"},  # unknown class code
+         "SpkrID": "127", "Gender": "Male", "Split_Set": "Train"},  # line 24: unknown class code
         {"FileName": "MSP-PODCAST_0099_0002.wav", "EmoClass": "H", "EmoAct": "4", "EmoVal": "4", "EmoDom": "4",
          "SpkrID": "1041", "Gender": "Female", "Split_Set": "Train"},  # listed, no wav
     ]
@@ -116,30 +212,50 @@ def test_bad_items_stop_the_build_with_one_report(messy_dir, tmp_path):
     with pytest.raises(BadItemsError) as e:
         _build(messy_dir, tmp_path / "tfds")
     msg = str(e.value)
-    audios = messy_dir / "Audios"
+    labels = messy_dir / "Labels" / "labels_consensus.csv"
     assert msg.startswith("2 bad item(s); none were skipped (pass skip_bad_items=True to skip them):")
-    assert (f"  MSP-PODCAST_0099_0001 ({audios / 'MSP-PODCAST_0099_0001.wav'}): unknown EmoClass code 'Z' "
+    assert (f"  MSP-PODCAST_0099_0001 ({labels}:24): unknown EmoClass code 'Z' "
             "(expected one of A, S, H, U, F, D, C, N, O, X)") in msg
-    assert f"  MSP-PODCAST_0099_0002 ({audios / 'MSP-PODCAST_0099_0002.wav'}): file not found" in msg
+    assert f"  MSP-PODCAST_0099_0002 ({messy_dir / 'Audios' / 'MSP-PODCAST_0099_0002.wav'}): file not found" in msg
+
+
+def test_unknown_split_set_names_the_file_and_line(tmp_path):
+    d = tmp_path / "release"
+    shutil.copytree(DUMMY, d)
+    rows = _rows(d)
+    rows[3]["Split_Set"] = "Test4"  # line 5
+    rows[4]["SpkrID"] = ""  # line 6
+    _write_rows(d, rows)
+    with pytest.raises(BadItemsError) as e:
+        _build(d, tmp_path / "tfds")
+    labels = d / "Labels" / "labels_consensus.csv"
+    assert str(e.value).splitlines()[1:3] == [
+        f"  MSP-PODCAST_0002_0003 ({labels}:5): unknown Split_Set 'Test4' "
+        "(expected one of Train, Development, Test1, Test2, Test3)",
+        f"  MSP-PODCAST_0002_0004 ({labels}:6): empty SpkrID"]
 
 
 @pytest.mark.parametrize("how", ["config", "kwarg"])
 def test_skip_bad_items_builds_the_rest_and_lists_them(messy_dir, tmp_path, capsys, how):
     if how == "config":  # TFDS refuses a custom config named like a registered one ("egemapsv02")
-        cfg = msp.Builder.builder_config_cls(name="egemapsv02_skip", feature_set="eGeMAPSv02", skip_bad_items=True)
+        cfg = msp.MspPodcastConfig(name="egemapsv02_skip", feature_set="eGeMAPSv02", skip_bad_items=True)
         b = tfds.builder("msp_podcast", config=cfg, data_dir=str(tmp_path / "tfds"))
     else:  # the registered config, with the builder's override
         b = tfds.builder("msp_podcast/egemapsv02", data_dir=str(tmp_path / "tfds"), skip_bad_items=True)
     b.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(messy_dir)))
     assert {s: b.info.splits[s].num_examples for s in ("train", "validation", "test")} == \
         {"train": 5, "validation": 2, "test": 3}
-    assert b.info.metadata["skipped"]["count"] == 2
-    assert b.info.metadata["skipped"]["by_reason"] == {"unknown EmoClass code 'Z'": 1, "file not found": 1}
+    meta = b.info.metadata
+    assert meta["skipped"]["count"] == 2
+    assert meta["skipped"]["by_reason"] == {"unknown EmoClass code 'Z'": 1, "file not found": 1}
+    assert 10 + meta["dropped_total"] + meta["skipped"]["count"] == meta["label_rows"] == 24
     report = json.loads((Path(b.data_path) / "bad_items.json").read_text())
     assert report["count"] == 2
     assert sorted((i["utterance_id"], i["reason"].split(" (")[0]) for i in report["items"]) == [
         ("MSP-PODCAST_0099_0001", "unknown EmoClass code 'Z'"), ("MSP-PODCAST_0099_0002", "file not found")]
-    assert "skipped 2 bad item(s)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "24 label rows: 11 turns selected (train 6, validation 2, test 3); 12 left out by design" in out
+    assert "1 bad row(s)" in out and "skipped 2 bad item(s)" in out
 
 
 def test_speaker_shared_between_train_and_test_is_refused(tmp_path):
@@ -217,16 +333,27 @@ def test_plan_drop_order_aliases_and_bad_values(tmp_path):
         _row("h.wav", "N", "5", "Test4"),  # unknown partition
         _row("i.wav", "N", "", "Train"),  # empty speaker
         _row("j", "D", "6", "Test1"),  # no .wav suffix in FileName
+        _row("k.wav", "", "", "Test3"),  # Test3: labels withheld, not read
+        _row("l.wav", "F", "7", "Test2"),  # Test2: fear, only counted with test2 and 8 classes
+        _row("", "N", "8", "Train"),  # no file name
     ]
     utts, bad, extra = msp.plan_utterances(rows, tmp_path)
     assert [(u.utterance_id, u.speaker, u.emotion, u.split) for u in utts] == [
         ("a", "msp_1", "neutral", "train"), ("b", "msp_2", "angry", "validation"),
         ("c", "msp_3", "sad", "test"), ("j", "msp_6", "disgust", "test")]
     assert utts[3].path == str(tmp_path / "j.wav")
-    assert [(b.utterance_id, b.reason) for b in bad] == [
-        ("g", "unknown EmoClass code 'Q' (expected one of A, S, H, U, F, D, C, N, O, X)"),
-        ("h", "unknown Split_Set 'Test4' (expected one of Train, Development, Test1, Test2, Test3)"),
-        ("i", "empty SpkrID")]
-    assert extra["dropped_partitions"] == {"Test2": 0, "Test3": 1}
+    assert [(b.utterance_id, b.path, b.reason) for b in bad] == [
+        ("g", "labels_consensus.csv:8", "unknown EmoClass code 'Q' (expected one of A, S, H, U, F, D, C, N, O, X)"),
+        ("h", "labels_consensus.csv:9",
+         "unknown Split_Set 'Test4' (expected one of Train, Development, Test1, Test2, Test3)"),
+        ("i", "labels_consensus.csv:10", "empty SpkrID"),
+        ("<line 14>", "labels_consensus.csv:14", "empty FileName")]
+    assert extra["dropped_partitions"] == {"Test2": 1, "Test3": 2}
     assert extra["dropped_classes"] == {"train": {"contempt": 1}, "validation": {}, "test": {}}
     assert extra["dropped_unknown_speaker"] == {"train": 0, "validation": 1, "test": 0}
+    assert extra["dropped_total"] == 5 and len(utts) + len(bad) + 5 == len(rows)
+
+    utts, bad, extra = msp.plan_utterances(rows, tmp_path, msp.EMOTIONS_8, test2=True)
+    assert [(u.utterance_id, u.emotion, u.split) for u in utts][-1] == ("l", "fear", "test2")
+    assert extra["dropped_partitions"] == {"Test3": 2}
+    assert extra["dropped_unknown_speaker"] == {"train": 1, "validation": 1, "test": 0, "test2": 0}

@@ -13,7 +13,7 @@ import numpy as np
 
 SPLITS = ("train", "validation", "test")
 #: Default ``load_corpus(in_memory_mb=...)``: larger splits are streamed from the TFDS files.
-IN_MEMORY_MB = 512.0
+IN_MEMORY_MB = 128.0
 
 
 class DataError(ValueError):

@@ -63,11 +63,14 @@ def fit_leace(x: np.ndarray, labels: np.ndarray, rtol: float = 1e-6, max_rank: i
         raise ValueError(f"fit_leace needs at least 2 classes of the protected attribute, got {classes.tolist()}")
     mean = x.mean(axis=0)
     xc = x - mean
-    z = (labels[:, None] == classes[None, :]).astype(np.float64)
-    zc = z - z.mean(axis=0)
     n = len(x)
     cov = xc.T @ xc / n
-    cross = xc.T @ zc / n  # [d, k]
+    # Cov(x, one-hot z) without the [n, k] one-hot matrix (k can be thousands of speakers): the centred
+    # features summed per class (sum_i xc_i z_i^T, and sum_i xc_i = 0 removes z's mean)
+    codes = np.searchsorted(classes, labels)
+    cross = np.zeros((x.shape[1], classes.size))
+    np.add.at(cross.T, codes, xc)
+    cross /= n  # [d, k]
     evals, evecs = np.linalg.eigh(cov)
     keep = evals > rtol * max(evals.max(), 1e-30)
     root = np.sqrt(evals[keep])

@@ -95,9 +95,11 @@ class Trials:
         return int(self.label.size)
 
     def score(self, embeddings, chunk: int = 262_144) -> np.ndarray:
-        """Cosine scores of every trial, computed in chunks (float32, O(trials) memory)."""
+        """Cosine scores of every trial, computed in chunks (float32, O(trials) memory; wide embeddings,
+        e.g. the posteriors of thousands of speakers, in chunks of at most ~64 MiB of gathered rows)."""
         e = np.asarray(embeddings, dtype=np.float32)
         e = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+        chunk = max(1, min(chunk, (64 << 20) // (8 * max(1, e.shape[1]))))
         out = np.empty(len(self), np.float32)
         for s in range(0, len(self), chunk):
             a, b = self.i[s:s + chunk], self.j[s:s + chunk]
