@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tfvae.attackers import (EMOTION_ATTACKERS, SPEAKER_ATTACKERS, fit_emotion_attacker, fit_speaker_attacker,
-                             stratified_subsample)
+                             stratified_rows, stratified_subsample, top_speakers)
 from tfvae.metrics import cosine_trials, eer
 
 
@@ -69,6 +69,29 @@ def test_stratified_subsample_keeps_every_class_and_its_share():
     xs2, _ = stratified_subsample(x, y, 1000, seed=0)
     np.testing.assert_array_equal(xs, xs2)
     assert stratified_subsample(x, y, 10**6, seed=0)[0] is x
+
+
+def test_subsample_by_speaker_keeps_every_speaker_and_label_pair():
+    rng = np.random.default_rng(1)
+    spk = np.repeat([f"s{i}" for i in range(3000)], rng.integers(2, 20, 3000))
+    y = rng.integers(0, 5, spk.size)
+    rows = stratified_rows(y, 5000, seed=0, groups=spk)
+    # about 5000 rows; a speaker whose strata all rounded to none adds one (at most one per speaker)
+    assert np.all(np.diff(rows) > 0) and 4800 <= rows.size <= 5000 + 3000
+    assert set(spk[rows].tolist()) == set(spk.tolist()), "every speaker keeps a row"
+    shares = np.bincount(y[rows], minlength=5) / rows.size
+    np.testing.assert_allclose(shares, np.bincount(y) / y.size, atol=0.02)
+    np.testing.assert_array_equal(rows, stratified_rows(y, 5000, seed=0, groups=spk))
+    np.testing.assert_array_equal(stratified_rows(y[:100], 5000, seed=0), np.arange(100))
+
+
+def test_top_speakers_keeps_the_speakers_with_most_rows():
+    s = np.array(["a"] * 5 + ["b"] * 2 + ["c"] * 7 + ["d"] * 2)
+    x = np.arange(s.size)[:, None]
+    xk, sk = top_speakers(x, s, 3)
+    assert sorted(set(sk.tolist())) == ["a", "b", "c"]  # b and d tie at 2 rows: b first by name
+    np.testing.assert_array_equal(s[xk[:, 0]], sk)
+    assert top_speakers(x, s, 4)[0] is x
 
 
 def test_unknown_attackers_and_single_class_are_rejected():

@@ -128,3 +128,20 @@ def test_training_on_a_streamed_corpus_matches_its_statistics_and_encodes_alike(
     b = encode_splits(model, st, batch_size=25, keys=("latent",), spill_dir=tmp_path, memory_mb=0)
     assert set(b["test"]) == {"latent"} and isinstance(b["test"]["latent"], np.memmap)
     np.testing.assert_allclose(b["test"]["latent"], a["test"]["latent"], atol=1e-6)
+
+
+def test_stage_clock_laps_add_up_and_parse_back():
+    import time
+
+    from tfvae.stages import StageClock, parse
+
+    clock = StageClock()
+    time.sleep(0.02)
+    clock.lap("load")
+    clock.lap("train")
+    time.sleep(0.01)
+    clock.lap("load")
+    assert clock.seconds["load"] >= 0.03 and clock.seconds["train"] < clock.seconds["load"]
+    out = f"noise\n{clock.line()}\n[tfvae] done"
+    assert parse(out) == {k: round(v, 2) for k, v in clock.seconds.items()}
+    assert parse("no stages here") == {}

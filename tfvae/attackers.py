@@ -23,8 +23,9 @@ validation speakers (never on test speakers).
 
 Fits use at most :data:`MAX_FIT_ROWS` training rows (``svm_rbf``: :data:`SVM_FIT_ROWS`), a
 seeded sample stratified by label (speaker attackers: every training speaker keeps rows; emotion
-attackers: every (speaker, emotion) pair of the training speakers keeps rows), so that the cost of an
-attacker is bounded at any corpus size.
+attackers: every (speaker, emotion) pair of the training speakers keeps rows), and the classifier-based
+speaker attackers tell apart at most :data:`MAX_SPEAKER_CLASSES` training speakers (those with the most
+rows), so that the cost of an attacker is bounded at any corpus size.
 """
 
 from __future__ import annotations
@@ -44,28 +45,46 @@ FAST_ATTACKERS = {"emotion": ("logreg",), "speaker": ("lda_cosine",)}
 MAX_FIT_ROWS = 20000
 #: Largest number of training rows the RBF SVM is fit on (its fit is quadratic in rows).
 SVM_FIT_ROWS = 5000
+#: Largest number of training speakers a classifier-based speaker attacker (MLP embeddings, logistic-regression
+#: posteriors) learns to tell apart: those with the most training rows. Its cost grows with the classes; the
+#: embedding it learns is scored on other, unseen speakers anyway.
+MAX_SPEAKER_CLASSES = 1000
 _LARGE = (512, 256)
 
 
 def stratified_rows(y, max_rows: int, seed: int, groups=None) -> np.ndarray:
-    """Sorted positions of at most ``max_rows`` rows, every stratum keeping its share (at least one row).
+    """Sorted positions of about ``max_rows`` rows (all rows when they fit), a seeded sample stratified by
+    label: every label keeps its share and at least one row.
 
-    Strata are the labels ``y``, or the ``(groups, y)`` pairs when ``groups`` (e.g. speakers) is given,
-    so that every speaker (and each of its labels) stays represented. All rows when they fit.
+    With ``groups`` (e.g. speakers) the strata are the ``(group, label)`` pairs and every group keeps at
+    least one row (so the sample exceeds ``max_rows`` only when there are more groups than that).
     """
     y = np.asarray(y)
-    if len(y) <= max_rows:
-        return np.arange(len(y))
+    n = len(y)
+    if n <= max_rows:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
     keys = y if groups is None else np.char.add(np.char.add(np.asarray(groups).astype(str), "\x1f"), y.astype(str))
     _, codes = np.unique(keys, return_inverse=True)
-    rng = np.random.default_rng(seed)
     order = np.argsort(codes, kind="stable")
     counts = np.bincount(codes)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    frac = max_rows / len(y)
-    take = [rng.choice(order[s:s + c], size=min(c, max(1, int(round(frac * c)))), replace=False)
-            for s, c in zip(starts, counts)]
-    return np.sort(np.concatenate(take))
+    want = max_rows / n * counts
+    m = np.floor(want).astype(int) + (rng.random(counts.size) < want - np.floor(want))  # unbiased rounding
+    if groups is None:
+        m = np.maximum(m, 1)
+    take = np.concatenate([rng.choice(order[s:s + c], size=k, replace=False) for s, c, k in zip(starts, counts, m)
+                           if k])
+    if groups is not None:  # a group whose every stratum rounded to 0 rows still keeps one
+        _, g = np.unique(np.asarray(groups), return_inverse=True)
+        missing = np.setdiff1d(np.arange(g.max() + 1), g[take])
+        if missing.size:
+            g_order = np.argsort(g, kind="stable")
+            g_counts = np.bincount(g)
+            g_starts = np.concatenate([[0], np.cumsum(g_counts)[:-1]])
+            pick = g_starts[missing] + (rng.random(missing.size) * g_counts[missing]).astype(int)
+            take = np.concatenate([take, g_order[pick]])
+    return np.sort(take)
 
 
 def stratified_subsample(x, y, max_rows: int, seed: int, groups=None):
@@ -74,6 +93,16 @@ def stratified_subsample(x, y, max_rows: int, seed: int, groups=None):
         return x, y
     idx = stratified_rows(y, max_rows, seed, groups)
     return np.asarray(x[idx]), np.asarray(y)[idx]
+
+
+def top_speakers(x, s, k: int):
+    """The rows of the ``k`` speakers with the most rows (ties: by name); all rows when there are <= ``k``."""
+    s = np.asarray(s)
+    spk, counts = np.unique(s, return_counts=True)
+    if spk.size <= k:
+        return x, s
+    keep = np.isin(s, spk[np.lexsort((spk, -counts))[:k]])
+    return np.asarray(x[keep]), s[keep]
 
 
 def _mlp(seed: int, y, hidden=(256, 128), alpha: float = 1e-4):
@@ -183,6 +212,8 @@ def fit_speaker_attacker(name: str, x_tr, s_tr, x_val=None, s_val=None, seed: in
     keep the candidate with the lowest EER on validation-speaker trials."""
     from sklearn.linear_model import LogisticRegression
 
+    if name in ("mlp_embedding", "mlp_large_embedding", "logreg_posteriors"):
+        x_tr, s_tr = top_speakers(x_tr, s_tr, MAX_SPEAKER_CLASSES)
     x, y = stratified_subsample(x_tr, s_tr, MAX_FIT_ROWS, seed)
     n_cls = len(np.unique(y))
     if name != "cosine" and n_cls < 2:

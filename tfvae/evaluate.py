@@ -37,6 +37,25 @@ BOOTSTRAP_TRIALS = 100_000
 CHANCE_EER = 0.5
 
 
+def subsampling(corpus=None) -> dict:
+    """What evaluation subsamples, for reports: attacker fit rows, speaker classes, trials, bootstrap
+    (and, for a corpus, how many training rows and speakers there are to subsample from)."""
+    from tfvae.attackers import MAX_FIT_ROWS, MAX_SPEAKER_CLASSES, SVM_FIT_ROWS
+    from tfvae.metrics import MAX_NONTARGET_TRIALS, MAX_TARGET_TRIALS
+
+    out = {"attacker_fit_rows": f"at most {MAX_FIT_ROWS} training rows per attacker (svm_rbf {SVM_FIT_ROWS}), a "
+                                "seeded sample stratified by speaker and label that keeps every training speaker",
+           "speaker_classes": f"classifier-based speaker attackers (MLP embeddings, logistic-regression posteriors) "
+                              f"learn at most {MAX_SPEAKER_CLASSES} training speakers, those with the most rows",
+           "trials": f"every target pair up to {MAX_TARGET_TRIALS}, {MAX_NONTARGET_TRIALS} sampled non-target pairs",
+           "bootstrap": f"{BOOTSTRAP} speaker-level replicates over at most {BOOTSTRAP_TRIALS} trials",
+           "raw_anchor": "streamed corpora: the raw-feature column reads only the attackers' training subsample"}
+    if corpus is not None:
+        tr = corpus.splits["train"]
+        out["training_rows"], out["training_speakers"] = len(tr), len(set(tr.speaker.tolist()))
+    return out
+
+
 def chance_wf1(y_eval) -> dict:
     """Weighted F1 of two trivial predictors on the evaluation labels: stratified random guessing
     (expected value, sum of squared class shares) and always predicting the majority class."""

@@ -239,6 +239,7 @@ def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speaker
 
     from tfvae.data import load_corpus, validate_corpus
     from tfvae.distribute import make_strategy
+    from tfvae.evaluate import subsampling
     from tfvae.features import default_workers, expected_dim
     from tfvae.tuning import load_tuned, parse_grid
 
@@ -292,7 +293,8 @@ def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speaker
             "cores": default_workers(), "dataset": corpus.name, "feature_set": cfg.feature_set,
             "config": dataclasses.asdict(cfg), "host_cpu_count": os.cpu_count(),
             "settings": f"nested tuning ({tuned})" if tuned else "the command's options (not tuned)",
-            "tuned_file": tuned, "tuning": tuned_per_fold if tuned else None}
+            "tuned_file": tuned, "tuning": tuned_per_fold if tuned else None,
+            "subsampling": subsampling(corpora[0])}
     if experiment == "tune":
         return _tune(cfg, corpora, test_speakers, strategy, run_root, models, grid_d, grid, search, trials, meta,
                      out, ds_name, t0)

@@ -194,6 +194,12 @@ def markdown(name: str, cols: dict, tests: list[dict], goal_rows: list[dict], me
             cells += [f"**{txt}**" if is_privacy(c["view"], k) else txt, ", ".join(c[k]["by"])]
         mlp = [f"{100 * c[k]['paper_mlp_mean']:.2f}" if "paper_mlp_mean" in c[k] else "" for k in ("emo", "id")]
         lines.append(f"| {label} | " + " | ".join(cells + mlp) + " |")
+    if meta.get("subsampling"):
+        sub = meta["subsampling"]
+        lines += ["", f"Subsampled at this size ({sub.get('training_rows', '?')} training rows, "
+                      f"{sub.get('training_speakers', '?')} training speakers): "
+                  + "; ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sub.items()
+                              if k not in ("training_rows", "training_speakers")) + "."]
     strat = 100 * np.mean([c["stratified"] for c in chance])
     major = 100 * np.mean([c["majority"] for c in chance])
     lines += ["", f"Chance emotion WF1 of the test folds: stratified {strat:.2f}, majority class {major:.2f}; "

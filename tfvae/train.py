@@ -233,7 +233,7 @@ def privacy_report(test: dict, ev, corpus, name: str) -> dict:
     """``assets.extra/privacy_report.json`` of an export: per view, utility (downstream model chosen on
     validation speakers) and worst-case leakage over the attacker suite on the test speakers, with the
     attacker, its bootstrap interval, trial counts and the data it was measured on."""
-    from tfvae.evaluate import CHANCE_EER
+    from tfvae.evaluate import CHANCE_EER, subsampling
 
     def cell(c, metric):
         keep = ("by", metric, f"ci_{metric}", "uar", "min_dcf", "miss_at_1pct_fa", "target_trials", "nontarget_trials")
@@ -255,6 +255,7 @@ def privacy_report(test: dict, ev, corpus, name: str) -> dict:
                     "speakers; worst_case = the attacker best on the test speakers; 95 % speaker-level bootstrap "
                     "intervals",
         "chance": {"emotion_wf1_stratified": ev.chance["stratified"], "speaker_eer": CHANCE_EER},
+        "subsampling": subsampling(corpus),
         "attackers": {task: sorted({a for v in test.values() for a in v.get(task, {}).get("attackers", {})})
                       for task in ("emotion", "speaker")},
         "views": views}
