@@ -52,6 +52,21 @@ def test_view_utility_is_chosen_on_validation_and_leakage_is_the_worst_on_test()
     assert "_boot" not in str(public(r))
 
 
+def test_attackers_in_worker_processes_give_the_sequential_results(monkeypatch):
+    import tfvae.evaluate as evaluate
+
+    corpus = _corpus(np.random.default_rng(3))
+    ev = EvalSplits(corpus, seed=0, bootstrap=50)
+    z = {k: corpus.splits[k].features for k in ("train", "validation", "test")}
+    kw = {"emotion_attackers": ("logreg", "mlp"), "speaker_attackers": ("lda_cosine", "mlp_embedding")}
+    runs = {}
+    for jobs in (1, 2):
+        monkeypatch.setattr(evaluate, "EVAL_JOBS", jobs)
+        runs[jobs] = public(evaluate_view(z, ev, **kw))
+    assert runs[1] == runs[2]
+    assert set(runs[2]["speaker"]["attackers"]) == {"lda_cosine", "mlp_embedding"}
+
+
 def test_privacy_cells_never_report_below_chance():
     cell = {"by": "x", "wf1": 0.10, "_boot": np.array([0.05, 0.3]), "_per_speaker": np.zeros(2)}
     c = privacy_cell(cell, "emotion", chance=0.25)

@@ -25,12 +25,15 @@ import numpy as np
 from tfvae.attackers import (EMOTION_ATTACKERS, FAST_ATTACKERS, PAPER_ATTACKERS, SPEAKER_ATTACKERS,
                              fit_emotion_attacker, fit_speaker_attacker, single_threaded_blas)
 from tfvae.erasure import SUFFIX
+from tfvae.features import default_workers
 from tfvae.metrics import Trials, eer, sample_trials, sv_metrics, weighted_eer
 
 #: Probes of mask-cut selection (:func:`probe_scores`): (emotion attackers, speaker attackers).
 CUT_ATTACKERS = {"fast": (tuple(FAST_ATTACKERS["emotion"]), tuple(FAST_ATTACKERS["speaker"])),
                  "strong": (("logreg", "knn_cosine"), ("lda_cosine", "logreg_posteriors", "cosine"))}
 
+#: Worker processes of the attacker suite (:func:`run_attackers`): one per core.
+EVAL_JOBS = default_workers()
 #: Bootstrap replicates per cell and the largest trial list a bootstrap replicate scores.
 BOOTSTRAP = 1000
 BOOTSTRAP_TRIALS = 100_000
@@ -209,26 +212,68 @@ def evaluate_view(z, ev: EvalSplits, tasks=("emotion", "speaker"), emotion_attac
 def _evaluate_view(z, ev, tasks, emotion_attackers, speaker_attackers, seed) -> dict:
     xs_tr, xs_va, xs_te = _standardize(z["train"], z["validation"], z["test"])
     out = {"nodes": int(xs_tr.shape[1])}
+    jobs = [("emotion", n) for n in (emotion_attackers if "emotion" in tasks else ())] + \
+        [("speaker", n) for n in (speaker_attackers if "speaker" in tasks else ())]
+    results = dict(zip(jobs, run_attackers(jobs, xs_tr, xs_va, xs_te, ev, seed)))
     if "emotion" in tasks:
         res, preds = {}, {}
         for name in emotion_attackers:
-            clf = fit_emotion_attacker(name, xs_tr, ev.emotion["train"], xs_va, ev.emotion["validation"], seed,
-                                       groups=ev.speaker["train"])
-            preds[name] = clf.predict(xs_te)
-            va = emotion_report(ev.emotion["validation"], clf.predict(xs_va), ev.n_classes)
+            pred_va, preds[name] = results[("emotion", name)]
+            va = emotion_report(ev.emotion["validation"], pred_va, ev.n_classes)
             te = emotion_report(ev.emotion["test"], preds[name], ev.n_classes)
             res[name] = {"test": {"wf1": te["wf1"], "uar": te["uar"]}, "validation": {"wf1": va["wf1"], "uar": va["uar"]}}
         out["emotion"] = _cells(res, "wf1", max, lambda n: _emotion_cell(n, preds[n], ev), "emotion")
     if "speaker" in tasks:
         res, scores = {}, {}
         for name in speaker_attackers:
-            emb = fit_speaker_attacker(name, xs_tr, ev.speaker["train"], xs_va, ev.speaker["validation"], seed)
-            scores[name] = ev.trials["test"].score(emb.embed(xs_te))
-            va = ev.trials["validation"].score(emb.embed(xs_va))
+            va, scores[name] = results[("speaker", name)]
             res[name] = {"test": sv_metrics(scores[name], ev.trials["test"].label),
                          "validation": {"eer": eer(va, ev.trials["validation"].label)}}
         out["speaker"] = _cells(res, "eer", min, lambda n: _speaker_cell(n, scores[n], ev), "speaker")
     return out
+
+
+#: Attackers in decreasing order of cost at scale: the parallel pool starts the slowest first.
+_COST_ORDER = ("mlp_large_embedding", "mlp_large", "mlp_embedding", "knn_cosine", "svm_rbf", "mlp", "kernel_lda_cosine",
+               "logreg_posteriors", "gboost")
+
+
+def run_attackers(jobs: list[tuple[str, str]], xs_tr, xs_va, xs_te, ev: "EvalSplits", seed: int) -> list:
+    """``[(validation, test) outputs]`` of each ``(task, attacker)`` job (:func:`attack`): run in
+    :data:`EVAL_JOBS` worker processes (joblib/loky, one BLAS thread each) when there are several jobs
+    and cores, else here. Every job's result is the same either way."""
+    args = {"emotion": (ev.emotion["train"], ev.emotion["validation"]),
+            "speaker": (ev.speaker["train"], ev.speaker["validation"])}
+    trials = (ev.trials["validation"], ev.trials["test"])
+
+    def call(task, name):
+        return (task, name, xs_tr, args[task][0], ev.speaker["train"], xs_va, args[task][1], xs_te, trials, seed)
+
+    n_jobs = min(EVAL_JOBS, len(jobs))
+    if n_jobs <= 1:
+        return [attack(*call(t, n)) for t, n in jobs]
+    from joblib import Parallel, delayed
+
+    rank = {n: i for i, n in enumerate(_COST_ORDER)}
+    order = sorted(range(len(jobs)), key=lambda i: rank.get(jobs[i][1], len(rank)))
+    done = Parallel(n_jobs=n_jobs, backend="loky")(delayed(attack)(*call(*jobs[i])) for i in order)
+    out = [None] * len(jobs)
+    for i, r in zip(order, done):
+        out[i] = r
+    return out
+
+
+def attack(task: str, name: str, xs_tr, y_tr, speakers_tr, xs_va, y_va, xs_te, trials, seed: int):
+    """Fit one attacker on the (standardised) training rows; ``(validation, test)`` predictions (emotion)
+    or cosine trial scores of its embeddings (speaker). TensorFlow-free: it runs in worker processes."""
+    from sklearn import config_context
+
+    with single_threaded_blas(), config_context(working_memory=64):
+        if task == "emotion":
+            clf = fit_emotion_attacker(name, xs_tr, y_tr, xs_va, y_va, seed, groups=speakers_tr)
+            return clf.predict(xs_va), clf.predict(xs_te)
+        emb = fit_speaker_attacker(name, xs_tr, y_tr, xs_va, y_va, seed)
+        return trials[0].score(emb.embed(xs_va)), trials[1].score(emb.embed(xs_te))
 
 
 def _cells(res: dict, metric: str, best, make, task: str) -> dict:
