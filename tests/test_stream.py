@@ -145,3 +145,18 @@ def test_stage_clock_laps_add_up_and_parse_back():
     out = f"noise\n{clock.line()}\n[tfvae] done"
     assert parse(out) == {k: round(v, 2) for k, v in clock.seconds.items()}
     assert parse("no stages here") == {}
+
+
+def test_speaker_folds_of_a_streamed_corpus_equal_the_in_memory_folds(both):
+    from tfvae.experiments import fold_corpus, make_folds, raw_corpus
+
+    mem, st = both
+    (pm, fm), (ps, fs) = make_folds(mem, 3, None, 0), make_folds(st, 3, None, 0)
+    assert fm == fs
+    a, b = fold_corpus(mem, pm, fm[1]), fold_corpus(st, ps, fs[1])
+    for s in ("train", "validation", "test"):
+        assert isinstance(b.splits[s].features, StreamedFeatures)
+        np.testing.assert_array_equal(b.splits[s].utterance_id, a.splits[s].utterance_id)
+        np.testing.assert_array_equal(b.splits[s].features.to_numpy(), a.splits[s].features)
+    assert raw_corpus(a, 0) is a
+    assert len(raw_corpus(b, 0).splits["train"].features) == len(a.splits["train"])  # fewer rows than the cap

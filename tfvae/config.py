@@ -80,8 +80,8 @@ class TrainConfig:
         False, "Skip unusable audio/label items (unreadable, silent or too short audio, bad labels) and write "
         "their list (bad_items.json) beside the dataset instead of stopping; matters when the dataset is built.")
     in_memory_mb: float = _opt(
-        128.0, "A split whose float32 features take more MiB than this is not loaded into memory: training and "
-        "evaluation stream it from the TFDS files (shuffled files, shuffle buffer, prefetch).")
+        128.0, "When the float32 features of a corpus take more MiB than this, they are not loaded into memory: "
+        "training and evaluation stream them from the TFDS files (shuffled files, shuffle buffer, prefetch).")
     shuffle_buffer: int = _opt(8192, "Rows of the shuffle buffer of streamed training splits.")
     encoded_memory_mb: float = _opt(
         256.0, "Encoded outputs (latents, head outputs) of a split larger than this many MiB are written to "

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 SPLITS = ("train", "validation", "test")
-#: Default ``load_corpus(in_memory_mb=...)``: larger splits are streamed from the TFDS files.
+#: Default ``load_corpus(in_memory_mb=...)``: the features of larger corpora are streamed from the TFDS files.
 IN_MEMORY_MB = 128.0
 
 
@@ -78,7 +78,7 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
     data (bad items, a bad manifest, a missing manual download) raise :class:`DataError`.
     ``wait_for_build`` > 0: do not build; wait up to that many seconds for another process (the chief
     of a multi-worker run) to finish building it.
-    ``in_memory_mb``: a split whose float32 features take more is not read into memory; its features
+    ``in_memory_mb``: when the float32 features of all splits take more, they are not read into memory but
     stay in the TFDS files as :class:`tfvae.stream.StreamedFeatures` (labels are always in memory).
     """
     import time
@@ -146,15 +146,17 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
     missing = [s for s in SPLITS if s not in builder.info.splits]
     if missing:
         raise DataError(f"dataset {full!r} lacks split(s) {missing}; it has {list(builder.info.splits)}")
-    splits = {s: _read_split(builder, s, in_memory_mb) for s in SPLITS}
+    dim = int(builder.info.features["features"].shape[-1])
+    streamed = sum(builder.info.splits[s].num_examples for s in SPLITS) * dim * 4 > in_memory_mb * 2 ** 20
+    splits = {s: _read_split(builder, s, streamed) for s in SPLITS}
     meta = dict(builder.info.metadata or {})
     return Corpus(name=full, feature_set=meta.get("feature_set", feature_set),
                   emotion_names=list(builder.info.features["emotion"].names), splits=splits,
                   feature_names=meta.get("feature_names"), info=meta)
 
 
-def _read_split(builder, split: str, in_memory_mb: float) -> Split:
-    """One split: labels in memory; features in memory when they fit ``in_memory_mb``, else streamed."""
+def _read_split(builder, split: str, streamed: bool) -> Split:
+    """One split: labels in memory; features in memory, or (``streamed``) left in the TFDS files."""
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
@@ -164,7 +166,6 @@ def _read_split(builder, split: str, in_memory_mb: float) -> Split:
     if n == 0:
         return Split(np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, str), np.zeros(0, str))
     dim = int(builder.info.features["features"].shape[-1])
-    streamed = n * dim * 4 > in_memory_mb * 2 ** 20
     keys = ("emotion", "speaker", "utterance_id") if streamed else ("features", "emotion", "speaker", "utterance_id")
     decoders = {"features": tfds.decode.SkipDecoding()} if streamed else None
     ds = builder.as_dataset(split=split, decoders=decoders, read_config=tfds.ReadConfig(try_autocache=False))

@@ -44,9 +44,8 @@ def pooled(corpus: Corpus) -> Split:
     from tfvae.stream import concatenate, is_streamed
 
     sp = [corpus.splits[s] for s in ("train", "validation", "test")]
-    feats = [s.features for s in sp]
-    joined = concatenate(feats) if all(is_streamed(f) for f in feats) else \
-        np.concatenate([materialize(f) for f in feats])
+    feats = [s.features for s in sp]  # load_corpus streams all splits or none
+    joined = concatenate(feats) if is_streamed(feats[0]) else np.concatenate(feats)
     return Split(joined, np.concatenate([s.emotion for s in sp]),
                  np.concatenate([s.speaker for s in sp]), np.concatenate([s.utterance_id for s in sp]))
 
