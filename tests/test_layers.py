@@ -104,3 +104,19 @@ def test_layers_in_exported_savedmodel(tmp_path):
     x = np.arange(8, dtype="float32").reshape(2, 4)
     out = loaded.serve(tf.constant(x)).numpy()
     np.testing.assert_array_equal(out, x * np.array(p, "float32"))
+
+
+@pytest.mark.parametrize("mode", ["eager", "graph", "xla"])
+def test_philox_draws_are_keras_random_draws(mode):
+    """tfvae's random_normal / random_uniform name the Philox algorithm (fast under XLA) but draw exactly
+    the numbers keras.random draws from the same seed generator, with and without XLA."""
+    from tfvae.layers import random_normal, random_uniform
+
+    for ours, theirs in ((random_normal, keras.random.normal), (random_uniform, keras.random.uniform)):
+        a_gen, b_gen = keras.random.SeedGenerator(11), keras.random.SeedGenerator(11)
+        a = lambda: ours((16, 5), a_gen, dtype="float32")  # noqa: E731
+        b = lambda: theirs((16, 5), seed=b_gen, dtype="float32")  # noqa: E731
+        if mode != "eager":
+            a, b = tf.function(a, jit_compile=mode == "xla"), tf.function(b, jit_compile=mode == "xla")
+        for _ in range(3):  # the generators advance alike
+            np.testing.assert_array_equal(a().numpy(), b().numpy())

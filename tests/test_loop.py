@@ -127,3 +127,37 @@ def test_xla_and_mixed_precision_train_with_finite_losses(small_corpus, tmp_path
         assert z.dtype == np.float32 and np.all(np.isfinite(z))
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_xla_compiles_the_whole_step_on_one_replica(small_corpus):
+    """--jit_compile under the default strategy: one XLA cluster per step (optimizer update and metrics
+    included), bit-identical from run to run and equal, up to float rounding, to the multi-replica
+    form (only the forward and backward pass compiled, the optimizer update outside)."""
+    import tensorflow as tf
+
+    from tfvae.distribute import make_strategy
+    from tfvae.train import build_trainer
+
+    runs = {}
+    for name in ("whole", "whole again", "gradients only"):
+        cfg = TrainConfig.from_args([*SMALL, "--batch_size", "16", "--verbose", "0", "--jit_compile"])
+        model, trainer = build_trainer(cfg, small_corpus, make_strategy("default"))
+        assert trainer.xla_whole_step
+        it = iter(trainer.train_batches(0))
+        step = trainer.train_function
+        if name == "gradients only":
+            grad_fn = tf.function(model.compute_gradients, jit_compile=True)
+            step = tf.function(lambda it: model.train_step(next(it), gradient_fn=grad_fn))
+        logs = [step(it) for _ in range(trainer.steps_per_epoch)][-1]
+        runs[name] = ([w.numpy() for w in model.trainable_weights], {k: float(v) for k, v in logs.items()},
+                      int(model.optimizer.iterations.numpy()))
+        if name == "whole":
+            assert trainer.train_function.function.experimental_get_tracing_count() == 1
+    for a, b in zip(runs["whole"][0], runs["whole again"][0]):
+        np.testing.assert_array_equal(a, b)
+    assert runs["whole"][1:] == runs["whole again"][1:]
+    assert runs["whole"][2] == runs["gradients only"][2] == 5  # 80 training utterances / 16
+    for a, b in zip(runs["whole"][0], runs["gradients only"][0]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    for k, v in runs["gradients only"][1].items():
+        assert abs(runs["whole"][1][k] - v) <= 1e-5 * max(1.0, abs(v)), k

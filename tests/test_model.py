@@ -218,3 +218,12 @@ def test_rbf_hsic_sees_non_linear_dependence(small_corpus):
     assert np.isfinite(float(terms["hsic"])) and float(terms["hsic"]) >= 0
     with pytest.raises(ValueError, match="hsic_kernel 'poly'"):
         LRVAE(10, 5, 4, hsic_kernel="poly")
+
+
+def test_l2_term_is_the_sum_of_the_regularisation_losses_with_and_without_xla(small_corpus):
+    m = _model(small_corpus)
+    expected = float(keras.ops.sum(m.losses))
+    graph = tf.function(m._weight_penalty)
+    assert float(graph()) == expected, "without XLA: exactly sum(model.losses)"
+    xla = tf.function(m._weight_penalty, jit_compile=True)
+    np.testing.assert_allclose(float(xla()), expected, rtol=1e-5)  # reduced by matrix-vector products

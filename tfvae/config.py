@@ -147,7 +147,8 @@ class TrainConfig:
     lr_scaling: str = _opt(
         "none", "Learning rate for N replicas: none = learning_rate as given, linear = learning_rate x N, "
         "sqrt = learning_rate x sqrt(N) (the global batch is batch_size x N).", choices=LR_SCALING)
-    jit_compile: bool = _opt(False, "Compile the forward and backward pass of the train step with XLA.")
+    jit_compile: bool = _opt(False, "Compile the train step with XLA: all of it (optimizer update included) on one "
+                                    "replica, the forward and backward pass with several.")
     precision: str = _opt(
         "float32", "Keras dtype policy: mixed_float16 (GPUs, with dynamic loss scaling) or mixed_bfloat16 "
         "(CPUs with AVX512-BF16/AMX, TPUs); KL, likelihood and cross-entropies stay float32.",

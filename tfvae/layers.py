@@ -32,7 +32,7 @@ def random_normal(shape, seed_generator: keras.random.SeedGenerator, dtype="floa
 
 
 def random_uniform(shape, seed_generator: keras.random.SeedGenerator, dtype="float32"):
-    """``keras.random.uniform(shape, seed=seed_generator, dtype=dtype)`` with Philox named (see :func:`random_normal`)."""
+    """``keras.random.uniform(shape, seed=seed_generator, dtype=dtype)``, Philox named (see :func:`random_normal`)."""
     return tf.random.stateless_uniform(shape, seed=_next_seed(seed_generator), minval=tf.cast(0.0, dtype),
                                        maxval=tf.cast(1.0, dtype), dtype=dtype, alg="philox")
 

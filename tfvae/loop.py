@@ -27,7 +27,9 @@ default, mirrored and multi-worker.
   write to a temporary directory (:func:`worker_dirs`), deleted at the end, as in TensorFlow's
   multi-worker guide. Resuming a multi-worker run reads the chief's backup, so ``--output_dir``
   must be on a file system all workers share.
-- **XLA.** ``jit_compile=True`` compiles the forward and backward pass (``compute_gradients``); the
+- **XLA.** ``jit_compile=True`` compiles, with one replica (default strategy, one device), the whole
+  train step -- forward and backward pass, optimizer update, metric updates -- as one XLA cluster.
+  With several replicas it compiles the forward and backward pass (``compute_gradients``); the
   optimizer update with its cross-replica all-reduce stays outside the compiled cluster.
 """
 
@@ -89,14 +91,14 @@ class Loop:
     """Train ``model`` (built and compiled under ``strategy.scope()``) on ``train_pipe``.
 
     The model provides ``train_step(batch, gradient_fn=None)``, ``test_step``, ``compute_gradients``,
-    ``trackers`` and ``metric_results``; a pipeline provides ``size`` and ``dataset(...)`` with the
-    signature of :meth:`tfvae.data.SplitPipeline.dataset`. Subclasses say how checkpoints are
-    scored (:meth:`selection_scores`, lower ``score`` is better).
+    ``trackers`` (the names of its logs) and ``metric_results``; a pipeline provides ``size`` and
+    ``dataset(...)`` with the signature of :meth:`tfvae.data.SplitPipeline.dataset`. Subclasses say
+    how checkpoints are scored (:meth:`selection_scores`, lower ``score`` is better).
 
     Args:
         batch_size: per-replica batch; the global batch is ``batch_size x num_replicas_in_sync``.
         seed: data order seed (:func:`tfvae.data.epoch_order`).
-        jit_compile: XLA-compile the forward and backward pass.
+        jit_compile: XLA-compile the train step (one replica: all of it; several: the forward and backward pass).
         role: this process's place in a multi-worker cluster.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
         val_pipe: validation batches whose loss terms are logged (None: only the selection scores).
@@ -116,10 +118,27 @@ class Loop:
         if not model.optimizer.built:
             with strategy.scope():
                 model.optimizer.build(model.trainable_variables)  # slots exist before a restore
+        # XLA on one replica: the whole step (forward, backward, optimizer update, metrics) is one XLA
+        # cluster, as fast as a bare jit-compiled train step (bench/train_throughput.py); its logs leave
+        # the cluster as one vector (each output of a cluster costs ~30 us a step on a CPU). With several
+        # replicas the optimizer's gradient all-reduce (a merge_call) cannot be compiled: only the forward
+        # and backward pass (compute_gradients) are.
+        self.xla_whole_step = bool(jit_compile) and self.replicas == 1 and \
+            not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
         grad_fn = tf.function(model.compute_gradients, jit_compile=True, reduce_retracing=True) \
-            if jit_compile else None
+            if jit_compile and not self.xla_whole_step else None
+        log_names = []
+
+        def stacked_train_step(batch):
+            logs = model.train_step(batch)
+            log_names[:] = logs
+            return tf.stack(list(logs.values()))
+
+        xla_step = tf.function(stacked_train_step, jit_compile=True, reduce_retracing=True)
 
         def replica_train(batch):
+            if self.xla_whole_step:
+                return dict(zip(log_names, tf.unstack(xla_step(batch))))  # log_names: set while tracing
             return model.train_step(batch, gradient_fn=grad_fn)
 
         def train(iterator):  # the batch is taken inside the graph: no Python work per step
@@ -129,10 +148,27 @@ class Loop:
         def test(iterator):
             strategy.run(model.test_step, args=(next(iterator),))
 
+        def per_iterator(function):
+            """``function(iterator)`` through a concrete function that captures the iterator: a tf.function
+            called with an iterator argument works out the iterator's type on every call (0.1-0.4 ms a step
+            on a CPU). ``function`` itself is traced once per element spec, not once per iterator."""
+            import weakref
+
+            last = [lambda: None, None]  # (weak reference to the last iterator, its step function)
+
+            def call(iterator):
+                if last[0]() is not iterator:
+                    step = tf.function(lambda: function(iterator), autograph=False)
+                    last[:] = weakref.ref(iterator), step.get_concrete_function()
+                return last[1]()
+
+            call.function = function  # the tf.function itself
+            return call
+
         self._replica_train = replica_train
         self._val_iterator = None
-        self.train_function = tf.function(train, reduce_retracing=True)
-        self.test_function = tf.function(test, reduce_retracing=True)
+        self.train_function = per_iterator(tf.function(train, reduce_retracing=True))
+        self.test_function = per_iterator(tf.function(test, reduce_retracing=True))
         self._progress = tf.Variable([0, 0], dtype=tf.int64, trainable=False, name="epoch_and_step")
         self._state = tf.Variable("", dtype=tf.string, trainable=False, name="loop_state")
         self._checkpoint = tf.train.Checkpoint(
@@ -194,7 +230,7 @@ class Loop:
 
     def cached_step_function(self, batch):
         """The train step on one fixed distributed ``batch`` (no input pipeline): for benchmarks."""
-        return tf.function(lambda: self.strategy.run(self._replica_train, args=(batch,)))
+        return tf.function(lambda: self.strategy.run(self._replica_train, args=(batch,))).get_concrete_function()
 
     # ------------------------------------------------------------------ backup
     def _restore(self, backup_dir: Path, fingerprint: str) -> dict | None:

@@ -6,7 +6,7 @@
 
 Latent node order: node 0 is the top, *emotion* end; node N-1 the bottom, *identity* end.
 
-Loss terms (each a Keras metric, all per example, batch mean):
+Loss terms (running means in one Keras metric, :class:`TermMeans`; all per example, batch mean):
 
 - ``recon``: -log p(x|z) / D, Gaussian likelihood with unit variance over the D standardised
   features (nats per feature); ``kl``: KL(q(z|x) || N(0, I)) / N (``tfd.kl_divergence``, nats
@@ -150,6 +150,37 @@ def _masked_acc(labels, logits):
     return ops.divide_no_nan(ops.sum(hit * known), ops.sum(known))
 
 
+class TermMeans(keras.metrics.Metric):
+    """Running weighted means of named scalars (the loss terms) in two vector variables.
+
+    Element by element the same arithmetic as one ``keras.metrics.Mean`` per name updated with
+    ``sample_weight`` (``total += value * weight``, ``count += weight``, result ``total / count``),
+    so the values are identical; but a step updates 2 variables, not 2 per term (about 30 scalar
+    variable writes cost a train step more than the metric arithmetic, most as outputs of an XLA
+    cluster). ``result()`` is NaN where nothing was counted. Under a ``tf.distribute`` strategy the
+    variables are sum-aggregated on read, as Keras' metrics are.
+    """
+
+    def __init__(self, names: Sequence[str], name: str = "loss_terms", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.names = tuple(names)
+        self.total = self.add_variable(shape=(len(self.names),), initializer="zeros", name="total")
+        self.count = self.add_variable(shape=(len(self.names),), initializer="zeros", name="count")
+
+    def update_state(self, values: dict, weights: dict):
+        """Add ``values[name] * weights[name]`` to each total and ``weights[name]`` to each count."""
+        values = ops.stack([ops.cast(values[k], self.dtype) for k in self.names])
+        weights = ops.stack([ops.cast(weights[k], self.dtype) for k in self.names])
+        self.total.assign_add(values * weights)
+        self.count.assign_add(weights)
+
+    def result(self):
+        return ops.where(self.count > 0, ops.divide_no_nan(self.total, self.count), float("nan"))
+
+    def get_config(self):
+        return {**super().get_config(), "names": list(self.names)}
+
+
 @keras.saving.register_keras_serializable(package="tfvae")
 class LRVAE(keras.Model):
     """Layered-representation VAE and baselines, chosen by ``method``.
@@ -249,7 +280,9 @@ class LRVAE(keras.Model):
         tracked = ["loss", "selection", *self.term_names, "l2"]
         tracked += [a for a, t in (("emo_acc", "emo"), ("id_acc", "id")) if p[t]]
         tracked += ["grl_lambda"] if self.grls else []
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in tracked}
+        #: names of the tracked terms, in log order; their running means live in one metric
+        self.trackers = tuple(tracked)
+        self.term_means = TermMeans(tracked)
 
     # ------------------------------------------------------------------ structure
     def build(self, input_shape=None):
@@ -295,7 +328,7 @@ class LRVAE(keras.Model):
 
     @property
     def metrics(self):
-        return list(self.trackers.values())
+        return [self.term_means]
 
     # ------------------------------------------------------------------ forward
     def _check_dim(self, x):
@@ -439,23 +472,24 @@ class LRVAE(keras.Model):
 
     def _record(self, loss, terms, batch_size, training: bool):
         counts = terms.pop("_counts")
-        for name, tracker in self.trackers.items():
+        values, weights = {}, {}
+        for name in self.trackers:
             if name == "loss":
-                tracker.update_state(loss, sample_weight=batch_size)
+                values[name], weights[name] = loss, batch_size
             elif name == "grl_lambda":
-                tracker.update_state(ops.convert_to_tensor(self.grls[0].lambda_))
+                values[name], weights[name] = ops.convert_to_tensor(self.grls[0].lambda_), 1.0
             else:
-                key = name.replace("_acc", "")
-                tracker.update_state(terms[name], sample_weight=counts.get(key, batch_size))
+                values[name], weights[name] = terms[name], counts.get(name.replace("_acc", ""), batch_size)
+        self.term_means.update_state(values, weights)
         return self.metric_results(training)
 
     def metric_results(self, training: bool) -> dict:
-        """Current value of every tracked term; in cross-replica context, aggregated over all replicas."""
-        logs = {}
-        for name, tracker in self.trackers.items():
-            if training or name != "grl_lambda":
-                # NaN, not 0, when no example had a known label (validation speakers are unseen)
-                logs[name] = ops.where(tracker.count > 0, tracker.result(), float("nan"))
+        """Current value of every tracked term; in cross-replica context, aggregated over all replicas.
+
+        NaN, not 0, for a term no example counted in (validation speakers are unseen: no ``id``)."""
+        logs = dict(zip(self.trackers, ops.unstack(self.term_means.result())))
+        if not training:
+            logs.pop("grl_lambda", None)
         return logs
 
     def replica_share(self, data):
@@ -475,7 +509,8 @@ class LRVAE(keras.Model):
         """Loss (eq. 4), its terms and the gradients of ``share * loss`` (loss-scaled under mixed_float16).
 
         The forward and backward pass without the optimizer update (and its gradient all-reduce), so a
-        training loop can compile it with XLA (``tfvae.loop.Trainer(jit_compile=True)``).
+        training loop can compile it with XLA (``tfvae.loop.Trainer(jit_compile=True)`` with several
+        replicas; with one it compiles the whole :meth:`train_step`).
         """
         with tf.GradientTape() as tape:
             loss, terms = self.compute_losses(data, training=True)

@@ -74,7 +74,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--test_split", default="test")
     t.add_argument("--init_from", help="exported encoder (or run dir) whose weights start training (fine-tuning)")
     t.add_argument("--strategy", default="auto", choices=("auto", "default", "mirrored", "multiworker"))
-    t.add_argument("--jit_compile", type=_bool, default=False, help="XLA-compile the forward and backward pass")
+    t.add_argument("--jit_compile", type=_bool, default=False,
+                   help="XLA-compile the train step (all of it on one replica, the forward and backward pass with several)")
     t.add_argument("--precision", default="float32", choices=("float32", "mixed_float16", "mixed_bfloat16"))
     t.add_argument("--backup_every", type=int, default=200, help="back up the training state every N steps (0: epochs only)")
     t.add_argument("--output_dir", default="runs")
