@@ -205,14 +205,14 @@ def test_discriminator_learning_rate_multiplier_moves_only_the_discriminators():
 
 
 def test_rbf_hsic_sees_non_linear_dependence(small_corpus):
-    from tfvae.model import _cross_correlation, _rbf_hsic
+    from tfvae.terms import cross_correlation, rbf_hsic
 
     rng = np.random.default_rng(0)
     a = rng.normal(size=(256, 4)).astype("float32")
     independent = tf.constant(np.c_[a, rng.normal(size=(256, 4))].astype("float32"))
     squared = tf.constant(np.c_[a, a ** 2].astype("float32"))  # uncorrelated, yet dependent
-    assert float(_rbf_hsic(squared, 4)) > 3 * float(_rbf_hsic(independent, 4))
-    assert float(_cross_correlation(squared, 4)) < 0.05
+    assert float(rbf_hsic(squared, 4)) > 3 * float(rbf_hsic(independent, 4))
+    assert float(cross_correlation(squared, 4)) < 0.05
     m = _model(small_corpus, hsic_weight=1.0, hsic_kernel="rbf")
     _, terms = m.compute_losses(_batch(small_corpus), training=True)
     assert np.isfinite(float(terms["hsic"])) and float(terms["hsic"]) >= 0

@@ -46,6 +46,8 @@ from keras import ops
 from tfvae.config import LOSS_TERMS, METHODS
 from tfvae.layers import CosineMarginClassifier, GradientReversal, LayeredDropout, random_normal
 from tfvae.schedules import LambdaSchedule, keep_rates
+from tfvae.terms import (TermMeans, batch_mean, cross_correlation, in_xla, masked_acc, masked_ce, rbf_hsic,
+                         sum_of_squares)
 
 tfd = tfp.distributions
 
@@ -76,109 +78,6 @@ def _mlp(units: Sequence[int], l2: float, name: str, out: int | None = None) -> 
     if out is not None:
         layers.append(keras.layers.Dense(out, kernel_regularizer=reg, bias_regularizer=reg, name=f"{name}_out"))
     return keras.Sequential(layers, name=name)
-
-
-def _masked_ce(labels, logits):
-    """Mean sparse cross-entropy over examples with label >= 0, and how many there were."""
-    labels = ops.cast(labels, "int32")
-    known = ops.cast(labels >= 0, "float32")
-    ce = keras.losses.sparse_categorical_crossentropy(
-        ops.maximum(labels, 0), ops.cast(logits, "float32"), from_logits=True)
-    n = ops.sum(known)
-    return ops.divide_no_nan(ops.sum(ce * known), n), n
-
-
-def _batch_mean(values):
-    """Mean over the batch, 0 for an empty batch (a replica can get none at the end of an epoch)."""
-    n = ops.cast(ops.shape(values)[0], "float32")
-    return ops.sum(values) / ops.maximum(n, 1.0)
-
-
-def _cross_correlation(z, split: int):
-    """Linear-kernel HSIC between ``z[:, :split]`` and ``z[:, split:]``: the mean squared batch
-    cross-correlation of the two halves (0 when they are linearly independent)."""
-    z = z - ops.mean(z, axis=0, keepdims=True)
-    z = z / ops.sqrt(ops.mean(ops.square(z), axis=0, keepdims=True) + 1e-6)
-    n = ops.maximum(ops.cast(ops.shape(z)[0], "float32"), 1.0)
-    cross = ops.matmul(ops.transpose(z[:, :split]), z[:, split:]) / n
-    return ops.mean(ops.square(cross))
-
-
-def _rbf_hsic(z, split: int):
-    """Biased HSIC estimate (Gretton et al. 2005) between ``z[:, :split]`` and ``z[:, split:]`` with
-    Gaussian kernels whose bandwidth is the batch's median pairwise distance (not differentiated)."""
-    n = ops.cast(ops.shape(z)[0], "float32")
-
-    def centred_gram(x):
-        sq = ops.sum(ops.square(x), axis=1, keepdims=True)
-        d2 = ops.maximum(sq + ops.transpose(sq) - 2.0 * ops.matmul(x, ops.transpose(x)), 0.0)
-        bandwidth = ops.stop_gradient(ops.maximum(ops.median(d2), 1e-6))
-        k = ops.exp(-d2 / bandwidth)
-        k = k - ops.mean(k, axis=0, keepdims=True)
-        return k - ops.mean(k, axis=1, keepdims=True)
-
-    kx, ky = centred_gram(z[:, :split]), centred_gram(z[:, split:])
-    return ops.sum(kx * ky) / ops.maximum(ops.square(n - 1.0), 1.0)
-
-
-def _in_xla() -> bool:
-    """Whether the graph being traced will be compiled by XLA (inside ``tf.function(jit_compile=True)``)."""
-    try:
-        from tensorflow.python.ops import control_flow_util
-    except ImportError:  # private module: without it, every graph counts as not compiled
-        return False
-    return bool(control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()))
-
-
-def _sum_of_squares(w):
-    """``sum(w ** 2)`` of a weight matrix as ``square(w) @ ones``, then a sum over its rows.
-
-    XLA's CPU backend reduces a whole matrix to a scalar in one sequential loop; the
-    matrix-vector product goes to a vectorised, multi-threaded GEMV kernel (5x faster for
-    the LR-VAE's weights, ``bench/train_throughput.py``).
-    """
-    w = ops.convert_to_tensor(w)
-    if len(w.shape) != 2 or w.shape[1] is None:
-        return ops.sum(ops.square(w))
-    return ops.sum(tf.linalg.matvec(ops.square(w), tf.ones([w.shape[1]], w.dtype)))
-
-
-def _masked_acc(labels, logits):
-    labels = ops.cast(labels, "int32")
-    known = ops.cast(labels >= 0, "float32")
-    hit = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), labels), "float32")
-    return ops.divide_no_nan(ops.sum(hit * known), ops.sum(known))
-
-
-class TermMeans(keras.metrics.Metric):
-    """Running weighted means of named scalars (the loss terms) in two vector variables.
-
-    Element by element the same arithmetic as one ``keras.metrics.Mean`` per name updated with
-    ``sample_weight`` (``total += value * weight``, ``count += weight``, result ``total / count``),
-    so the values are identical; but a step updates 2 variables, not 2 per term (about 30 scalar
-    variable writes cost a train step more than the metric arithmetic, most as outputs of an XLA
-    cluster). ``result()`` is NaN where nothing was counted. Under a ``tf.distribute`` strategy the
-    variables are sum-aggregated on read, as Keras' metrics are.
-    """
-
-    def __init__(self, names: Sequence[str], name: str = "loss_terms", **kwargs):
-        super().__init__(name=name, **kwargs)
-        self.names = tuple(names)
-        self.total = self.add_variable(shape=(len(self.names),), initializer="zeros", name="total")
-        self.count = self.add_variable(shape=(len(self.names),), initializer="zeros", name="count")
-
-    def update_state(self, values: dict, weights: dict):
-        """Add ``values[name] * weights[name]`` to each total and ``weights[name]`` to each count."""
-        values = ops.stack([ops.cast(values[k], self.dtype) for k in self.names])
-        weights = ops.stack([ops.cast(weights[k], self.dtype) for k in self.names])
-        self.total.assign_add(values * weights)
-        self.count.assign_add(weights)
-
-    def result(self):
-        return ops.where(self.count > 0, ops.divide_no_nan(self.total, self.count), float("nan"))
-
-    def get_config(self):
-        return {**super().get_config(), "names": list(self.names)}
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
@@ -411,18 +310,18 @@ class LRVAE(keras.Model):
             beta = self.kl_weight * (ops.convert_to_tensor(self.kl_anneal) if training and self.kl_warmup_steps else 1.0)
             terms["vae"] = terms["recon"] + beta * terms["kl"]
         if self.use_hsic:
-            hsic = _rbf_hsic if self.hsic_kernel == "rbf" else _cross_correlation
+            hsic = rbf_hsic if self.hsic_kernel == "rbf" else cross_correlation
             terms["hsic"] = hsic(out["z"], self.latent_dim // 2)
         if self.parts["emo"]:
-            terms["emo"], _ = _masked_ce(y_emo, out["emo_logits"])
-            terms["emo_acc"] = _masked_acc(y_emo, out["emo_logits"])
+            terms["emo"], _ = masked_ce(y_emo, out["emo_logits"])
+            terms["emo_acc"] = masked_acc(y_emo, out["emo_logits"])
         if self.parts["id"]:
-            terms["id"], counts["id"] = _masked_ce(y_id, out["id_logits"])
-            terms["id_acc"] = _masked_acc(y_id, out["id_logits"])
+            terms["id"], counts["id"] = masked_ce(y_id, out["id_logits"])
+            terms["id_acc"] = masked_acc(y_id, out["id_logits"])
         if self.parts["emo_adv"]:
-            terms["emo_adv"], _ = _masked_ce(y_emo, out["emo_adv_logits"])
+            terms["emo_adv"], _ = masked_ce(y_emo, out["emo_adv_logits"])
         if self.parts["id_adv"]:
-            terms["id_adv"], counts["id_adv"] = _masked_ce(y_id, out["id_adv_logits"])
+            terms["id_adv"], counts["id_adv"] = masked_ce(y_id, out["id_adv_logits"])
         w = self.loss_weights
         terms["l2"] = self._weight_penalty()
         terms["selection"] = sum(w[t] * terms[t] for t in ("vae", "emo", "id") if t in terms)
@@ -436,16 +335,16 @@ class LRVAE(keras.Model):
         """The L2 term of eq. 4: the sum of the weights' regularisation losses (``self.losses``).
 
         Compiled by XLA, each weight matrix's ``l2 * sum(w ** 2)`` is reduced by
-        :func:`_sum_of_squares` (the same sum up to float rounding; XLA's own reduction would cost
+        :func:`tfvae.terms.sum_of_squares` (the same sum up to float rounding; XLA's own reduction would cost
         more than the rest of the loss); otherwise it is exactly ``sum(self.losses)``.
         """
         losses = self.losses
         if not losses:
             return ops.zeros(())
-        if _in_xla():
+        if in_xla():
             regularized = [v for v in self.trainable_weights if getattr(v, "regularizer", None) is not None]
             if len(regularized) == len(losses):  # nothing but weight regularisers (the model adds no loss)
-                losses = [v.regularizer.l2 * _sum_of_squares(v) if type(v.regularizer) is keras.regularizers.L2
+                losses = [v.regularizer.l2 * sum_of_squares(v) if type(v.regularizer) is keras.regularizers.L2
                           else v.regularizer(v) for v in regularized]
         return ops.cast(ops.sum(losses), "float32")
 
@@ -459,13 +358,13 @@ class LRVAE(keras.Model):
         else:
             scale = 1.0
         likelihood = tfd.Independent(tfd.Normal(loc=x_loc, scale=scale), reinterpreted_batch_ndims=1)
-        return -_batch_mean(likelihood.log_prob(x_std)) / float(self.input_dim)
+        return -batch_mean(likelihood.log_prob(x_std)) / float(self.input_dim)
 
     def _kl(self, q, z):
         """KL(q(z|x) || N(0, I)) per latent node; with ``free_bits``, nodes under the floor cost nothing."""
         prior = tfd.MultivariateNormalDiag(loc=ops.zeros_like(z), scale_diag=ops.ones_like(z))
         if not self.free_bits:
-            return _batch_mean(tfd.kl_divergence(q, prior)) / float(self.latent_dim)
+            return batch_mean(tfd.kl_divergence(q, prior)) / float(self.latent_dim)
         per_node = tfd.kl_divergence(tfd.Normal(q.mean(), q.stddev()), tfd.Normal(0.0, 1.0))
         per_node = ops.sum(per_node, axis=0) / ops.maximum(ops.cast(ops.shape(z)[0], "float32"), 1.0)
         return ops.mean(ops.maximum(per_node, self.free_bits))
