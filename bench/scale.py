@@ -31,6 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tfvae.config import TrainConfig  # noqa: E402  (TensorFlow-free)
 from tfvae.stages import parse  # noqa: E402  (TensorFlow-free)
 
 STAGES = ("load", "train", "encode", "evaluate", "export", "report")
@@ -110,7 +111,7 @@ def main() -> int:
         for cmd_name in wanted:
             argv, models = cmds[cmd_name]
             r = measure([sys.executable, *argv, *common], work / f"{cmd_name}-{size}.log")
-            epochs = args.epochs or 30
+            epochs = args.epochs or TrainConfig().epochs
             train_s = r["stages"].get("train", float("nan"))
             r.update(command=cmd_name, size=n, train_rows=counts.get("train", 0),
                      examples_per_s=counts.get("train", 0) * epochs * models / train_s if train_s else float("nan"),

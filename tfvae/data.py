@@ -148,14 +148,14 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
         raise DataError(f"dataset {full!r} lacks split(s) {missing}; it has {list(builder.info.splits)}")
     dim = int(builder.info.features["features"].shape[-1])
     streamed = sum(builder.info.splits[s].num_examples for s in SPLITS) * dim * 4 > in_memory_mb * 2 ** 20
-    splits = {s: _read_split(builder, s, streamed) for s in SPLITS}
+    splits = {s: _read_split(builder, s, dim, streamed) for s in SPLITS}
     meta = dict(builder.info.metadata or {})
     return Corpus(name=full, feature_set=meta.get("feature_set", feature_set),
                   emotion_names=list(builder.info.features["emotion"].names), splits=splits,
                   feature_names=meta.get("feature_names"), info=meta)
 
 
-def _read_split(builder, split: str, streamed: bool) -> Split:
+def _read_split(builder, split: str, dim: int, streamed: bool) -> Split:
     """One split: labels in memory; features in memory, or (``streamed``) left in the TFDS files."""
     import tensorflow as tf
     import tensorflow_datasets as tfds
@@ -165,7 +165,6 @@ def _read_split(builder, split: str, streamed: bool) -> Split:
     n = builder.info.splits[split].num_examples
     if n == 0:
         return Split(np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, str), np.zeros(0, str))
-    dim = int(builder.info.features["features"].shape[-1])
     keys = ("emotion", "speaker", "utterance_id") if streamed else ("features", "emotion", "speaker", "utterance_id")
     decoders = {"features": tfds.decode.SkipDecoding()} if streamed else None
     ds = builder.as_dataset(split=split, decoders=decoders, read_config=tfds.ReadConfig(try_autocache=False))

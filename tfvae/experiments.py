@@ -101,13 +101,11 @@ def train_and_evaluate(cfg: TrainConfig, corpus: Corpus, strategy, method: str, 
 
     CLOCK.lap("load")  # reading the corpus and making folds, before the first model
     fast = tuning or cfg.eval_attackers == "fast"
-    ev = EvalSplits(corpus, seed=cfg.seed, bootstrap=0 if tuning else BOOTSTRAP)
+    data = raw_corpus(corpus, cfg.seed) if method == "raw" else corpus
+    ev = EvalSplits(data, seed=cfg.seed, bootstrap=0 if tuning else BOOTSTRAP)  # the same test split either way
     res = {"chance": ev.chance, "best_epoch": None, "cuts": {}}
     if method == "raw":
-        raw = raw_corpus(corpus, cfg.seed)
-        if raw is not corpus:
-            ev = EvalSplits(raw, seed=cfg.seed, bootstrap=0 if tuning else BOOTSTRAP)
-        z = {k: materialize(raw.splits[k].features) for k in ("train", "validation", "test")}
+        z = {k: materialize(data.splits[k].features) for k in ("train", "validation", "test")}
         res["views"] = {"origin": evaluate_view(z, ev, seed=cfg.seed, **attacker_suite(fast))}
         CLOCK.lap("evaluate")
         return res
