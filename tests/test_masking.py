@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tfvae.masking import candidate_cuts, choose_cuts, keep_mask
+from tfvae.masking import candidate_cuts, candidate_positions, choose_cuts, keep_mask, relevant_boundaries, view_keep
 
 
 def test_keep_mask_views():
@@ -78,3 +78,46 @@ def test_strong_probes_charge_the_strongest_validation_attacker():
     assert strong[0] >= fast[0] and strong[1] <= fast[1]  # a superset of attackers: never weaker
     res = choose_cuts(z_tr, e_tr, s_tr, z_va, e_va, s_va + 100, groups=8, attackers="strong")
     assert res["probes"] == "strong" and res["full_emotion_wf1"] == strong[0]
+
+
+def test_view_keep_over_three_attributes():
+    order = ("emotion", "gender", "identity")
+    assert relevant_boundaries(("emotion",), order) == [1]
+    assert relevant_boundaries(("gender",), order) == [1, 2]
+    assert relevant_boundaries(("emotion", "identity"), order) == [1, 2]
+    assert relevant_boundaries(("gender", "identity"), order) == [1]
+    np.testing.assert_array_equal(view_keep(8, ("gender",), order, (2, 5)), [0, 0, 1, 1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(view_keep(8, ("emotion", "identity"), order, (2, 5)), [1, 1, 0, 0, 0, 1, 1, 1])
+    np.testing.assert_array_equal(view_keep(8, ("identity",), order, (6,)), [0] * 6 + [1, 1])
+    with pytest.raises(ValueError, match="2 boundar"):
+        view_keep(8, ("gender",), order, (2,))
+    with pytest.raises(ValueError, match="overlapping bands"):
+        view_keep(8, ("gender",), order, (5, 2))
+    assert len(candidate_positions(64, 32, 1)) == 31
+    pairs = candidate_positions(64, 32, 2)
+    assert 0 < len(pairs) <= 64 and all(a < b for a, b in pairs)
+
+
+def test_choose_views_finds_a_middle_band():
+    """Latent: nodes 0-5 emotion, 6-11 gender, 12-17 speaker identity (gender fixed per speaker). The
+    gender-only view must keep the middle band and hide emotion and speakers."""
+    from tfvae.masking import choose_views
+
+    def draw(n_spk, rng, offset=0):
+        z_e, e, s = _aligned_latent(n_spk, 16, rng)
+        g = (s % 2)
+        gz = np.where(g[:, None] == 1, 2.0, -2.0) + rng.normal(size=(len(s), 6)) * 0.5
+        z = np.concatenate([z_e[:, :6], gz, z_e[:, 8:14]], axis=1)
+        return z, e, g, s + offset
+
+    rng = np.random.default_rng(3)
+    z_tr, e_tr, g_tr, s_tr = draw(20, rng)
+    z_va, e_va, g_va, s_va = draw(8, rng, 100)
+    res = choose_views(z_tr, {"emotion": e_tr, "gender": g_tr}, s_tr, z_va, {"emotion": e_va, "gender": g_va}, s_va,
+                       ("emotion", "gender", "identity"), {"keep_gender": ("gender",), "keep_emotion": ("emotion",)},
+                       groups=6, tolerance=0.02)
+    assert res["views"]["keep_gender"]["positions"] == [6, 12], res["tables"]["keep_gender"]
+    assert res["views"]["keep_emotion"]["positions"] == [6]
+    v = res["views"]["keep_gender"]["validation"]
+    assert v["gender"] > 0.95 and v["speaker"] > 0.3 and v["emotion"] < 0.45
+    np.testing.assert_array_equal(res["views"]["keep_gender"]["keep"], [0] * 6 + [1] * 6 + [0] * 6)

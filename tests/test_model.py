@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from tfvae.data import make_dataset
-from tfvae.model import LRVAE, method_parts
+from tfvae.model import LRVAE, loss_terms, method_parts
 
 
 def _model(corpus, method="lrvae", **kw):
@@ -22,18 +22,72 @@ def _batch(corpus, split="train", n=64):
     return next(iter(make_dataset(corpus, split, n)))
 
 
+def _flags(parts):
+    return {k: v for k, v in parts.items() if k not in ("heads", "adversaries")}
+
+
 def test_method_parts_match_the_paper_baselines():
-    assert method_parts("dnn") == {"vae": False, "layered": False, "emo": True, "id": True,
-                                   "id_adv": False, "emo_adv": False}
-    assert method_parts("lrvae") == {"vae": True, "layered": True, "emo": True, "id": True,
-                                     "id_adv": True, "emo_adv": True}
+    assert _flags(method_parts("dnn")) == {"vae": False, "layered": False, "emo": True, "id": True,
+                                           "id_adv": False, "emo_adv": False}
+    assert _flags(method_parts("lrvae")) == {"vae": True, "layered": True, "emo": True, "id": True,
+                                             "id_adv": True, "emo_adv": True}
+    assert method_parts("lrvae")["adversaries"] == (("identity", "emotion"), ("emotion", "identity"))
     assert method_parts("lrvae-noadv")["layered"] and not method_parts("lrvae-noadv")["id_adv"]
     # a-vae: one task, adversary against the other attribute
-    assert method_parts("a-vae", "identity") == {"vae": True, "layered": False, "emo": True, "id": False,
-                                                 "id_adv": True, "emo_adv": False}
+    assert _flags(method_parts("a-vae", "identity")) == {"vae": True, "layered": False, "emo": True, "id": False,
+                                                         "id_adv": True, "emo_adv": False}
     assert method_parts("a-vae", "emotion")["id"] and method_parts("a-vae", "emotion")["emo_adv"]
     with pytest.raises(ValueError, match="unknown"):
         method_parts("gan")
+
+
+def test_method_parts_over_three_attributes():
+    attrs = ("emotion", "gender", "identity")
+    p = method_parts("lrvae", attributes=attrs)
+    assert p["heads"] == attrs and len(p["adversaries"]) == 6  # every ordered pair
+    assert loss_terms(attrs, p["adversaries"]) == (
+        "vae", "emo", "gen", "id", "gen_adv_emo", "id_adv_emo", "emo_adv_gen", "id_adv_gen", "emo_adv_id", "gen_adv_id")
+    only = method_parts("lrvae", attributes=attrs, adversaries="identity@emotion,gender@emotion")
+    assert only["adversaries"] == (("gender", "emotion"), ("identity", "emotion"))
+    assert only["id_adv"] and only["gen_adv"] and not only["emo_adv"]
+    avae = method_parts("a-vae", "gender", attrs)
+    assert avae["heads"] == ("emotion", "identity") and avae["adversaries"] == (("gender", "emotion"),)
+    for bad, msg in (("identity@identity", "own branch"), ("age@emotion", "unknown attribute"),
+                     ("identity", "predicted@branch")):
+        with pytest.raises(ValueError, match=msg):
+            method_parts("lrvae", attributes=attrs, adversaries=bad)
+    with pytest.raises(ValueError, match="exactly one attribute must be 'identity'"):
+        method_parts("lrvae", attributes=("emotion", "gender"))
+
+
+def test_three_attribute_model_trains_every_term():
+    """K=3: a band-shaped middle profile, a head per attribute, six adversaries; unknown gender (-1) counts
+    in no gender term; the loss is the weighted sum of the terms."""
+    from tfvae.model import LRVAE
+
+    rng = np.random.default_rng(0)
+    n, d = 32, 10
+    m = LRVAE(d, 3, 4, attributes=("emotion", "gender", "identity"), n_classes={"gender": 2}, latent_dim=12,
+              encoder_units=(16,), decoder_units=(16,), head_units=(8,), seed=0, hsic_weight=1.0,
+              loss_weights={"gen": 2.0})
+    m.build()
+    m.adapt_normalizer(rng.normal(size=(n, d)).astype("float32"))
+    p_gen = np.asarray(m.gen_dropout.keep_rates)
+    assert p_gen.argmax() in (5, 6) and p_gen[0] == p_gen[-1] == 0.0  # peaked on the middle band
+    batch = {"features": rng.normal(size=(n, d)).astype("float32"), "emotion": rng.integers(0, 3, n).astype("int32"),
+             "speaker": rng.integers(0, 4, n).astype("int32"), "gender": np.array([-1] * n, "int32")}
+    loss, terms = m.compute_losses(batch, training=False)
+    assert {"emo", "gen", "id", "gen_adv_emo", "id_adv_emo", "emo_adv_gen", "id_adv_gen", "emo_adv_id",
+            "gen_adv_id", "hsic"} <= set(terms)
+    assert float(terms["gen"]) == 0.0 and float(terms["_counts"]["gen"]) == 0.0  # no known gender
+    w = m.loss_weights
+    assert w["gen"] == 2.0 and w["gen_adv_emo"] == 1.0
+    expected = sum(w[t] * float(terms[t]) for t in m.loss_terms) + float(terms["l2"]) + float(terms["hsic"])
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    out = m(batch["features"])
+    assert out["gender_probabilities"].shape == (n, 2) and out["speaker_embedding"].shape == (n, 8)
+    m2 = LRVAE.from_config(m.get_config())
+    assert [a.name for a in m2.attributes] == ["emotion", "gender", "identity"] and m2.n_classes["gender"] == 2
 
 
 def test_kl_matches_closed_form(small_corpus):

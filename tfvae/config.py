@@ -19,7 +19,8 @@ from typing import Any, Sequence
 
 #: Training methods: the paper's LR-VAE and its baselines (section 3.1.1).
 METHODS = ("dnn", "vae", "a-vae", "lrvae-noadv", "lrvae")
-#: Which attribute an A-VAE model removes with its adversary ("both" trains one model each).
+#: Which attribute an A-VAE model removes with its adversary ("both" trains one model each for emotion
+#: and identity; any attribute of ``--attributes`` may be named).
 PROTECT = ("identity", "emotion", "both")
 #: Keep-rate schedule families for layered dropout (eq. 2).
 KEEP_SCHEDULES = ("linear", "exponential", "sigmoid", "cosine")
@@ -89,8 +90,24 @@ class TrainConfig:
     # model
     method: str = _opt("lrvae", "Training method (paper section 3.1.1).", choices=METHODS)
     protect: str = _opt(
-        "both", "A-VAE only: attribute its adversary removes; 'both' trains one model per attribute.",
-        choices=PROTECT)
+        "both", "A-VAE only: attribute its adversary removes (one of --attributes); 'both' trains one model for "
+        "identity and one for emotion.")
+    attributes: str = _opt(
+        "emotion,identity", "Attributes aligned in the latent, in latent order from node 0 (tfvae.attributes): "
+        "emotion, gender, identity (the speaker label, exactly once) or any class label of the dataset.")
+    views: str = _opt(
+        "", "Masked views to choose, export and report: comma-separated sets of kept attributes joined by '+', "
+        "e.g. 'emotion,identity,emotion+gender' (default: one view per attribute, keeping only it). "
+        "identity_free / emotion_free name the paper's two views.")
+    adversaries: str = _opt(
+        "all", "LR-VAE adversaries behind gradient reversal: all (every attribute's branch hides every other "
+        "attribute), none, or predicted@branch pairs, e.g. 'identity@emotion,gender@emotion'.")
+    band_width: float = _opt(
+        1.0, "Width of each attribute's keep-rate band in units of the spacing between band centres "
+        "(tfvae.schedules.band_keep_rates); 1 = a profile falls to keep_min at the neighbouring band's centre.")
+    band_centres: str = _opt(
+        "", "Band centres as fractions of the latent, one per attribute, strictly increasing "
+        "(default: equally spaced from 0 to 1).")
     latent_dim: int = _opt(64, "Number of latent nodes N (node 0 = emotion end, node N-1 = identity end).")
     encoder_units: tuple[int, ...] = _opt((512, 256), "Hidden layer sizes of the encoder MLP.")
     decoder_units: tuple[int, ...] = _opt((256, 512), "Hidden layer sizes of the decoder MLP.")
@@ -131,6 +148,8 @@ class TrainConfig:
     id_weight: float = _opt(1.0, "Weight of L_id (speaker-ID cross-entropy).")
     emo_adv_weight: float = _opt(1.0, "Weight of L_emo-adv (emotion discriminator on the speaker branch).")
     id_adv_weight: float = _opt(1.0, "Weight of L_id-adv (speaker discriminator on the emotion branch).")
+    term_weights: str = _opt(
+        "", "Weights of other attributes' terms, e.g. 'gen=1,gen_adv=0.5' (default 1; see tfvae.methods.loss_terms).")
     # optimisation
     epochs: int = _opt(30, "Training epochs.")
     batch_size: int = _opt(128, "Batch size per replica; the global batch is this times the replicas.")
@@ -181,8 +200,23 @@ class TrainConfig:
         errs = []
         if self.method not in METHODS:
             errs.append(f"method={self.method!r} is unknown; choose one of {', '.join(METHODS)}")
-        if self.protect not in PROTECT:
-            errs.append(f"protect={self.protect!r} is unknown; choose one of {', '.join(PROTECT)}")
+        try:
+            attrs = self.attribute_list()
+            order = [a.name for a in attrs]
+            if self.protect != "both" and self.protect not in order:
+                errs.append(f"protect={self.protect!r} is unknown; choose both or one of {', '.join(order)}")
+            if self.protect == "both" and self.method == "a-vae" and not {"emotion", "identity"} <= set(order):
+                errs.append("protect=both trains an A-VAE for emotion and for identity; name one attribute instead")
+            self.view_map()
+            from tfvae.methods import parse_adversaries
+
+            parse_adversaries(self.adversaries, attrs)
+            self.band_centre_list()
+            self.loss_weights
+        except ValueError as e:
+            errs.append(str(e))
+        if self.band_width <= 0:
+            errs.append(f"band_width={self.band_width} must be > 0")
         if feature_sets is not None and self.feature_set not in feature_sets:
             errs.append(f"feature_set={self.feature_set!r} is unknown; choose one of {', '.join(feature_sets)}")
         if self.keep_schedule not in KEEP_SCHEDULES:
@@ -234,7 +268,46 @@ class TrainConfig:
 
     @property
     def loss_weights(self) -> dict[str, float]:
-        return {t: getattr(self, f"{t}_weight") for t in LOSS_TERMS}
+        """The named weights of eq. 4's terms plus ``--term_weights``."""
+        out = {t: getattr(self, f"{t}_weight") for t in LOSS_TERMS}
+        for item in filter(None, (i.strip() for i in self.term_weights.split(","))):
+            key, _, val = item.partition("=")
+            try:
+                out[key.strip()] = float(val)
+            except ValueError:
+                raise ValueError(f"term_weights: {item!r} is not term=number") from None
+            if out[key.strip()] < 0:
+                raise ValueError(f"term_weights: {item!r} must be >= 0")
+        return out
+
+    def attribute_list(self):
+        """The attributes (:class:`tfvae.attributes.Attribute`) in latent order."""
+        from tfvae.attributes import parse_attributes
+
+        return parse_attributes(self.attributes)
+
+    def view_map(self) -> dict[str, tuple[str, ...]]:
+        """``{view name: kept attributes}`` of ``--views`` (:func:`tfvae.attributes.parse_views`)."""
+        from tfvae.attributes import parse_views
+
+        return parse_views(self.views, self.attribute_list())
+
+    def band_centre_list(self) -> tuple[float, ...] | None:
+        if not self.band_centres.strip():
+            return None
+        try:
+            c = tuple(float(v) for v in self.band_centres.split(","))
+        except ValueError:
+            raise ValueError(f"band_centres={self.band_centres!r} must be comma-separated fractions") from None
+        n = len(self.attribute_list())
+        if len(c) != n or any(not 0 <= v <= 1 for v in c) or any(b <= a for a, b in zip(c, c[1:])):
+            raise ValueError(f"band_centres={self.band_centres!r}: need {n} strictly increasing fractions in [0, 1], "
+                             "one per attribute (equal or decreasing centres make overlapping bands)")
+        return c
+
+    def default_protect(self) -> str:
+        """The attribute an A-VAE removes when ``protect`` is ``both`` (its first model)."""
+        return "identity" if self.protect == "both" else self.protect
 
     def default_run_name(self) -> str:
         if self.run_name:

@@ -80,9 +80,24 @@ def _finite(features):
     return tf.debugging.check_numerics(features, _FINITE_MSG)
 
 
-def _emotion_names(model, metadata: dict) -> list[str]:
-    names = list(metadata.get("emotion_names") or [])
-    return names if len(names) == model.n_emotions else [str(i) for i in range(model.n_emotions)]
+def _class_names(model, attribute: str, metadata: dict) -> list[str]:
+    n = model.n_classes[attribute]
+    names = list((metadata.get("emotion_names") if attribute == "emotion" else
+                  (metadata.get("label_names") or {}).get(attribute)) or [])
+    return names if len(names) == n else [str(i) for i in range(n)]
+
+
+def view_signatures(model, sig: str) -> list[str]:
+    """The signature names of a view: its run name and, for the paper's two views, the general
+    ``keep_<attributes>`` name as well (``identity_free`` = ``keep_emotion``, ``emotion_free`` = ``keep_identity``)."""
+    from tfvae.attributes import view_attributes, view_name
+
+    base = sig.removesuffix(SUFFIX)
+    try:
+        general = view_name(view_attributes(base, model.attributes)) + sig[len(base):]
+    except ValueError:
+        return [sig]
+    return [sig] if general == sig else [sig, general]
 
 
 def _masked_encoder(model, keep):
@@ -127,25 +142,24 @@ def _mask_with_keep(model):
     return mask
 
 
-def _emotion_head(model, names: list[str]):
+def _class_head(model, attribute: str, names: list[str]):
+    """A class attribute's classifier on its branch (inference scaling x·p, as in ``model(x)``)."""
     table = tf.constant(names)
 
-    def emotion(features):
-        rep = model.encode(_finite(features))
-        if model.parts["layered"]:
-            rep = model.emo_dropout(rep, training=False)  # inference scaling x·p, as in model(x)
-        probs = tf.nn.softmax(tf.cast(model.emo_head(rep, training=False), tf.float32))
+    def head(features):
+        rep = model.branch(attribute, model.encode(_finite(features)))
+        probs = tf.nn.softmax(tf.cast(model.head(attribute)(rep, training=False), tf.float32))
         idx = tf.argmax(probs, axis=-1, output_type=tf.int64)
         return {"probabilities": probs, "class_index": idx, "class_name": tf.gather(table, idx)}
 
-    return emotion
+    return head
 
 
 def _speaker_head(model):
+    identity = next(a.name for a in model.attributes if a.is_identity)
+
     def speaker(features):
-        rep = model.encode(_finite(features))
-        if model.parts["layered"]:
-            rep = model.id_dropout(rep, training=False)
+        rep = model.branch(identity, model.encode(_finite(features)))
         return {"speaker_embedding": tf.cast(model.id_body(rep, training=False), tf.float32)}
 
     return speaker
@@ -192,25 +206,27 @@ def export_encoder(model, export_dir: str | Path, name: str, masks: dict[str, np
             keep = tf.constant(np.asarray(mask).reshape(1, -1) > 0)
             if keep.shape[1] != model.latent_dim:
                 raise ValueError(f"mask {sig!r} has {keep.shape[1]} entries, the latent has {model.latent_dim}")
-            endpoints[sig] = (_masked_encoder(model, keep), [spec])
+            fn = _masked_encoder(model, keep)
+            endpoints.update({name: (fn, [spec]) for name in view_signatures(model, sig)})
         for sig, eraser in (erasers or {}).items():
             base = sig.removesuffix(SUFFIX)
             if base not in masks or eraser.mean.shape[0] != model.latent_dim:
                 raise ValueError(f"eraser {sig!r} needs the mask {base!r} and {model.latent_dim} nodes")
-            endpoints[sig] = (_erased_encoder(model, tf.constant(np.asarray(masks[base]).reshape(1, -1) > 0),
-                                              eraser), [spec])
+            fn = _erased_encoder(model, tf.constant(np.asarray(masks[base]).reshape(1, -1) > 0), eraser)
+            endpoints.update({name: (fn, [spec]) for name in view_signatures(model, sig)})
         keep_spec = tf.TensorSpec([None, model.latent_dim], tf.float32, name="keep")
         endpoints["mask"] = (_mask_with_keep(model), [spec, keep_spec])
     else:
         def heads(features):
             out = model(_finite(features), training=False)
-            return {k: out[k] for k in ("emotion_probabilities", "speaker_embedding") if k in out}
+            return {k: v for k, v in out.items() if k != "latent"}
 
         endpoints["serving_default"] = (heads, [spec])
-    if model.parts["emo"]:
-        endpoints["emotion"] = (_emotion_head(model, _emotion_names(model, metadata)), [spec])
-    if model.parts["id"]:
-        endpoints["speaker_embedding"] = (_speaker_head(model), [spec])
+    for a in model.attributes:  # each head, named after its attribute (``emotion``, ``gender``; ``speaker_embedding``)
+        if a.name in model.parts["heads"]:
+            endpoints[a.output if a.is_identity else a.name] = (
+                _speaker_head(model) if a.is_identity else _class_head(model, a.name, _class_names(model, a.name, metadata)),
+                [spec])
 
     def write(tmp: Path, version: int) -> None:
         archive = keras.export.ExportArchive()
@@ -222,7 +238,9 @@ def export_encoder(model, export_dir: str | Path, name: str, masks: dict[str, np
                 "masks": {k: np.asarray(v).astype(int).tolist() for k, v in masks.items()},
                 "erasers": {k: {"method": "LEACE (Belrose et al. 2023), fit on the training split",
                                 "removed_dimensions": e.rank} for k, e in (erasers or {}).items()},
-                "privacy_note": "emotion and speaker_embedding read the full latent; they are not masked"}
+                "privacy_note": "the head signatures (" + ", ".join(
+                    a.output if a.is_identity else a.name for a in model.attributes if a.name in model.parts["heads"])
+                    + ") read the full latent; they are not masked"}
         _write_metadata(tmp, meta)
         if privacy_report is not None:
             _write_metadata(tmp, privacy_report, PRIVACY_REPORT_FILE)
@@ -424,7 +442,9 @@ def load_run(run_dir: str | Path):
     if cfg.method == "a-vae" and protect is None:
         protect = run_dir.name.rsplit("-", 1)[-1] if run_dir.name.endswith(("-identity", "-emotion")) else \
             ("identity" if cfg.protect == "both" else cfg.protect)
-    model = build_model(cfg, input_dim, n_emotions, n_speakers, total_steps=1, protect=protect)
+    label_names = summary.get("label_names") or {}
+    n_classes = {a: len(v) for a, v in label_names.items() if a != "emotion"}
+    model = build_model(cfg, input_dim, n_emotions, n_speakers, total_steps=1, protect=protect, n_classes=n_classes)
     model.load_weights(str(weights))
     mask_info = json.loads((run_dir / "mask.json").read_text())
     masks = {k: np.asarray(v, np.float32) for k, v in mask_info.get("masks", {}).items()}
@@ -433,7 +453,9 @@ def load_run(run_dir: str | Path):
             "input_dim": input_dim, "latent_dim": model.latent_dim if model.parts["vae"] else input_dim,
             "emotion_names": summary.get("emotion_names") or [str(i) for i in range(n_emotions)],
             "cuts": {k: v for k, v in mask_info.items() if k.endswith("_cut")},
-            "latent_order": "node 0 = emotion end, node N-1 = identity end",
+            "attributes": [a.name for a in model.attributes], "label_names": label_names,
+            "views": summary.get("views", {}),
+            "latent_order": summary.get("latent_order", "node 0 = emotion end, node N-1 = identity end"),
             "erasers": load_erasers(run_dir / ERASURE_FILE)}
     return model, masks, meta
 

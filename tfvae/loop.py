@@ -341,18 +341,21 @@ class Trainer(Loop):
 
     def __init__(self, model, strategy, corpus: Corpus, batch_size: int, seed: int = 0,
                  jit_compile: bool = False, role: Role | None = None, verbose: int = 1,
-                 shuffle_buffer: int | None = None):
+                 shuffle_buffer: int | None = None, labels: tuple[str, ...] = ()):
         val = corpus.splits["validation"]
         self._val_features, self._val_emotion = val.features, val.emotion
+        #: validation labels of the class heads other than emotion (``<attribute>_probabilities`` outputs)
+        self._val_labels = {a.name: corpus.labels("validation", a.label) for a in model.attributes
+                            if not a.is_identity and a.name != "emotion" and a.name in model.parts["heads"]}
         self._val_trials = None
         if model.parts["id"]:
             from tfvae.metrics import sample_trials
 
             self._val_trials = sample_trials(val.speaker, seed=seed)
         self._infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        super().__init__(model, strategy, split_pipeline(corpus, "train", shuffle_buffer), batch_size, seed=seed,
-                         jit_compile=jit_compile, role=role, verbose=verbose,
-                         val_pipe=split_pipeline(corpus, "validation"))
+        super().__init__(model, strategy, split_pipeline(corpus, "train", shuffle_buffer, labels=labels), batch_size,
+                         seed=seed, jit_compile=jit_compile, role=role, verbose=verbose,
+                         val_pipe=split_pipeline(corpus, "validation", labels=labels))
 
     def selection_scores(self) -> dict[str, float]:
         """``uar``, ``eer`` and ``score`` of the model's heads on the validation speakers (every worker
@@ -360,9 +363,8 @@ class Trainer(Loop):
         from tfvae.evaluate import head_selection
 
         parts = [self._infer(tf.constant(x)) for x in chunks(self._val_features, 1024)]
-        out = {k: np.concatenate([np.asarray(p[k], np.float32) for p in parts])
-               for k in ("emotion_probabilities", "speaker_embedding") if k in parts[0]}
-        return head_selection(out, self._val_emotion, self._val_trials)
+        out = {k: np.concatenate([np.asarray(p[k], np.float32) for p in parts]) for k in parts[0] if k != "latent"}
+        return head_selection(out, self._val_emotion, self._val_trials, labels=self._val_labels)
 
 
 

@@ -4,7 +4,11 @@
 ``train_step`` / ``test_step`` wrap it for ``model.fit`` and any custom
 ``strategy.run`` loop can call ``train_step`` directly.
 
-Latent node order: node 0 is the top, *emotion* end; node N-1 the bottom, *identity* end.
+Latent node order: the attributes of :mod:`tfvae.attributes` in their listed order; with the paper's
+``emotion, identity`` node 0 is the top, *emotion* end and node N-1 the bottom, *identity* end. Every
+attribute has its own branch (layered dropout with the keep-rate profile of its band,
+:func:`tfvae.schedules.attribute_keep_rates`), head and loss term; adversaries behind gradient
+reversal predict an attribute from another's branch.
 
 Loss terms (running means in one Keras metric, :class:`TermMeans`; all per example, batch mean):
 
@@ -18,19 +22,22 @@ Loss terms (running means in one Keras metric, :class:`TermMeans`; all per examp
   (one trainable log-variance per feature) or ``calibrated`` (sigma-VAE: the batch MSE as a shared
   variance), ``kl_warmup`` (KL weight ramped from 0) and ``free_bits`` (KL per node below this many
   nats is free).
-- ``hsic``: linear-kernel HSIC (mean squared cross-correlation) between the emotion half and the
-  identity half of the latent sample, weighted by ``hsic_weight`` (LR-VAE only); with
+- ``hsic``: linear-kernel HSIC (mean squared cross-correlation) between the attributes' nominal bands
+  of the latent sample (the emotion and identity halves for the paper's attributes; the mean over
+  pairs of bands for more), weighted by ``hsic_weight`` (LR-VAE only); with
   ``hsic_kernel="rbf"`` the biased HSIC estimate with Gaussian kernels (median bandwidth), which
   also sees non-linear dependence.
-- ``emo`` / ``id``: cross-entropy of the emotion / speaker-ID classifier.
+- ``emo`` / ``id`` / ``<short>``: cross-entropy of each attribute's classifier (emotion, speaker ID,
+  gender ``gen``...).
 - ``id_adv``: cross-entropy of the speaker discriminator behind gradient reversal on the
-  emotion branch; ``emo_adv``: of the emotion discriminator on the speaker branch. The
+  emotion branch; ``emo_adv``: of the emotion discriminator on the speaker branch; in general
+  ``<short>_adv`` (``<short>_adv_<branch short>`` when several branches hide the attribute). The
   discriminators minimise them; through the reversal the encoder maximises them.
 - ``loss`` = sum of the weighted terms + L2 (eq. 4); ``selection`` = the weighted
   non-adversarial terms, monitored on validation to choose the checkpoint.
 
-Speaker labels < 0 mark speakers unknown to the classifier (validation and test speakers
-are disjoint from training speakers); they contribute nothing to ``id``/``id_adv``.
+Labels < 0 are unknown: speakers unknown to the classifier (validation and test speakers are
+disjoint from training speakers), an unlabelled gender; they contribute nothing to that attribute's terms.
 """
 
 from __future__ import annotations
@@ -43,33 +50,15 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from keras import ops
 
-from tfvae.config import LOSS_TERMS, METHODS
+from tfvae.attributes import DEFAULT as DEFAULT_ATTRIBUTES, parse_attributes
+from tfvae.config import LOSS_TERMS
+from tfvae.methods import _base, adversary_terms, loss_terms, method_parts, parse_adversaries  # noqa: F401
 from tfvae.layers import CosineMarginClassifier, GradientReversal, LayeredDropout, random_normal
-from tfvae.schedules import LambdaSchedule, keep_rates
+from tfvae.schedules import LambdaSchedule, attribute_keep_rates
 from tfvae.terms import (TermMeans, batch_mean, cross_correlation, in_xla, masked_acc, masked_ce, rbf_hsic,
                          sum_of_squares)
 
 tfd = tfp.distributions
-
-#: Which parts each method has: (vae, layered dropout, emotion head, speaker head,
-#: speaker discriminator on the emotion branch, emotion discriminator on the speaker branch).
-def method_parts(method: str, protect: str = "identity") -> dict[str, bool]:
-    """Components of a method; ``protect`` only matters for ``a-vae``."""
-    if method not in METHODS:
-        raise ValueError(f"method {method!r} is unknown; choose one of {', '.join(METHODS)}")
-    if method == "a-vae" and protect not in ("identity", "emotion"):
-        raise ValueError(f"a-vae protects 'identity' or 'emotion', got {protect!r}")
-    avae_id = method == "a-vae" and protect == "identity"
-    avae_emo = method == "a-vae" and protect == "emotion"
-    return {
-        "vae": method != "dnn",
-        "layered": method in ("lrvae", "lrvae-noadv"),
-        "emo": not avae_emo,
-        "id": not avae_id,
-        "id_adv": method == "lrvae" or avae_id,
-        "emo_adv": method == "lrvae" or avae_emo,
-    }
-
 
 def _mlp(units: Sequence[int], l2: float, name: str, out: int | None = None) -> keras.Sequential:
     reg = keras.regularizers.L2(l2) if l2 else None
@@ -92,12 +81,18 @@ class LRVAE(keras.Model):
         latent_dim: N.
         keep_schedule, keep_min, keep_max: layered-dropout keep rates (eq. 2).
         lambda_schedule: config dict of :class:`LambdaSchedule` for gradient reversal.
-        loss_weights: weights of ``vae, emo, id, emo_adv, id_adv`` in eq. 4.
+        loss_weights: weights of the terms of :func:`loss_terms` in eq. 4 (``vae, emo, id, emo_adv, id_adv``
+            for the paper's attributes; 1 for a term not given; ``<short>_adv_<branch>`` falls back to
+            ``<short>_adv``).
         kl_weight: beta, the weight of KL inside L_VAE.
         decoder_variance, kl_warmup_steps, free_bits: the balance of eq. 1 (see the module docstring).
         speaker_head: ``softmax`` or ``aam`` (:class:`tfvae.layers.CosineMarginClassifier`).
         hsic_weight: weight of the cross-correlation penalty between the two latent halves.
         input_noise: std of Gaussian noise on the standardised encoder input in training.
+        attributes: attribute names in latent order (:func:`tfvae.attributes.parse_attributes`).
+        n_classes: classes of class attributes other than emotion (e.g. ``{"gender": 2}``).
+        adversaries: ``all``, ``none`` or ``predicted@branch,...`` (:func:`parse_adversaries`; lrvae).
+        band_width, band_centres: the keep-rate profiles of the bands (:func:`tfvae.schedules.band_keep_rates`).
         l2: L2 on all weights and biases (paper: 1e-6).
     """
 
@@ -110,23 +105,37 @@ class LRVAE(keras.Model):
                  seed: int | None = None, decoder_variance: str = "unit", kl_warmup_steps: int = 0,
                  free_bits: float = 0.0, speaker_head: str = "softmax", aam_margin: float = 0.2,
                  aam_scale: float = 30.0, hsic_weight: float = 0.0, input_noise: float = 0.0,
-                 hsic_kernel: str = "linear", **kwargs):
+                 hsic_kernel: str = "linear", attributes: Sequence[str] = DEFAULT_ATTRIBUTES,
+                 n_classes: dict | None = None, adversaries: str = "all", band_width: float = 1.0,
+                 band_centres: Sequence[float] | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.parts = method_parts(method, protect)
-        if n_emotions < 2 and self.parts["emo"]:
-            raise ValueError(f"need at least 2 emotion classes, got {n_emotions}")
-        if n_speakers < 2 and self.parts["id"]:
-            raise ValueError(f"need at least 2 training speakers, got {n_speakers}")
+        self.attributes = parse_attributes(attributes)
+        self.parts = method_parts(method, protect, self.attributes, adversaries)
+        #: classes of each class attribute's head (emotion: n_emotions; identity: the training speakers)
+        self.n_classes = {a.name: int((n_classes or {}).get(a.name, 0)) for a in self.attributes}
+        self.n_classes.update({a.name: int(n_speakers) for a in self.attributes if a.is_identity})
+        if "emotion" in self.n_classes:
+            self.n_classes["emotion"] = int(n_emotions)
+        for a in self.attributes:
+            if a.name in self.parts["heads"] or any(a.name == p for p, _ in self.parts["adversaries"]):
+                if self.n_classes[a.name] < 2:
+                    what = "training speakers" if a.is_identity else f"{a.name} classes"
+                    raise ValueError(f"need at least 2 {what}, got {self.n_classes[a.name]}")
         self.input_dim, self.n_emotions, self.n_speakers = int(input_dim), int(n_emotions), int(n_speakers)
         self.method, self.protect, self.latent_dim = method, protect, int(latent_dim)
+        self.adversaries, self.band_width = adversaries, float(band_width)
+        self.band_centres = None if band_centres is None else tuple(float(c) for c in band_centres)
         self.encoder_units, self.decoder_units = tuple(encoder_units), tuple(decoder_units)
         self.head_units = tuple(head_units)
         self.keep_schedule, self.keep_min, self.keep_max = keep_schedule, float(keep_min), float(keep_max)
         self.lambda_schedule = LambdaSchedule(**(lambda_schedule or {}))
-        unknown = set(loss_weights or {}) - set(LOSS_TERMS)
+        self.adversary_terms = adversary_terms(self.attributes, self.parts["adversaries"])
+        self.loss_terms = loss_terms(self.attributes, self.parts["adversaries"])
+        unknown = set(loss_weights or {}) - set(self.loss_terms) - set(LOSS_TERMS)
         if unknown:
-            raise ValueError(f"unknown loss weights {sorted(unknown)}; terms are {LOSS_TERMS}")
-        self.loss_weights = {t: float((loss_weights or {}).get(t, 1.0)) for t in LOSS_TERMS}
+            raise ValueError(f"unknown loss weights {sorted(unknown)}; terms are {self.loss_terms}")
+        self.loss_weights = {t: float((loss_weights or {}).get(t, (loss_weights or {}).get(_base(t), 1.0)))
+                             for t in self.loss_terms}
         self.kl_weight, self.l2, self.seed = float(kl_weight), float(l2), seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         if decoder_variance not in ("unit", "learned", "calibrated"):
@@ -148,40 +157,63 @@ class LRVAE(keras.Model):
         if p["vae"]:
             self.encoder = _mlp(self.encoder_units, l2, "encoder", out=2 * self.latent_dim)
             self.decoder = _mlp(self.decoder_units, l2, "decoder", out=self.input_dim)
+        # Layers live under fixed attribute names (``emo_dropout``, ``emo_head``, ``id_body``, ``id_adv_head``...)
+        # so that the paper's two-attribute model keeps its checkpoint layout.
         if p["layered"]:
-            self.emo_dropout = LayeredDropout(
-                keep_rates(rep_dim, keep_schedule, "emotion", keep_min, keep_max),
-                seed=None if seed is None else seed + 1, name="emo_layered_dropout")
-            self.id_dropout = LayeredDropout(
-                keep_rates(rep_dim, keep_schedule, "identity", keep_min, keep_max),
-                seed=None if seed is None else seed + 2, name="id_layered_dropout")
-        if p["emo"]:
-            self.emo_head = _mlp(self.head_units, l2, "emotion_classifier", out=self.n_emotions)
-        if p["id"]:
-            self.id_body = _mlp(self.head_units, l2, "speaker_embedding")
-            if speaker_head == "aam":
-                self.id_out = CosineMarginClassifier(self.n_speakers, aam_margin, aam_scale, name="speaker_classifier")
+            profiles = attribute_keep_rates(rep_dim, len(self.attributes), keep_schedule, keep_min, keep_max,
+                                            width=self.band_width, centres=self.band_centres)
+            for k, a in enumerate(self.attributes):
+                setattr(self, f"{a.short}_dropout", LayeredDropout(
+                    profiles[k], seed=None if seed is None else seed + 1 + k, name=f"{a.short}_layered_dropout"))
+        for a in self.attributes:
+            if a.name not in p["heads"]:
+                continue
+            if a.is_identity:
+                self.id_body = _mlp(self.head_units, l2, "speaker_embedding")
+                if speaker_head == "aam":
+                    self.id_out = CosineMarginClassifier(self.n_speakers, aam_margin, aam_scale,
+                                                         name="speaker_classifier")
+                else:
+                    self.id_out = _mlp((), l2, "speaker_classifier", out=self.n_speakers)
             else:
-                self.id_out = _mlp((), l2, "speaker_classifier", out=self.n_speakers)
+                setattr(self, f"{a.short}_head", _mlp(self.head_units, l2, f"{a.name}_classifier",
+                                                      out=self.n_classes[a.name]))
         self.grls = []
-        if p["id_adv"]:
-            self.id_adv_grl = GradientReversal(self.lambda_schedule.max_lambda, name="id_adv_reversal")
-            self.id_adv_head = _mlp(self.head_units, l2, "speaker_discriminator", out=self.n_speakers)
-            self.grls.append(self.id_adv_grl)
-        if p["emo_adv"]:
-            self.emo_adv_grl = GradientReversal(self.lambda_schedule.max_lambda, name="emo_adv_reversal")
-            self.emo_adv_head = _mlp(self.head_units, l2, "emotion_discriminator", out=self.n_emotions)
-            self.grls.append(self.emo_adv_grl)
+        for (pred, branch), term in self.adversary_terms.items():
+            a = self._attr(pred)
+            grl = GradientReversal(self.lambda_schedule.max_lambda, name=f"{term}_reversal")
+            suffix = "" if term == f"{a.short}_adv" else f"_on_{branch}"
+            head = _mlp(self.head_units, l2, ("speaker" if a.is_identity else a.name) + "_discriminator" + suffix,
+                        out=self.n_classes[pred])
+            setattr(self, f"{term}_grl", grl)
+            setattr(self, f"{term}_head", head)
+            self.grls.append(grl)
 
         self.use_hsic = p["layered"] and self.hsic_weight > 0
-        self.term_names = ([t for t in ("recon", "kl") if p["vae"]] + [t for t in LOSS_TERMS if p[t]]
+        self.term_names = ([t for t in ("recon", "kl") if p["vae"]] + [t for t in self.loss_terms if p.get(t)]
                            + (["hsic"] if self.use_hsic else []))
         tracked = ["loss", "selection", *self.term_names, "l2"]
-        tracked += [a for a, t in (("emo_acc", "emo"), ("id_acc", "id")) if p[t]]
+        tracked += [f"{a.short}_acc" for a in self.attributes if a.name in p["heads"]]
         tracked += ["grl_lambda"] if self.grls else []
         #: names of the tracked terms, in log order; their running means live in one metric
         self.trackers = tuple(tracked)
         self.term_means = TermMeans(tracked)
+
+    def _attr(self, name: str):
+        return next(a for a in self.attributes if a.name == name)
+
+    def branch(self, name: str, rep, training: bool = False):
+        """The input of attribute ``name``'s head and of the adversaries on its branch: ``rep`` through
+        the attribute's layered dropout (eq. 2-3; at inference ``rep * p``), or ``rep`` without it."""
+        if not self.parts["layered"]:
+            return rep
+        return getattr(self, f"{self._attr(name).short}_dropout")(rep, training=training)
+
+    def head(self, name: str):
+        """Attribute ``name``'s classifier (identity: the speaker-embedding body)."""
+        a = self._attr(name)
+        return self.id_body if a.is_identity else getattr(self, f"{a.short}_head")
+
 
     # ------------------------------------------------------------------ structure
     def build(self, input_shape=None):
@@ -196,18 +228,16 @@ class LRVAE(keras.Model):
             if self.kl_warmup_steps:
                 self.kl_anneal = self.add_weight(name="kl_anneal", shape=(), initializer="zeros", trainable=False,
                                                  aggregation="only_first_replica")
-        for name in ("emo_dropout", "id_dropout", "id_adv_grl", "emo_adv_grl"):
-            if hasattr(self, name):
-                getattr(self, name).build((None, rep))
-        if self.parts["emo"]:
-            self.emo_head.build((None, rep))
-        if self.parts["id"]:
-            self.id_body.build((None, rep))
-            self.id_out.build((None, self.head_units[-1]))
-        if self.parts["id_adv"]:
-            self.id_adv_head.build((None, rep))
-        if self.parts["emo_adv"]:
-            self.emo_adv_head.build((None, rep))
+        for a in self.attributes:
+            if self.parts["layered"]:
+                getattr(self, f"{a.short}_dropout").build((None, rep))
+            if a.name in self.parts["heads"]:
+                self.head(a.name).build((None, rep))
+                if a.is_identity:
+                    self.id_out.build((None, self.head_units[-1]))
+        for term in self.adversary_terms.values():
+            getattr(self, f"{term}_grl").build((None, rep))
+            getattr(self, f"{term}_head").build((None, rep))
         self.built = True
 
     def adapt_normalizer(self, features) -> None:
@@ -254,7 +284,9 @@ class LRVAE(keras.Model):
         return self.posterior(x).mean()
 
     def forward(self, x, training: bool = False, labels=None) -> dict:
-        """Every intermediate the objective needs."""
+        """Every intermediate the objective needs: ``<short>_logits`` of each head (the speaker head:
+        ``speaker_embedding`` and ``id_logits``; ``labels`` = speaker labels for its margin) and
+        ``<term>_logits`` of each adversary."""
         self._check_dim(x)
         out = {"x_std": ops.cast(self.normalizer(x), "float32")}
         if self.parts["vae"]:
@@ -270,39 +302,46 @@ class LRVAE(keras.Model):
             rep = z
         else:
             rep = out["x_std"]
-        emo_in = self.emo_dropout(rep, training=training) if self.parts["layered"] else rep
-        id_in = self.id_dropout(rep, training=training) if self.parts["layered"] else rep
-        if self.parts["emo"]:
-            out["emo_logits"] = self.emo_head(emo_in, training=training)
-        if self.parts["id"]:
-            out["speaker_embedding"] = self.id_body(id_in, training=training)
-            if self.speaker_head == "aam":  # the margin needs the labels; inference gets plain cosines
-                out["id_logits"] = self.id_out(out["speaker_embedding"], labels=labels)
+        branches = {a.name: self.branch(a.name, rep, training) for a in self.attributes}
+        for a in self.attributes:
+            if a.name not in self.parts["heads"]:
+                continue
+            if a.is_identity:
+                out["speaker_embedding"] = self.id_body(branches[a.name], training=training)
+                if self.speaker_head == "aam":  # the margin needs the labels; inference gets plain cosines
+                    out["id_logits"] = self.id_out(out["speaker_embedding"], labels=labels)
+                else:
+                    out["id_logits"] = self.id_out(out["speaker_embedding"], training=training)
             else:
-                out["id_logits"] = self.id_out(out["speaker_embedding"], training=training)
-        if self.parts["id_adv"]:
-            out["id_adv_logits"] = self.id_adv_head(self.id_adv_grl(emo_in), training=training)
-        if self.parts["emo_adv"]:
-            out["emo_adv_logits"] = self.emo_adv_head(self.emo_adv_grl(id_in), training=training)
+                out[f"{a.short}_logits"] = self.head(a.name)(branches[a.name], training=training)
+        for (_, branch), term in self.adversary_terms.items():
+            grl, head = getattr(self, f"{term}_grl"), getattr(self, f"{term}_head")
+            out[f"{term}_logits"] = head(grl(branches[branch]), training=training)
         return out
 
     def call(self, inputs, training=False):
+        """``latent`` (a sample in training, the posterior mean at inference), ``<attribute>_probabilities``
+        of each class head and ``speaker_embedding``."""
         out = self.forward(inputs, training=training)
         res = {"latent": out["z"] if self.parts["vae"] else out["x_std"]}
-        if "emo_logits" in out:
-            res["emotion_probabilities"] = ops.softmax(ops.cast(out["emo_logits"], "float32"))
-        if "speaker_embedding" in out:
-            res["speaker_embedding"] = out["speaker_embedding"]
+        for a in self.attributes:
+            if a.name in self.parts["heads"]:
+                if a.is_identity:
+                    res["speaker_embedding"] = out["speaker_embedding"]
+                else:
+                    res[a.output] = ops.softmax(ops.cast(out[f"{a.short}_logits"], "float32"))
         return res
 
     # ------------------------------------------------------------------ objective (eq. 4)
     def compute_losses(self, data: dict, training: bool = False):
-        """Return ``(loss, terms)`` for a batch ``{"features", "emotion", "speaker"}``.
+        """Return ``(loss, terms)`` for a batch ``{"features", <each attribute's label>}`` (``emotion``,
+        ``speaker``, ``gender``...; label -1 = unknown, it counts in no term of that attribute).
 
         ``terms`` holds every unweighted term, accuracies and the ``selection`` value.
         """
-        y_emo, y_id = data["emotion"], data["speaker"]
-        out = self.forward(data["features"], training=training, labels=y_id if training else None)
+        y = {a.name: data[a.label] for a in self.attributes}
+        id_name = next(a.name for a in self.attributes if a.is_identity)
+        out = self.forward(data["features"], training=training, labels=y[id_name] if training else None)
         terms, counts = {}, {}
         if self.parts["vae"]:
             terms["recon"] = self._recon(out["x_loc"], out["x_std"])
@@ -310,26 +349,33 @@ class LRVAE(keras.Model):
             beta = self.kl_weight * (ops.convert_to_tensor(self.kl_anneal) if training and self.kl_warmup_steps else 1.0)
             terms["vae"] = terms["recon"] + beta * terms["kl"]
         if self.use_hsic:
-            hsic = rbf_hsic if self.hsic_kernel == "rbf" else cross_correlation
-            terms["hsic"] = hsic(out["z"], self.latent_dim // 2)
-        if self.parts["emo"]:
-            terms["emo"], _ = masked_ce(y_emo, out["emo_logits"])
-            terms["emo_acc"] = masked_acc(y_emo, out["emo_logits"])
-        if self.parts["id"]:
-            terms["id"], counts["id"] = masked_ce(y_id, out["id_logits"])
-            terms["id_acc"] = masked_acc(y_id, out["id_logits"])
-        if self.parts["emo_adv"]:
-            terms["emo_adv"], _ = masked_ce(y_emo, out["emo_adv_logits"])
-        if self.parts["id_adv"]:
-            terms["id_adv"], counts["id_adv"] = masked_ce(y_id, out["id_adv_logits"])
+            terms["hsic"] = self._independence(out["z"])
+        for a in self.attributes:
+            if a.name in self.parts["heads"]:
+                logits = out[f"{a.short}_logits"]
+                terms[a.short], counts[a.short] = masked_ce(y[a.name], logits)
+                terms[f"{a.short}_acc"] = masked_acc(y[a.name], logits)
+        for (pred, _), term in self.adversary_terms.items():
+            terms[term], counts[term] = masked_ce(y[pred], out[f"{term}_logits"])
         w = self.loss_weights
         terms["l2"] = self._weight_penalty()
-        terms["selection"] = sum(w[t] * terms[t] for t in ("vae", "emo", "id") if t in terms)
-        loss = sum(w[t] * terms[t] for t in LOSS_TERMS if t in terms) + terms["l2"]
+        terms["selection"] = sum(w[t] * terms[t] for t in ("vae", *(a.short for a in self.attributes)) if t in terms)
+        loss = sum(w[t] * terms[t] for t in self.loss_terms if t in terms) + terms["l2"]
         if self.use_hsic:
             loss = loss + self.hsic_weight * terms["hsic"]
         terms["_counts"] = counts
         return loss, terms
+
+    def _independence(self, z):
+        """The HSIC penalty between the attributes' nominal bands (K equal node ranges in latent order),
+        the mean over every pair of bands; with two attributes, between the two halves of the latent."""
+        hsic = rbf_hsic if self.hsic_kernel == "rbf" else cross_correlation
+        k = len(self.attributes)
+        bounds = [round(i * self.latent_dim / k) for i in range(k + 1)]
+        pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
+        vals = [hsic(ops.concatenate([z[:, bounds[i]:bounds[i + 1]], z[:, bounds[j]:bounds[j + 1]]], axis=1),
+                     bounds[i + 1] - bounds[i]) for i, j in pairs]
+        return vals[0] if len(vals) == 1 else ops.mean(ops.stack(vals))
 
     def _weight_penalty(self):
         """The L2 term of eq. 4: the sum of the weights' regularisation losses (``self.losses``).
@@ -452,16 +498,21 @@ class LRVAE(keras.Model):
             "decoder_variance": self.decoder_variance, "kl_warmup_steps": self.kl_warmup_steps,
             "free_bits": self.free_bits, "speaker_head": self.speaker_head, "aam_margin": self.aam_margin,
             "aam_scale": self.aam_scale, "hsic_weight": self.hsic_weight, "input_noise": self.input_noise,
-            "hsic_kernel": self.hsic_kernel,
+            "hsic_kernel": self.hsic_kernel, "attributes": [a.name for a in self.attributes],
+            "n_classes": dict(self.n_classes), "adversaries": self.adversaries, "band_width": self.band_width,
+            "band_centres": None if self.band_centres is None else list(self.band_centres),
         }
 
 
 def build_model(cfg, input_dim: int, n_emotions: int, n_speakers: int, total_steps: int,
-                protect: str | None = None) -> LRVAE:
-    """An :class:`LRVAE` from a :class:`tfvae.config.TrainConfig`."""
+                protect: str | None = None, n_classes: dict | None = None) -> LRVAE:
+    """An :class:`LRVAE` from a :class:`tfvae.config.TrainConfig`; ``n_classes``: classes of the class
+    attributes other than emotion (e.g. ``{"gender": 2}``)."""
+    attrs = cfg.attribute_list()
     model = LRVAE(
         input_dim=input_dim, n_emotions=n_emotions, n_speakers=n_speakers, method=cfg.method,
-        protect=protect or ("identity" if cfg.protect == "both" else cfg.protect),
+        protect=protect or cfg.default_protect(), attributes=[a.name for a in attrs], n_classes=n_classes,
+        adversaries=cfg.adversaries, band_width=cfg.band_width, band_centres=cfg.band_centre_list(),
         latent_dim=cfg.latent_dim, encoder_units=cfg.encoder_units, decoder_units=cfg.decoder_units,
         head_units=cfg.head_units, keep_schedule=cfg.keep_schedule, keep_min=cfg.keep_min,
         keep_max=cfg.keep_max,

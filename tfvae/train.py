@@ -59,9 +59,20 @@ def encode_splits(model, corpus, batch_size: int = 1024, keys=None, spill_dir: P
 
 def encoded_keys(model) -> tuple[str, ...]:
     """The outputs evaluation reads: the latent of VAE methods (a DNN's is its standardised input,
-    which no view uses) and the heads' outputs."""
+    which no view uses) and the heads' outputs (``<attribute>_probabilities``, ``speaker_embedding``)."""
     return (("latent",) if model.parts["vae"] else ()) + \
-        (("emotion_probabilities",) if model.parts["emo"] else ()) + (("speaker_embedding",) if model.parts["id"] else ())
+        tuple(a.output for a in model.attributes if a.name in model.parts["heads"])
+
+
+def class_counts(cfg: TrainConfig, corpus) -> dict[str, int]:
+    """Classes of each class attribute's head other than emotion (from the dataset's label names)."""
+    return {a.name: len(corpus.label_names.get(a.label, [])) for a in cfg.attribute_list()
+            if not a.is_identity and a.name != "emotion"}
+
+
+def extra_labels(cfg: TrainConfig) -> tuple[str, ...]:
+    """Label features the attributes need beyond ``emotion`` and ``speaker`` (e.g. ``gender``)."""
+    return tuple(a.label for a in cfg.attribute_list() if a.label not in ("emotion", "speaker"))
 
 
 def config_fingerprint(cfg: TrainConfig, protect: str | None) -> str:
@@ -93,7 +104,8 @@ def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None
     lr = scaled_learning_rate(cfg.learning_rate, replicas, cfg.lr_scaling)
     with strategy.scope():
         model = build_model(cfg, corpus.dim, len(corpus.emotion_names), len(corpus.speaker_index()),
-                            total_steps=steps_per_epoch * cfg.epochs, protect=protect)
+                            total_steps=steps_per_epoch * cfg.epochs, protect=protect,
+                            n_classes=class_counts(cfg, corpus))
         multipliers = {"discriminator": cfg.disc_lr_scale} if cfg.disc_lr_scale != 1 else None
         optimizer = FusedAdam(lr, lr_multipliers=multipliers)
         if cfg.precision == "mixed_float16":  # dynamic loss scaling keeps float16 gradients finite
@@ -101,7 +113,8 @@ def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None
         model.compile(optimizer=optimizer)
     model.adapt_normalizer(corpus.splits["train"].features)
     trainer = Trainer(model, strategy, corpus, cfg.batch_size, seed=cfg.seed, jit_compile=cfg.jit_compile,
-                      role=cluster_role(strategy), verbose=cfg.verbose, shuffle_buffer=cfg.shuffle_buffer)
+                      role=cluster_role(strategy), verbose=cfg.verbose, shuffle_buffer=cfg.shuffle_buffer,
+                      labels=extra_labels(cfg))
     return model, trainer
 
 
@@ -133,23 +146,39 @@ def fit_model(cfg: TrainConfig, corpus, strategy, protect: str | None, run_dir: 
 
 
 def choose_masks(cfg: TrainConfig, model, outputs: dict, corpus, protect: str | None):
-    """Mask cuts chosen on the validation split (layered methods) and the keep vectors."""
-    from tfvae.masking import choose_cuts, keep_mask
+    """Masks chosen on the validation split (layered methods) and the keep vectors, one per view of
+    ``--views``. With the paper's attributes and views this is :func:`tfvae.masking.choose_cuts` (the
+    identity-free and emotion-free cuts); otherwise :func:`tfvae.masking.choose_views`."""
+    from tfvae.attributes import ALIASES, DEFAULT, view_key
+    from tfvae.masking import choose_cuts, choose_views, keep_mask
 
+    attrs = model.attributes
+    views = cfg.view_map()
     if model.parts["layered"]:
         n = outputs["train"]["latent"].shape[1]
         sp = corpus.splits
-        cuts = choose_cuts(outputs["train"]["latent"], sp["train"].emotion, sp["train"].speaker,
-                           outputs["validation"]["latent"], sp["validation"].emotion, sp["validation"].speaker,
-                           groups=cfg.mask_groups, tolerance=cfg.cut_tolerance, seed=cfg.seed,
+        if tuple(a.name for a in attrs) == DEFAULT and set(views.values()) <= set(ALIASES.values()):
+            cuts = choose_cuts(outputs["train"]["latent"], sp["train"].emotion, sp["train"].speaker,
+                               outputs["validation"]["latent"], sp["validation"].emotion, sp["validation"].speaker,
+                               groups=cfg.mask_groups, tolerance=cfg.cut_tolerance, seed=cfg.seed,
+                               attackers=cfg.cut_attackers)
+            masks = {v: keep_mask(n, v, cuts[f"{v}_cut"]) for v in ALIASES if ALIASES[v] in views.values()}
+            return cuts, masks
+        labels = {s: {a.task: corpus.labels(s, a.label) for a in attrs if not a.is_identity}
+                  for s in ("train", "validation")}
+        res = choose_views(outputs["train"]["latent"], labels["train"], sp["train"].speaker,
+                           outputs["validation"]["latent"], labels["validation"], sp["validation"].speaker,
+                           attrs, views, groups=cfg.mask_groups, tolerance=cfg.cut_tolerance, seed=cfg.seed,
                            attackers=cfg.cut_attackers)
-        return cuts, {"identity_free": keep_mask(n, "identity_free", cuts["identity_free_cut"]),
-                      "emotion_free": keep_mask(n, "emotion_free", cuts["emotion_free_cut"])}
+        masks = {view_key(kept, attrs): res["views"][name].pop("keep") for name, kept in views.items()}
+        return res, masks
     if cfg.method == "a-vae":  # the whole latent is the protected representation
         n = outputs["train"]["latent"].shape[1]
-        view = "identity_free" if protect == "identity" else "emotion_free"
-        return ({"chosen_on": "fixed: a-vae protects the whole latent",
-                 f"{view}_cut": n if protect == "identity" else 0}, {view: np.ones(n, np.float32)})
+        kept = tuple(a.name for a in attrs if a.name != protect)
+        view = view_key(kept, attrs)
+        return ({"chosen_on": "fixed: a-vae protects the whole latent", "views": {view: {"kept": list(kept)}},
+                 **({f"{view}_cut": n if protect == "identity" else 0} if view in ALIASES else {})},
+                {view: np.ones(n, np.float32)})
     return {"chosen_on": f"no masks: {cfg.method} latents are not ordered"}, {}
 
 
@@ -174,6 +203,7 @@ def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) ->
     import shutil
 
     from tfvae.distribute import role as cluster_role
+    from tfvae.attributes import view_attributes
     from tfvae.evaluate import EvalSplits, evaluate_model, public
     from tfvae.erasure import save_erasers
     from tfvae.export import ERASURE_FILE, export_encoder
@@ -201,14 +231,20 @@ def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) ->
 
         erasers = choose_erasers(outputs, corpus, masks, seed=cfg.seed)
         save_erasers(run_dir / ERASURE_FILE, erasers)
-        ev = EvalSplits(corpus, seed=cfg.seed)
+        ev = EvalSplits(corpus, seed=cfg.seed, tasks=extra_labels(cfg))
         test = public(evaluate_model(model, outputs, ev, masks, seed=cfg.seed, fast=cfg.eval_attackers == "fast",
                                      erasers=erasers))
         meta = {"run_name": name, "method": cfg.method, "protect": protect, "dataset": corpus.name,
                 "feature_set": corpus.feature_set, "input_dim": corpus.dim, "latent_dim": n,
                 "emotion_names": corpus.emotion_names,
                 "cuts": {k: v for k, v in cuts.items() if k.endswith("_cut")},
-                "latent_order": "node 0 = emotion end, node N-1 = identity end"}
+                "attributes": [a.name for a in model.attributes],
+                "label_names": {a.name: (corpus.emotion_names if a.name == "emotion" else corpus.label_names[a.label])
+                                for a in model.attributes if not a.is_identity},
+                "views": {k: {"kept": list(view_attributes(k, model.attributes)), "nodes": int(np.sum(m))}
+                          for k, m in masks.items()},
+                "latent_order": f"node 0 = {model.attributes[0].name} end, node N-1 = {model.attributes[-1].name} end "
+                                f"(attributes in order: {', '.join(a.name for a in model.attributes)})"}
         if corpus.info.get("encoder"):  # features are a speaker encoder's embeddings (waveform-in export needs it)
             enc = corpus.info["encoder"]
             meta["speaker_encoder"] = {"path": enc.get("path"), "arch": enc.get("arch"),
@@ -239,12 +275,18 @@ def privacy_report(test: dict, ev, corpus, name: str) -> dict:
         keep = ("by", metric, f"ci_{metric}", "uar", "min_dcf", "miss_at_1pct_fa", "target_trials", "nontarget_trials")
         return {k: c[k] for k in keep if k in c}
 
+    tasks = [*ev.class_tasks, "speaker"]
     views = {}
     for view, r in test.items():
         entry = {"nodes": r.get("nodes")}
-        for task, metric in (("emotion", "wf1"), ("speaker", "eer")):
+        for task in tasks:
+            metric = "eer" if task == "speaker" else "wf1"
             if task in r:
                 entry[task] = {"utility": cell(r[task]["utility"], metric), "worst_case": cell(r[task]["worst"], metric)}
+                for k in ("utility", "worst"):
+                    if "by_group" in r[task][k]:
+                        entry[task].setdefault("by_group", {})[k if k == "utility" else "worst_case"] = \
+                            r[task][k]["by_group"]
         views[view] = entry
     sp = corpus.splits
     return {
@@ -254,10 +296,11 @@ def privacy_report(test: dict, ev, corpus, name: str) -> dict:
         "protocol": "attackers fit on the encoded training split; utility = the attacker best on validation "
                     "speakers; worst_case = the attacker best on the test speakers; 95 % speaker-level bootstrap "
                     "intervals",
-        "chance": {"emotion_wf1_stratified": ev.chance["stratified"], "speaker_eer": CHANCE_EER},
+        "chance": {**{f"{t}_wf1_stratified": ev.chances[t]["stratified"] for t in ev.class_tasks},
+                   "speaker_eer": CHANCE_EER},
         "subsampling": subsampling(corpus),
         "attackers": {task: sorted({a for v in test.values() for a in v.get(task, {}).get("attackers", {})})
-                      for task in ("emotion", "speaker")},
+                      for task in tasks},
         "views": views}
 
 
@@ -297,7 +340,7 @@ def run(cfg: TrainConfig) -> list[dict]:
     if "@" not in cfg.feature_set and corpus.feature_set != cfg.feature_set:
         raise DataError(f"dataset {corpus.name} holds {corpus.feature_set} features but --feature_set is "
                         f"{cfg.feature_set}; pass --feature_set {corpus.feature_set}")
-    validate_corpus(corpus, expected_dim=expected_dim(cfg.feature_set))
+    validate_corpus(corpus, expected_dim=expected_dim(cfg.feature_set), attributes=extra_labels(cfg))
     protects = [None]
     if cfg.method == "a-vae":
         protects = ["identity", "emotion"] if cfg.protect == "both" else [cfg.protect]
