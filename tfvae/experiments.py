@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from tfvae.config import ConfigError, TrainConfig
-from tfvae.data import Corpus, DataError, Split
+from tfvae.data import Corpus, DataError, Split, concat_splits
 from tfvae.features import FeatureError, check_trainable
 from tfvae.stages import CLOCK
 from tfvae.stream import materialize
@@ -40,25 +40,15 @@ METHOD_NAMES = ("raw", "dnn", "vae", "a-vae", "lrvae-noadv", "lrvae")
 
 # ----------------------------------------------------------------------------------- folds
 def pooled(corpus: Corpus) -> Split:
-    """All splits of ``corpus`` in one (streamed features stay streamed)."""
-    from tfvae.stream import concatenate, is_streamed
-
-    sp = [corpus.splits[s] for s in ("train", "validation", "test")]
-    feats = [s.features for s in sp]  # load_corpus streams all splits or none
-    joined = concatenate(feats) if is_streamed(feats[0]) else np.concatenate(feats)
-    return Split(joined, np.concatenate([s.emotion for s in sp]),
-                 np.concatenate([s.speaker for s in sp]), np.concatenate([s.utterance_id for s in sp]))
+    """All splits of ``corpus`` in one (streamed features stay streamed; extra labels kept)."""
+    return concat_splits([corpus.splits[s] for s in ("train", "validation", "test")])
 
 
 def fold_corpus(corpus: Corpus, pool: Split, fold) -> Corpus:
     """A corpus whose train/validation/test splits are the fold's speaker groups."""
-    splits = {}
-    for name, speakers in (("train", fold.train), ("validation", fold.validation), ("test", fold.test)):
-        keep = np.isin(pool.speaker, np.asarray(speakers))
-        splits[name] = Split(pool.features[keep], pool.emotion[keep], pool.speaker[keep], pool.utterance_id[keep])
-    return Corpus(name=f"{corpus.name}#fold{fold.index}", feature_set=corpus.feature_set,
-                  emotion_names=corpus.emotion_names, splits=splits, feature_names=corpus.feature_names,
-                  info=corpus.info)
+    splits = {name: pool.select(np.isin(pool.speaker, np.asarray(speakers)))
+              for name, speakers in (("train", fold.train), ("validation", fold.validation), ("test", fold.test))}
+    return dataclasses.replace(corpus, name=f"{corpus.name}#fold{fold.index}", splits=splits)
 
 
 def make_folds(corpus: Corpus, k: int, n_validation: int | None, seed: int):
@@ -80,14 +70,13 @@ def raw_corpus(corpus: Corpus, seed: int) -> Corpus:
     (:func:`tfvae.attackers.stratified_rows`: at most :data:`~tfvae.attackers.MAX_FIT_ROWS` rows,
     every training speaker and emotion kept), the only training rows an attacker is fit on anyway."""
     from tfvae.attackers import MAX_FIT_ROWS, stratified_rows
-    from tfvae.stream import is_streamed, rows
+    from tfvae.stream import is_streamed
 
     tr = corpus.splits["train"]
     if not is_streamed(tr.features):
         return corpus
     idx = stratified_rows(tr.emotion, MAX_FIT_ROWS, seed, groups=tr.speaker)
-    sub = Split(rows(tr.features, idx), tr.emotion[idx], tr.speaker[idx], tr.utterance_id[idx])
-    return dataclasses.replace(corpus, splits={**corpus.splits, "train": sub})
+    return dataclasses.replace(corpus, splits={**corpus.splits, "train": tr.select(idx)})
 
 
 # ----------------------------------------------------------------------------------- one model
@@ -99,14 +88,18 @@ def train_and_evaluate(cfg: TrainConfig, corpus: Corpus, strategy, method: str, 
     the fast attackers and no bootstrap (the inner objective of nested tuning)."""
     from tfvae.evaluate import BOOTSTRAP, EvalSplits, attacker_suite, evaluate_model, evaluate_view
 
+    from tfvae.train import extra_labels
+
     CLOCK.lap("load")  # reading the corpus and making folds, before the first model
     fast = tuning or cfg.eval_attackers == "fast"
     data = raw_corpus(corpus, cfg.seed) if method == "raw" else corpus
-    ev = EvalSplits(data, seed=cfg.seed, bootstrap=0 if tuning else BOOTSTRAP)  # the same test split either way
-    res = {"chance": ev.chance, "best_epoch": None, "cuts": {}}
+    # the same test split either way; the class tasks of the attributes (emotion and, e.g., gender)
+    ev = EvalSplits(data, seed=cfg.seed, bootstrap=0 if tuning else BOOTSTRAP, tasks=extra_labels(cfg))
+    res = {"chance": ev.chance, "chances": ev.chances, "best_epoch": None, "cuts": {}, "method": method,
+           "protect": protect}
     if method == "raw":
         z = {k: materialize(data.splits[k].features) for k in ("train", "validation", "test")}
-        res["views"] = {"origin": evaluate_view(z, ev, seed=cfg.seed, **attacker_suite(fast))}
+        res["views"] = {"origin": evaluate_view(z, ev, tasks=ev.tasks, seed=cfg.seed, **attacker_suite(fast))}
         CLOCK.lap("evaluate")
         return res
     import keras
@@ -122,12 +115,15 @@ def train_and_evaluate(cfg: TrainConfig, corpus: Corpus, strategy, method: str, 
     CLOCK.lap("encode")
     cuts, masks = choose_masks(mcfg, model, outputs, corpus, protect)
     erasers = choose_erasers(outputs, corpus, masks, seed=cfg.seed)
-    views = evaluate_model(model, outputs, ev, masks, seed=cfg.seed, fast=fast, erasers=erasers) if evaluate else {}
+    views = evaluate_model(model, outputs, ev, masks, seed=cfg.seed, fast=fast, erasers=erasers, tasks=ev.tasks) \
+        if evaluate else {}
     if method == "dnn" and views:  # the paper's DNN baseline reports its own classifiers
         views["origin"] = views["model_heads"]
     CLOCK.lap("evaluate")
-    res.update(best_epoch=best_epoch, cuts={k: v for k, v in cuts.items() if k.endswith("_cut")}, views=views,
-               masks=masks)
+    chosen = {k: v for k, v in cuts.items() if k.endswith("_cut")}
+    if isinstance(cuts.get("views"), dict):  # views over any attributes (tfvae.masking.choose_views)
+        chosen["views"] = {k: {f: v[f] for f in ("kept", "positions", "nodes") if f in v} for k, v in cuts["views"].items()}
+    res.update(best_epoch=best_epoch, cuts=chosen, views=views, masks=masks)
     if keep_outputs:
         res["outputs"] = outputs
     return res
@@ -238,6 +234,7 @@ def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speaker
     from tfvae.distribute import make_strategy
     from tfvae.evaluate import subsampling
     from tfvae.features import default_workers, expected_dim
+    from tfvae.train import extra_labels
     from tfvae.tuning import load_tuned, parse_grid
 
     t0 = time.time()
@@ -251,7 +248,7 @@ def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speaker
         fs = cfg.feature_set.format(fold=fold) if per_fold else cfg.feature_set
         c = load_corpus(cfg.dataset, fs, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir,
                         skip_bad_items=cfg.skip_bad_items, in_memory_mb=cfg.in_memory_mb)
-        validate_corpus(c, expected_dim=expected_dim(fs))
+        validate_corpus(c, expected_dim=expected_dim(fs), attributes=extra_labels(cfg))
         return c
 
     corpus = load()
@@ -275,7 +272,7 @@ def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speaker
         corpora = [corpus]
         protocol = "the dataset's own speaker-disjoint train/validation/test splits"
     for c in corpora:
-        validate_corpus(c)
+        validate_corpus(c, attributes=extra_labels(cfg))
     test_speakers = [sorted(set(c.splits["test"].speaker.tolist())) for c in corpora]
     tuned_per_fold = [{}] * len(corpora)
     if tuned:
@@ -284,6 +281,12 @@ def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speaker
     out_dir = Path(reports_dir) / ds_name
     out_dir.mkdir(parents=True, exist_ok=True)
     tag = report_suffix(cfg.feature_set, report_tag)
+    attrs = cfg.attribute_list()
+    paper = [a.name for a in attrs] == ["emotion", "identity"]
+    if not paper and experiment != "table1":
+        raise ConfigError(f"{experiment} supports the paper's attributes (emotion,identity); table1 takes any")
+    if not paper and report_tag is None:  # the paper's table keeps its file names
+        tag = "_".join(a.name for a in attrs) + (f"-{tag}" if tag else "")
     out = _Reports(out_dir, tag)
     run_root = Path(cfg.output_dir) / "experiments" / ds_name
     meta = {"command": "python -m tfvae.experiments " + " ".join(argv), "seed": cfg.seed, "protocol": protocol,
@@ -299,6 +302,8 @@ def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speaker
                         keep_outputs=experiment == "masking", evaluate=experiment == "table1")
                for i, c in enumerate(tqdm(corpora, desc=f"{experiment} folds", unit="fold"))]
     chance = [r[next(iter(r))]["chance"] for r in results]
+    if experiment == "table1" and not paper:
+        return _write_attribute_table(results, meta, out, ds_name, t0, attrs)
     if experiment == "table1":
         return _write_table1(results, chance, meta, out, ds_name, t0)
     return _write_masking(results, corpora, cfg, curve_attackers, meta, protocol, out, ds_name, t0)
@@ -348,6 +353,24 @@ def _write_table1(results, chance, meta, out_dir, ds_name, t0) -> Path:
            "folds": detail}
     (out_dir / "table1.json").write_text(json.dumps(doc, indent=2, default=float))
     (out_dir / "table1.md").write_text(markdown(ds_name, cols, tests, goal_rows, meta, chance))
+    print((out_dir / "table1.md").read_text())
+    return out_dir.dir
+
+
+def _write_attribute_table(results, meta, out_dir, ds_name, t0, attrs) -> Path:
+    from tfvae.attribute_table import attribute_table, markdown
+    from tfvae.evaluate import public
+
+    chances = [r[next(iter(r))]["chances"] for r in results]
+    cols = attribute_table(results, chances, attrs)
+    meta["wall_seconds"] = time.time() - t0
+    meta["attributes"] = [a.name for a in attrs]
+    detail = [{k: public({"params": v["params"], "best_epoch": v["best_epoch"], "cuts": v["cuts"],
+                          "views": v["views"]}) for k, v in r.items()} for r in results]
+    doc = {"meta": meta, "columns": public(cols), "fairness": {k: c["fairness"] for k, c in cols.items()},
+           "chance": chances, "folds": detail}
+    (out_dir / "table1.json").write_text(json.dumps(doc, indent=2, default=float))
+    (out_dir / "table1.md").write_text(markdown(ds_name, cols, attrs, meta, chances))
     print((out_dir / "table1.md").read_text())
     return out_dir.dir
 

@@ -4,6 +4,9 @@ Trials are pairs of evaluation utterances, scored by cosine similarity. :func:`s
 never materialises all O(n^2) pairs: it enumerates target (same-speaker) pairs when there are at
 most ``max_target`` of them and otherwise samples them, and it samples ``max_nontarget``
 different-speaker pairs by rejection, so memory is O(n + max_target + max_nontarget).
+
+Classification metrics of confusion matrices (weighted F1, UAR) close the module: the evaluation
+(:mod:`tfvae.evaluate`) and its per-group breakdown (:mod:`tfvae.fairness`) share them.
 """
 
 from __future__ import annotations
@@ -191,3 +194,27 @@ def weighted_eer(scores_sorted_desc, labels_sorted, weights) -> np.ndarray:
     for r in range(len(w)):
         out[r] = _eer_from_rates(fpr[r], fnr[r]) if p[r, 0] > 0 and n[r, 0] > 0 else np.nan
     return out
+
+
+# ---------------------------------------------------------------------------- classification
+def confusion(y_true, y_pred, n_classes: int) -> np.ndarray:
+    """Counts ``C[true, predicted]``."""
+    c = np.zeros((n_classes, n_classes), np.int64)
+    np.add.at(c, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
+    return c
+
+
+def wf1_uar(c) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted F1 (scikit-learn's ``average="weighted"``, zero where undefined) and UAR of one
+    confusion matrix or a stack of them (..., K, K)."""
+    c = np.asarray(c, np.float64)
+    tp = np.diagonal(c, axis1=-2, axis2=-1)
+    support, predicted = c.sum(-1), c.sum(-2)
+    prec = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    rec = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
+    f1 = np.divide(2 * prec * rec, prec + rec, out=np.zeros_like(tp), where=(prec + rec) > 0)
+    total = support.sum(-1)
+    wf1 = (f1 * support).sum(-1) / np.maximum(total, 1)
+    present = support > 0
+    uar = (rec * present).sum(-1) / np.maximum(present.sum(-1), 1)
+    return wf1, uar

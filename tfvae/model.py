@@ -52,7 +52,7 @@ from keras import ops
 
 from tfvae.attributes import DEFAULT as DEFAULT_ATTRIBUTES, parse_attributes
 from tfvae.config import LOSS_TERMS
-from tfvae.methods import _base, adversary_terms, loss_terms, method_parts, parse_adversaries  # noqa: F401
+from tfvae.methods import _base, adversary_terms, loss_terms, method_parts
 from tfvae.layers import CosineMarginClassifier, GradientReversal, LayeredDropout, random_normal
 from tfvae.schedules import LambdaSchedule, attribute_keep_rates
 from tfvae.terms import (TermMeans, batch_mean, cross_correlation, in_xla, masked_acc, masked_ce, rbf_hsic,
