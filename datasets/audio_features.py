@@ -8,14 +8,14 @@ What is extracted depends on :func:`tfvae.features.feature_kind` of the ``featur
 * ``"opensmile"`` (configs ``is10`` (default), ``is09``, ``emobase``, ``egemapsv02``,
   ``compare_2016``)::
 
-    {"features": float32[D], "emotion": ClassLabel, "speaker": str, "utterance_id": str,
-     "duration": float32 seconds}
+    {"features": float32[D], "emotion": ClassLabel, "gender": ClassLabel(female, male, unknown),
+     "speaker": str, "utterance_id": str, "duration": float32 seconds}
 
   with the openSMILE ``feature_names`` in ``info.metadata``;
 * ``"audio"`` (config ``audio16k``)::
 
     {"audio": tfds.features.Audio(shape=(None,), dtype=int16, sample_rate=16000),
-     "emotion": ClassLabel, "speaker": str, "utterance_id": str, "duration": float32 seconds}
+     "emotion": ClassLabel, "gender": ClassLabel, "speaker": str, "utterance_id": str, "duration": float32 seconds}
 
   the mono waveform (channels averaged), resampled to 16 kHz with ``scipy.signal.resample_poly``,
   as int16 (``tfvae.audio.from_int16`` gives float32 in [-1, 1)); stored as raw bytes (2 bytes a
@@ -24,8 +24,12 @@ What is extracted depends on :func:`tfvae.features.feature_kind` of the ``featur
   pass finds the bad ones before anything is written, a streamed second pass writes the
   waveforms, so memory does not grow with the corpus.
 
-``info.metadata`` also records ``feature_set``, class counts and speakers per split, and the
-skipped items, in every config.
+Every example has the extra class labels of :meth:`AudioFeatureBuilder._label_names`: ``gender``
+(``female``, ``male``, ``unknown`` where the corpus does not say) in every builder, and whatever
+a subclass adds (a CSV manifest's ``label_columns``). ``info.metadata`` also records
+``feature_set``, class counts, speakers and ``gender_counts`` (``{split: {female: n, male: n,
+unknown: n}}``) per split (``label_counts`` ``{label: {split: {class: n}}}`` for labels other
+than gender), and the skipped items, in every config.
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ import tensorflow_datasets as tfds
 from tfvae.audio import check_audio_file, load_audio_file
 from tfvae.features import (AUDIO_SETS, FEATURE_SETS, FeatureExtractor, extract_file, feature_kind, parallel_imap,
                             parallel_map)
-from tfvae.labelled_audio import (BadItem, Utterance, check_utterances, class_counts, settle_bad_items)
+from tfvae.labelled_audio import (GENDERS, BadItem, Utterance, check_utterances, class_counts, label_counts,
+                                  settle_bad_items)
 
 SPLITS = ("train", "validation", "test")
 
@@ -141,7 +146,7 @@ def _example(out: dict, u: Utterance) -> dict:
     out.pop("samples", None)
     if "audio" in out:
         out["audio"] = audio_value(out["audio"])
-    return {**out, "emotion": u.emotion, "speaker": u.speaker, "utterance_id": u.utterance_id}
+    return {**out, **u.labels, "emotion": u.emotion, "speaker": u.speaker, "utterance_id": u.utterance_id}
 
 
 # ---------------------------------------------------------------------------------- encoders
@@ -207,7 +212,7 @@ class _EncoderChunks:
             i, reason = next(iter(errors.items()))
             u = chunk[i][0]
             raise RuntimeError(f"{u.utterance_id} ({u.path}) passed the check but the encoder refused it: {reason}")
-        return [(u.utterance_id, {"features": emb[i], "duration": v["duration"], "emotion": u.emotion,
+        return [(u.utterance_id, {"features": emb[i], "duration": v["duration"], **u.labels, "emotion": u.emotion,
                                   "speaker": u.speaker, "utterance_id": u.utterance_id})
                 for i, (u, v) in enumerate(chunk)]
 
@@ -220,9 +225,11 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
     :meth:`_extraction` (the worker function); the rest (checks, bad items, Beam) is shared.
     """
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {"1.0.0": "Initial release.",
-                     "1.1.0": "audio16k config: 16 kHz mono int16 waveforms; feature configs unchanged."}
+                     "1.1.0": "audio16k config: 16 kHz mono int16 waveforms; feature configs unchanged.",
+                     "1.2.0": "Adds the gender label (ClassLabel female, male, unknown) to every example and "
+                              "gender_counts per split to the metadata; other features unchanged."}
     BUILDER_CONFIGS = feature_set_configs()
     DEFAULT_CONFIG_NAME = "is10"
     EMOTIONS: tuple[str, ...] = ()
@@ -254,6 +261,11 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
 
     def _emotion_names(self) -> list[str]:
         return list(self.EMOTIONS)
+
+    def _label_names(self) -> dict[str, list[str]]:
+        """The extra ClassLabel features of the examples and their classes (``unknown`` last):
+        ``gender`` here; a subclass may add some. An utterance without a value gets ``unknown``."""
+        return {"gender": list(GENDERS)}
 
     def _description(self) -> str:
         return self.__doc__ or ""
@@ -303,6 +315,7 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
             features=tfds.features.FeaturesDict({
                 key: feature,
                 "emotion": tfds.features.ClassLabel(names=self._emotion_names()),
+                **{k: tfds.features.ClassLabel(names=v) for k, v in self._label_names().items()},
                 "speaker": tfds.features.Text(),
                 "utterance_id": tfds.features.Text(),
                 "duration": tfds.features.Scalar(dtype=np.float32),
@@ -319,7 +332,7 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         cfg = self.builder_config
         splits = self._splits()
         utts, bad, extra = self._utterances(dl_manager)
-        good, more_bad = check_utterances(utts, self._emotion_names(), splits)
+        good, more_bad = check_utterances(utts, self._emotion_names(), splits, labels=self._label_names())
         bad = list(bad) + more_bad
         if self.SPEAKER_DISJOINT:
             from tfvae.labelled_audio import assert_speaker_disjoint
@@ -357,9 +370,13 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
             data_dir.parent / f"bad_items-{self.version}.json"
         skipped = settle_bad_items(bad, self.skip_bad_items, report, f"{self.name}/{cfg.name}")
         counts = class_counts(kept)
+        labels = {k: label_counts(kept, k, v, self._splits()) for k, v in self._label_names().items()}
+        gender = labels.pop("gender", None)
         self.info.metadata.update({
             "class_counts": {s: counts.get(s, {}) for s in self._splits()},
             "speakers_per_split": {s: len({u.speaker for u in kept if u.split == s}) for s in self._splits()},
+            **({"gender_counts": gender} if gender is not None else {}),
+            **({"label_counts": labels} if labels else {}),
             "skipped": skipped, **extra})
 
     def _generate_examples(self, examples):

@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds
 
 import tfvae_datasets  # noqa: F401
 from tfvae import synth, train
-from tfvae.data import DataError, load_corpus
+from tfvae.data import DataError, load_corpus, validate_corpus
 from tfvae.labelled_audio import BadItemsError
 from tfvae_datasets.audio_manifest.audio_manifest_dataset_builder import (Builder, ManifestError, assign_speakers,
                                                                            manifest_config)
@@ -256,6 +256,59 @@ def test_load_corpus_skip_bad_items_for_registered_builders(tmp_path, capsys):
     assert c.info["skipped"]["count"] == 1 and len(c.splits["train"]) == 4
     with pytest.raises(DataError, match="Manual directory .* does not exist or is empty"):
         load_corpus("ravdess", FS, data_dir=str(tmp_path / "c"), manual_dir=str(tmp_path / "nowhere"))
+
+
+# ------------------------------------------------------------------ 3b. gender and extra label columns
+GENDER_OF = {"spk00": "F", "spk01": "male", "spk02": "Female", "spk03": "m", "spk04": "", "spk05": "MALE"}
+AGE_OF = {"spk00": "adult", "spk01": "senior", "spk02": "adult", "spk03": "", "spk04": "senior", "spk05": "Unknown"}
+
+
+def test_gender_and_label_columns(corpus, tmp_path):
+    root, rows = corpus
+    rows = [{**r, "gender": GENDER_OF[r["speaker"]], "age_group": AGE_OF[r["speaker"]]} for r in rows]
+    m = write_manifest(root / "gendered.csv", rows, ("path", "speaker", "emotion", "split", "gender", "age_group"))
+    assert manifest_config(m, FS, label_columns=["Age_Group"]).name != manifest_config(m, FS).name
+    assert manifest_config(m, FS, label_columns="age_group,gender").label_columns == ("age_group",)
+    c = load_corpus(str(m), FS, data_dir=str(tmp_path), label_columns=["age_group"])
+    meta = c.info
+    # train: spk00 F, spk01 M, spk02 F, spk03 M (4 utterances each); validation spk04 (empty); test spk05 M
+    assert meta["gender_counts"] == {"train": {"female": 8, "male": 8, "unknown": 0},
+                                     "validation": {"female": 0, "male": 0, "unknown": 4},
+                                     "test": {"female": 0, "male": 4, "unknown": 0}}
+    assert meta["label_counts"] == {"age_group": {"train": {"adult": 8, "senior": 4, "unknown": 4},
+                                                  "validation": {"adult": 0, "senior": 4, "unknown": 0},
+                                                  "test": {"adult": 0, "senior": 0, "unknown": 4}}}
+    assert c.label_names == {"gender": ["female", "male"], "age_group": ["adult", "senior"]}
+    spk = c.splits["train"].speaker.tolist()
+    assert c.labels("train", "gender").tolist() == [{"F": 0, "male": 1, "Female": 0, "m": 1}[GENDER_OF[x]] for x in spk]
+    assert c.labels("train", "age_group").tolist() == [{"adult": 0, "senior": 1, "": -1}[AGE_OF[x]] for x in spk]
+    assert c.labels("validation", "gender").tolist() == [-1] * 4 and c.labels("test", "age_group").tolist() == [-1] * 4
+    validate_corpus(c, attributes=["gender", "age_group"])
+    with pytest.raises(DataError, match="'age_group' needs label 'age_group', which dataset .* does not have; "
+                                        "it has: emotion, gender$"):
+        validate_corpus(load_corpus(str(m), FS, data_dir=str(tmp_path)), attributes=["age_group"])
+    with pytest.raises(DataError, match="label_columns=\\['age_group'\\] are columns of a CSV manifest"):
+        load_corpus("tfvae_demo/is10_small", "IS10", data_dir=str(tmp_path), label_columns=["age_group"])
+
+
+def test_bad_gender_values_and_label_columns_are_reported(corpus, tmp_path):
+    root, rows = corpus
+    rows = [{**r, "gender": "f", "group": "a"} for r in rows]
+    rows[2]["gender"] = "woman"  # manifest line 4
+    rows[5]["gender"] = "X"  # manifest line 7
+    m = write_manifest(root / "badgender.csv", rows, ("path", "speaker", "emotion", "split", "gender", "group"))
+    utts, bad, _ = Builder(config=manifest_config(m, FS), data_dir=str(tmp_path))._utterances(None)
+    assert [(b.utterance_id, b.reason) for b in bad] == [
+        (rows[2]["path"][:-4], "manifest line 4: unknown gender 'woman' (expected female, male, f or m in any case; "
+                               "empty for unknown)"),
+        (rows[5]["path"][:-4], "manifest line 7: unknown gender 'X' (expected female, male, f or m in any case; "
+                               "empty for unknown)")]
+    assert len(utts) == len(rows) - 2 and {u.labels["gender"] for u in utts} == {"female"}
+    with pytest.raises(ManifestError, match="lacks the label column\\(s\\) age named in label_columns"):
+        manifest_config(m, FS, label_columns=["age"])
+    with pytest.raises(ManifestError, match="'speaker' is a column or example key of its own; '2x' is not a Python "
+                                            "identifier"):
+        manifest_config(m, FS, label_columns=["speaker", "2x"])
 
 
 # ------------------------------------------------------------------ 4. train CLI on a manifest

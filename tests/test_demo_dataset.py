@@ -8,8 +8,8 @@ import tensorflow_datasets as tfds
 
 from tfvae import synth
 from tfvae.audio import from_int16
-from tfvae.demo_corpus import (SPEAKERS_SEED, plan, render, render_audio, render_speaker_utterance, speaker_plan,
-                               speaker_utterance_emotion)
+from tfvae.demo_corpus import (SPEAKERS_SEED, plan, render, render_audio, render_speaker_utterance, speaker_gender,
+                               speaker_plan, speaker_utterance_emotion)
 from tfvae_datasets.tfvae_demo import tfvae_demo_dataset_builder as demo
 
 SPLITS = ("train", "validation", "test")
@@ -48,7 +48,8 @@ def test_render_is_deterministic_real_audio_features():
     b = render(("eGeMAPSv02", 0, 5, "happy", 1))
     np.testing.assert_array_equal(a["features"], b["features"])
     assert a["features"].shape == (88,) and np.isfinite(a["features"]).all()
-    assert a["speaker"] == "spk05" and 1.5 <= a["duration"] <= 3.0
+    assert a["speaker"] == "spk05" and 1.5 <= a["duration"] <= 3.0 and a["gender"] == "male"
+    assert render(("eGeMAPSv02", 0, 6, "happy", 1))["gender"] == "female"
     assert not np.array_equal(render(("eGeMAPSv02", 0, 5, "happy", 2))["features"], a["features"])
 
 
@@ -57,6 +58,18 @@ def test_dataset_info_records_feature_names_and_class_counts():
     assert len(info.metadata["feature_names"]) == 1582 and info.metadata["synthetic"] is True
     assert info.metadata["class_counts"]["train"] == {e: 192 for e in synth.EMOTIONS}
     assert info.features["emotion"].names == list(synth.EMOTIONS)
+    assert info.features["gender"].names == ["female", "male", "unknown"] and str(info.version) == "1.2.0"
+    assert info.metadata["gender_counts"] == {"train": {"female": 480, "male": 480, "unknown": 0},
+                                              "validation": {"female": 120, "male": 120, "unknown": 0},
+                                              "test": {"female": 120, "male": 120, "unknown": 0}}
+
+
+def test_gender_is_the_voice_sex_and_audible_in_pitch():
+    for seed in (0, SPEAKERS_SEED):
+        for i in range(40):
+            v = synth.make_voice(i, seed)
+            assert v.sex == speaker_gender(i) == ("female" if i % 2 == 0 else "male")
+            assert (160 <= v.f0_hz <= 260) if v.sex == "female" else (85 <= v.f0_hz <= 155)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +84,10 @@ def _all(b):
 def test_audio16k_small_is_the_synthesized_audio(demo_dir):
     b = tfds.builder("tfvae_demo/audio16k_small", data_dir=demo_dir)
     b.download_and_prepare()
-    assert b.info.version == "1.1.0" and b.info.supervised_keys == ("audio", "emotion")
+    assert b.info.version == "1.2.0" and b.info.supervised_keys == ("audio", "emotion")
+    assert b.info.metadata["gender_counts"] == {"train": {"female": 40, "male": 40, "unknown": 0},
+                                                "validation": {"female": 10, "male": 10, "unknown": 0},
+                                                "test": {"female": 10, "male": 10, "unknown": 0}}
     assert b.info.features["audio"].sample_rate == 16000 and b.info.metadata["sample_rate"] == 16000
     ex = _all(b)
     assert {s: len({e["speaker"] for e in v}) for s, v in ex.items()} == {"train": 8, "validation": 2, "test": 2}
@@ -81,6 +97,9 @@ def test_audio16k_small_is_the_synthesized_audio(demo_dir):
     assert e["audio"].dtype == np.int16 and e["audio"].shape == ref.shape
     assert np.max(np.abs(from_int16(e["audio"]) - ref)) <= 1 / 32768
     assert e["duration"] == pytest.approx(len(ref) / 16000) and e["speaker"] == b"spk05"
+    for x in by_id.values():  # even speaker index: female
+        expect = "female" if int(x["speaker"][3:]) % 2 == 0 else "male"
+        assert b.info.features["gender"].int2str(x["gender"]) == expect
     assert all(1.5 <= e["duration"] <= 3.0 for e in by_id.values())
     assert render_audio((0, 5, "happy", 1))["audio"].tolist() == e["audio"].tolist()
 
@@ -104,6 +123,10 @@ def test_speakers_small_splits_durations_and_voices(demo_dir):
             per_speaker[e["speaker"]] = per_speaker.get(e["speaker"], 0) + 1
             assert 3.1 <= e["duration"] <= 6.3 and e["audio"].shape == (round(e["duration"] * 16000),)
     assert set(per_speaker.values()) == {4}
+    assert meta["gender_counts"]["train"] == {"female": 64, "male": 64, "unknown": 0}
+    genders = [b.info.features["gender"].int2str(e["gender"]) for e in ex["validation"]]
+    assert genders == [speaker_gender(int(e["speaker"][3:7])) for e in ex["validation"]]
+    assert genders.count("female") == genders.count("male") == 8
     durations = [e["duration"] for v in ex.values() for e in v]
     assert 4.0 < np.mean(durations) < 5.5
     counts = {s: sum(c.values()) for s, c in meta["class_counts"].items()}
@@ -142,4 +165,5 @@ def test_speaker_plan_and_speakers1k_info():
     assert info.metadata["synthetic"] is True and info.metadata["corpus"] == "speakers"
     out = render_speaker_utterance((1, 1013, 5))
     assert out["speaker"] == "spk1013_s1" and 3.1 <= out["duration"] <= 6.3
-    assert out["emotion"] == speaker_utterance_emotion(1, 1013, 5)
+    assert out["emotion"] == speaker_utterance_emotion(1, 1013, 5) and out["gender"] == "male"
+    assert info.metadata["gender_counts"]["train"] == {"female": 3000, "male": 3000, "unknown": 0}

@@ -176,3 +176,32 @@ def test_report_files_are_tagged_by_feature_set(tmp_path):
     assert report_suffix("resnet_vlad@/m/r", "resnet_vlad-finetuned") == "resnet_vlad-finetuned"
     assert _Reports(tmp_path, "") / "table1.json" == tmp_path / "table1.json"
     assert _Reports(tmp_path, "xvector") / "tuning.md" == tmp_path / "tuning-xvector.md"
+
+
+def test_three_attribute_table1_reports_gender_leakage_and_gaps(demo_data_dir, tmp_path):
+    """Issue 13's bar on the demo corpus: emotion, gender, identity in one latent; a view per attribute
+    chosen on validation; gender leakage and per-gender gaps in the report."""
+    rc = experiments.main(["table1", "--dataset", "tfvae_demo/is10_small", "--data_dir", demo_data_dir, "--folds", "3",
+                           "--validation_speakers", "2", "--methods", "raw,lrvae", "--attributes",
+                           "emotion,gender,identity", *TINY, "--mask_groups", "8", *_dirs(tmp_path)])
+    assert rc == 0
+    out = tmp_path / "reports" / "tfvae_demo"
+    doc = json.loads((out / "table1-emotion_gender_identity.json").read_text())
+    assert doc["meta"]["attributes"] == ["emotion", "gender", "identity"]
+    assert list(doc["columns"]) == ["Raw features origin", "LR-VAE origin", "LR-VAE keep_emotion", "LR-VAE keep_gender",
+                                    "LR-VAE keep_identity"]
+    view = doc["columns"]["LR-VAE keep_emotion"]
+    assert view["emotion"]["role"].startswith("utility") and view["gender"]["role"].startswith("privacy")
+    assert view["identity"]["role"].startswith("privacy") and view["identity"]["mean"] <= 0.5
+    chance = np.mean([c["gender"]["stratified"] for c in doc["chance"]])
+    assert view["gender"]["mean"] >= chance - 1e-9
+    for label, fair in doc["fairness"].items():
+        assert fair["leakage"]["attribute"] == "gender" and np.isfinite(fair["leakage"]["mean"]), label
+        assert set(fair["emotion"]["values"]) == {"female", "male"} and fair["emotion"]["gap"] >= 0
+        assert "identity" in fair
+    for fold in doc["folds"]:
+        views = fold["lrvae"]["cuts"]["views"]
+        assert set(views) == {"keep_emotion", "keep_gender", "keep_identity"}
+        assert len(views["keep_gender"]["positions"]) == 2 and len(views["keep_emotion"]["positions"]) == 1
+    md = (out / "table1-emotion_gender_identity.md").read_text()
+    assert "## Fairness by gender" in md and "| LR-VAE keep_gender | gender |" in md

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from tfvae.labelled_audio import (BadItem, BadItemsError, Utterance, assert_speaker_disjoint, check_utterances,
-                                  class_counts, settle_bad_items)
+from tfvae.labelled_audio import (GENDERS, BadItem, BadItemsError, Utterance, assert_speaker_disjoint,
+                                  check_utterances, class_counts, label_counts, parse_gender, settle_bad_items)
 
 
 def _u(uid, path, speaker="s1", emotion="angry", split="train"):
@@ -48,3 +48,31 @@ def test_speaker_disjointness_and_counts():
     assert class_counts(utts) == {"test": {"sad": 1}, "train": {"angry": 1, "sad": 1}}
     with pytest.raises(ValueError, match=r"toy: 1 speaker\(s\) appear in more than one split: s1 in"):
         assert_speaker_disjoint(utts + [_u("d", "p", "s1", split="validation")], "toy")
+
+
+def test_extra_labels_are_checked_filled_and_counted(tmp_path):
+    f = tmp_path / "a.wav"
+    f.write_bytes(b"x")
+    utts = [Utterance("a", str(f), "s1", "angry", "train", {"gender": "male"}),
+            Utterance("b", str(f), "s2", "angry", "train"),  # no gender: unknown
+            Utterance("c", str(f), "s3", "sad", "test", {"gender": "female"}),
+            Utterance("d", str(f), "s4", "sad", "test", {"gender": "other"}),
+            Utterance("e", str(f), "s5", "sad", "test", {"gender": "male", "age": "old"})]
+    good, bad = check_utterances(utts, ["angry", "sad"], labels={"gender": GENDERS})
+    assert [(u.utterance_id, dict(u.labels)) for u in good] == [
+        ("a", {"gender": "male"}), ("b", {"gender": "unknown"}), ("c", {"gender": "female"})]
+    assert [(b.utterance_id, b.reason) for b in bad] == [
+        ("d", "unknown gender label 'other' (expected one of female, male, unknown)"),
+        ("e", "label(s) age are not features of this dataset")]
+    assert label_counts(good, "gender", GENDERS) == {
+        "train": {"female": 0, "male": 1, "unknown": 1}, "validation": {"female": 0, "male": 0, "unknown": 0},
+        "test": {"female": 1, "male": 0, "unknown": 0}}
+    # without label names, labels are neither checked nor filled
+    good, bad = check_utterances(utts, ["angry", "sad"])
+    assert len(good) == 5 and not bad and dict(good[1].labels) == {}
+    assert len({utts[0], utts[2]}) == 2  # still hashable
+
+
+def test_parse_gender():
+    assert [parse_gender(v) for v in ["Female", "f", " MALE ", "m", "Unknown", "", None, "x", "fem"]] == \
+        ["female", "female", "male", "male", "unknown", "unknown", "unknown", None, None]

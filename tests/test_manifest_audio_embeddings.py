@@ -155,7 +155,7 @@ def embedding_rows(n_speakers=6, per_speaker=3):
         split = "train" if s < n_speakers - 2 else "validation" if s == n_speakers - 2 else "test"
         for u in range(per_speaker):
             rows.append({"utterance_id": f"s{s}_u{u}", "speaker": f"s{s}", "emotion": ("sad", "angry")[u % 2],
-                         "split": split})
+                         "split": split, "gender": ("f", "M")[s % 2]})
     return rows
 
 
@@ -174,7 +174,7 @@ def npy_corpus(tmp_path):
 
 def test_npy_column_build_values_and_load_corpus(npy_corpus, tmp_path):
     root, rows, vecs = npy_corpus
-    m = write_manifest(root / "emb.csv", rows, ("embedding", "speaker", "emotion", "split", "utterance_id"))
+    m = write_manifest(root / "emb.csv", rows, ("embedding", "speaker", "emotion", "split", "utterance_id", "gender"))
     cfg = manifest_config(m, "embeddings")
     assert re.fullmatch(r"emb-[0-9a-f]{8}-embeddings", cfg.name)
     b = build(cfg, tmp_path / "tfds")
@@ -191,6 +191,9 @@ def test_npy_column_build_values_and_load_corpus(npy_corpus, tmp_path):
         np.testing.assert_array_equal(e["features"], vecs[uid])
         assert np.isnan(e["duration"])
     assert got["s5_u1"]["speaker"] == b"s5" and b.info.features["emotion"].int2str(got["s5_u1"]["emotion"]) == "angry"
+    assert {uid: b.info.features["gender"].int2str(e["gender"]) for uid, e in got.items()} == \
+        {uid: ("female", "male")[int(uid[1]) % 2] for uid in got}
+    assert meta["gender_counts"]["train"] == {"female": 6, "male": 6, "unknown": 0}
 
     c = load_corpus(str(m), feature_set="embeddings", data_dir=str(tmp_path / "tfds"))
     assert c.name == f"audio_manifest/{cfg.name}" and c.feature_set == "embeddings" and c.dim == D

@@ -26,6 +26,15 @@ COUNTS_8 = {"train": {**COUNTS_5["train"], "surprise": 1}, "validation": {**COUN
             "test": {**COUNTS_5["test"], "fear": 1}}
 
 
+def _g(female, male, unknown=0):
+    return {"female": female, "male": male, "unknown": unknown}
+
+
+# speakers 127, 39, 88 male; 1041, 30, 512, 90 female (the dummy CSV's Gender column)
+GENDER_5 = {"train": _g(2, 3), "validation": _g(2, 0), "test": _g(1, 2)}
+GENDER_8 = {"train": _g(3, 3), "validation": _g(3, 0), "test": _g(2, 2)}
+
+
 class _Metadata:
     """Also checks the built dataset's drop counts and class counts (``EXPECT``: a metadata subset)."""
 
@@ -40,6 +49,7 @@ class _Metadata:
         meta = builder.info.metadata
         assert {k: meta[k] for k in self.EXPECT} == self.EXPECT
         assert builder.info.features["emotion"].names == self.EMOTIONS
+        assert builder.info.features["gender"].names == ["female", "male", "unknown"]
         kept = sum(v for s in meta["class_counts"].values() for v in s.values())
         assert kept == sum(self.SPLITS.values())
         assert kept + meta["dropped_total"] + meta["skipped"]["count"] == meta["label_rows"] == 22
@@ -50,7 +60,8 @@ class MspPodcastTest(_Metadata, tfds.testing.DatasetBuilderTestCase):
     SPLITS = {"train": 5, "validation": 2, "test": 3}
     EXPECT = {"dropped_partitions": {"Test2": 4, "Test3": 2}, "dropped_classes": DROPPED_5,
               "dropped_unknown_speaker": {"train": 1, "validation": 0, "test": 0}, "dropped_total": 12,
-              "class_counts": COUNTS_5, "speakers_per_split": {"train": 2, "validation": 1, "test": 2}}
+              "class_counts": COUNTS_5, "speakers_per_split": {"train": 2, "validation": 1, "test": 2},
+              "gender_counts": GENDER_5}
 
 
 class MspPodcast8ClassTest(_Metadata, tfds.testing.DatasetBuilderTestCase):
@@ -59,7 +70,7 @@ class MspPodcast8ClassTest(_Metadata, tfds.testing.DatasetBuilderTestCase):
     EMOTIONS = ["neutral", "angry", "sad", "happy", "surprise", "fear", "disgust", "contempt"]
     EXPECT = {"dropped_partitions": {"Test2": 4, "Test3": 2}, "dropped_classes": DROPPED_8,
               "dropped_unknown_speaker": {"train": 1, "validation": 0, "test": 0}, "dropped_total": 9,
-              "class_counts": COUNTS_8}
+              "class_counts": COUNTS_8, "gender_counts": GENDER_8}
 
 
 class MspPodcastTest2Test(_Metadata, tfds.testing.DatasetBuilderTestCase):
@@ -69,7 +80,8 @@ class MspPodcastTest2Test(_Metadata, tfds.testing.DatasetBuilderTestCase):
               "dropped_unknown_speaker": {"train": 1, "validation": 0, "test": 0, "test2": 1}, "dropped_total": 10,
               "class_counts": {**COUNTS_5, "test2": {"angry": 1, "neutral": 1}},
               "speakers_per_split": {"train": 2, "validation": 1, "test": 2, "test2": 2},
-              "partitions": {"train": "Train", "validation": "Development", "test": "Test1", "test2": "Test2"}}
+              "partitions": {"train": "Train", "validation": "Development", "test": "Test1", "test2": "Test2"},
+              "gender_counts": {**GENDER_5, "test2": _g(1, 1)}}
 
 
 class MspPodcast8ClassTest2Test(_Metadata, tfds.testing.DatasetBuilderTestCase):
@@ -78,7 +90,8 @@ class MspPodcast8ClassTest2Test(_Metadata, tfds.testing.DatasetBuilderTestCase):
     EMOTIONS = MspPodcast8ClassTest.EMOTIONS
     EXPECT = {"dropped_partitions": {"Test3": 2}, "dropped_classes": {**DROPPED_8, "test2": {}},
               "dropped_unknown_speaker": {"train": 1, "validation": 0, "test": 0, "test2": 1}, "dropped_total": 6,
-              "class_counts": {**COUNTS_8, "test2": {"angry": 1, "contempt": 1, "neutral": 1}}}
+              "class_counts": {**COUNTS_8, "test2": {"angry": 1, "contempt": 1, "neutral": 1}},
+              "gender_counts": {**GENDER_8, "test2": _g(1, 2)}}
 
 
 def _build(manual_dir, data_dir, config="egemapsv02", **kwargs):
@@ -121,7 +134,8 @@ def test_configs_are_feature_sets_times_classes_times_test2():
     assert len(names) == len(set(names)) == 24 and msp.Builder.DEFAULT_CONFIG_NAME == "is10"
     assert {"is10_8class", "is10_test2", "is10_8class_test2", "audio16k_8class_test2"} <= set(names)
     b = tfds.builder("msp_podcast/is10_8class_test2")
-    assert (b.builder_config.classes, b.builder_config.test2, str(b.version)) == (8, True, "1.2.0")
+    assert (b.builder_config.classes, b.builder_config.test2, str(b.version)) == (8, True, "1.3.0")
+    assert "gender" in msp.Builder.RELEASE_NOTES["1.3.0"] and "1.2.0" in msp.Builder.RELEASE_NOTES
     with pytest.raises(ValueError, match=r"msp_podcast/is10_6class: classes=6; expected one of 5, 8"):
         msp.Builder(config=msp.MspPodcastConfig(name="is10_6class", classes=6))
 
@@ -168,6 +182,8 @@ def test_class_counts_speakers_and_examples(dummy_build):
     assert sorted(test) == ["MSP-PODCAST_0005_0020", "MSP-PODCAST_0005_0021", "MSP-PODCAST_0006_0002"]
     e = test["MSP-PODCAST_0006_0002"]
     assert e["speaker"] == b"msp_512" and b.info.features["emotion"].int2str(e["emotion"]) == "disgust"
+    assert {k: b.info.features["gender"].int2str(v["gender"]) for k, v in test.items()} == {
+        "MSP-PODCAST_0005_0020": "male", "MSP-PODCAST_0005_0021": "male", "MSP-PODCAST_0006_0002": "female"}
 
 
 def test_audio16k_test2_streams_the_extra_split(tmp_path, capsys):
@@ -317,8 +333,9 @@ def test_older_spelling_of_the_labels_file_is_accepted_and_newer_preferred(tmp_p
     assert msp.find_labels_file(tmp_path) == new
 
 
-def _row(name, code, spk, part):
-    return {"FileName": name, "EmoClass": code, "SpkrID": spk, "Split_Set": part}
+def _row(name, code, spk, part, gender=None):
+    row = {"FileName": name, "EmoClass": code, "SpkrID": spk, "Split_Set": part}
+    return row if gender is None else {**row, "Gender": gender}
 
 
 def test_plan_drop_order_aliases_and_bad_values(tmp_path):
@@ -336,24 +353,31 @@ def test_plan_drop_order_aliases_and_bad_values(tmp_path):
         _row("k.wav", "", "", "Test3"),  # Test3: labels withheld, not read
         _row("l.wav", "F", "7", "Test2"),  # Test2: fear, only counted with test2 and 8 classes
         _row("", "N", "8", "Train"),  # no file name
+        _row("m.wav", "N", "9", "Train", "Female"),
+        _row("n.wav", "N", "10", "Development", "male"),
+        _row("o.wav", "N", "11", "Test1", "Unknown"),
+        _row("p.wav", "N", "12", "Train", "Other"),  # unknown Gender
     ]
     utts, bad, extra = msp.plan_utterances(rows, tmp_path)
-    assert [(u.utterance_id, u.speaker, u.emotion, u.split) for u in utts] == [
-        ("a", "msp_1", "neutral", "train"), ("b", "msp_2", "angry", "validation"),
-        ("c", "msp_3", "sad", "test"), ("j", "msp_6", "disgust", "test")]
+    assert [(u.utterance_id, u.speaker, u.emotion, u.split, u.labels["gender"]) for u in utts] == [
+        ("a", "msp_1", "neutral", "train", "unknown"), ("b", "msp_2", "angry", "validation", "unknown"),
+        ("c", "msp_3", "sad", "test", "unknown"), ("j", "msp_6", "disgust", "test", "unknown"),
+        ("m", "msp_9", "neutral", "train", "female"), ("n", "msp_10", "neutral", "validation", "male"),
+        ("o", "msp_11", "neutral", "test", "unknown")]
     assert utts[3].path == str(tmp_path / "j.wav")
     assert [(b.utterance_id, b.path, b.reason) for b in bad] == [
         ("g", "labels_consensus.csv:8", "unknown EmoClass code 'Q' (expected one of A, S, H, U, F, D, C, N, O, X)"),
         ("h", "labels_consensus.csv:9",
          "unknown Split_Set 'Test4' (expected one of Train, Development, Test1, Test2, Test3)"),
         ("i", "labels_consensus.csv:10", "empty SpkrID"),
-        ("<line 14>", "labels_consensus.csv:14", "empty FileName")]
+        ("<line 14>", "labels_consensus.csv:14", "empty FileName"),
+        ("p", "labels_consensus.csv:18", "unknown Gender 'Other' (expected Female, Male or Unknown)")]
     assert extra["dropped_partitions"] == {"Test2": 1, "Test3": 2}
     assert extra["dropped_classes"] == {"train": {"contempt": 1}, "validation": {}, "test": {}}
     assert extra["dropped_unknown_speaker"] == {"train": 0, "validation": 1, "test": 0}
     assert extra["dropped_total"] == 5 and len(utts) + len(bad) + 5 == len(rows)
 
     utts, bad, extra = msp.plan_utterances(rows, tmp_path, msp.EMOTIONS_8, test2=True)
-    assert [(u.utterance_id, u.emotion, u.split) for u in utts][-1] == ("l", "fear", "test2")
+    assert [(u.utterance_id, u.emotion, u.split) for u in utts if u.split == "test2"] == [("l", "fear", "test2")]
     assert extra["dropped_partitions"] == {"Test3": 2}
     assert extra["dropped_unknown_speaker"] == {"train": 1, "validation": 1, "test": 0, "test2": 0}

@@ -79,8 +79,15 @@ def test_deterministic(built, tmp_path):
 def test_load_corpus(built):
     from tfvae.data import load_corpus, validate_corpus
 
-    data_dir, _, _ = built
+    data_dir, b, arrays = built
     corpus = load_corpus("msp_standin/is10_2k", "IS10", data_dir=data_dir)
-    validate_corpus(corpus, expected_dim=1582)
+    validate_corpus(corpus, expected_dim=1582, attributes=["gender"])
+    # its gender ClassLabel has no "unknown" class: read as is
+    assert corpus.label_names == {"gender": ["female", "male"]}
+    for s in SPLITS:
+        g = corpus.labels(s, "gender")
+        assert g.tolist() == arrays[s]["gender"].tolist() and set(g.tolist()) == {0, 1}
+        counts = b.info.metadata["gender_counts"][s]["utterances"]
+        assert np.bincount(g).tolist() == [counts["female"], counts["male"]]
     assert corpus.feature_set == "IS10" and corpus.emotion_names == list(EMOTIONS)
     assert {s: len(corpus.splits[s]) for s in SPLITS} == COUNTS and len(corpus.feature_names) == 1582

@@ -42,9 +42,19 @@ def test_dummy_build_metadata_and_examples(tmp_path):
     assert meta["speakers_per_split"] == {"train": 2, "validation": 1, "test": 1}
     assert meta["skipped"] == {"count": 0, "by_reason": {}}
     assert len(meta["feature_names"]) == 88 and meta["feature_set"] == "eGeMAPSv02"
+    assert str(b.info.version) == "1.2.0" and b.info.features["gender"].names == ["female", "male", "unknown"]
+    # Actor_01, 17, 21 male (odd), Actor_02 female (even)
+    assert meta["gender_counts"] == {"train": {"female": 2, "male": 2, "unknown": 0},
+                                     "validation": {"female": 0, "male": 2, "unknown": 0},
+                                     "test": {"female": 0, "male": 2, "unknown": 0}}
+    genders = {e["utterance_id"].decode(): b.info.features["gender"].int2str(e["gender"])
+               for e in tfds.as_numpy(b.as_dataset(split="train"))}
+    assert genders == {"03-01-01-01-01-01-01": "male", "03-01-05-01-02-01-01": "male",
+                       "03-01-04-01-01-01-02": "female", "03-01-03-01-02-01-02": "female"}
     ex = {e["utterance_id"].decode(): e for e in tfds.as_numpy(b.as_dataset(split="validation"))}
     e = ex["03-01-08-01-02-01-17"]
     assert e["speaker"] == b"Actor_17" and b.info.features["emotion"].int2str(e["emotion"]) == "surprised"
+    assert b.info.features["gender"].int2str(e["gender"]) == "male"
     assert e["features"].shape == (88,) and np.isfinite(e["features"]).all()
     assert 1.5 < e["duration"] < 1.7
 
@@ -66,6 +76,8 @@ def test_audio16k_waveforms(tmp_path):
         np.testing.assert_array_equal(e["audio"], x)
         assert e["duration"] == pytest.approx(len(x) / 16000)
         assert e["speaker"].decode() == f"Actor_{actor:02d}"
+        assert b.info.features["gender"].int2str(e["gender"]) == ravdess.gender_of_actor(actor)
+    assert meta["gender_counts"]["train"] == {"female": 2, "male": 2, "unknown": 0}
     # a 48 kHz WAV (as RAVDESS ships) of 0.5 s becomes 8000 samples at 16 kHz; a silent one is a bad item
     d = tmp_path / "r48"
     (d / "Actor_03").mkdir(parents=True)
@@ -117,7 +129,7 @@ def test_bad_items_stop_the_build_with_one_report(messy_dir, tmp_path):
                    "03-01-07-01-01-02-05 (", "actor 05 in the file name but the file is in Actor_02",
                    "03-01-09-01-02-02-02 (", "unknown emotion label 'code 09'"]:
         assert expect in msg, expect
-    report = json.loads((tmp_path / "tfds" / "ravdess" / "egemapsv02" / "bad_items-1.1.0.json").read_text())
+    report = json.loads((tmp_path / "tfds" / "ravdess" / "egemapsv02" / "bad_items-1.2.0.json").read_text())
     assert report["count"] == 5 and len(report["items"]) == 5
 
 
@@ -130,6 +142,13 @@ def test_skip_bad_items_keeps_the_rest_and_writes_the_list(messy_dir, tmp_path, 
     assert sorted(i["utterance_id"] for i in report["items"]) == sorted(
         ["take7", "03-01-06-01-01-02-02", "03-01-06-01-02-02-02", "03-01-07-01-01-02-05", "03-01-09-01-02-02-02"])
     assert "skipped 5 bad item(s)" in capsys.readouterr().out
+
+
+def test_gender_of_actor_follows_the_ravdess_readme():
+    assert [ravdess.gender_of_actor(a) for a in (1, 2, 23, 24)] == ["male", "female", "male", "female"]
+    for split, actors in (("train", ravdess.TRAIN_ACTORS), ("validation", ravdess.VALIDATION_ACTORS),
+                          ("test", ravdess.TEST_ACTORS)):
+        assert sum(ravdess.gender_of_actor(a) == "female" for a in actors) * 2 == len(actors), split
 
 
 def test_missing_or_wrong_manual_dir_explains_what_to_download(tmp_path):
@@ -166,6 +185,9 @@ def test_real_ravdess_subset_and_loading_from_another_process(tmp_path):
         {"train": 120, "validation": 60, "test": 60}
     counts = b.info.metadata["class_counts"]["train"]
     assert counts["neutral"] == 8 and all(counts[e] == 16 for e in ravdess.EMOTIONS if e != "neutral")
+    assert b.info.metadata["gender_counts"] == {"train": {"female": 60, "male": 60, "unknown": 0},
+                                                "validation": {"female": 0, "male": 60, "unknown": 0},
+                                                "test": {"female": 0, "male": 60, "unknown": 0}}
     durations = [e["duration"] for e in tfds.as_numpy(b.as_dataset(split="test"))]
     assert 2.5 < float(np.mean(durations)) < 4.5
     r = subprocess.run([sys.executable, "-c", LOAD_ELSEWHERE, str(b.data_path)], capture_output=True,

@@ -25,7 +25,11 @@ def test_streamed_split_has_the_rows_and_labels_of_the_in_memory_one(both):
         np.testing.assert_array_equal(b.utterance_id, a.utterance_id)
         np.testing.assert_array_equal(b.emotion, a.emotion)
         np.testing.assert_array_equal(b.features.to_numpy(), a.features)
+        assert set(b.labels) == set(a.labels) == {"gender"}
+        np.testing.assert_array_equal(b.labels["gender"], a.labels["gender"])
+        np.testing.assert_array_equal(b.labels["gender"], [int(x[3:]) % 2 for x in b.speaker.tolist()])
     assert st.dim == mem.dim == 1582
+    assert st.label_names == mem.label_names == {"gender": ["female", "male"]}
 
 
 def test_take_subsets_and_concatenation_select_by_utterance(both):
@@ -93,6 +97,42 @@ def test_stream_pipeline_epochs_shards_padding_and_resume(both):
     assert len(val) == 4
     np.testing.assert_array_equal(np.concatenate([b["features"] for b in val[:2]]), x)
     np.testing.assert_array_equal(np.concatenate([b["features"] for b in val[2:]]), x)
+
+
+def test_stream_pipeline_carries_extra_labels_mapped_in_the_graph(both):
+    from tfvae.data import split_pipeline
+
+    mem, st = both
+    pipe = split_pipeline(st, "train", shuffle_buffer=16, labels=["gender"])
+    assert type(pipe).__name__ == "StreamPipeline" and pipe.labels == ("gender",)
+    x, g = mem.splits["train"].features, mem.labels("train", "gender")
+    truth = {tuple(np.round(r[:3].astype(np.float64), 4)): int(k) for r, k in zip(x, g)}
+    shards = [list(pipe.dataset(12, seed=3, num_shards=2, shard_index=i, batches_per_epoch=5).as_numpy_iterator())
+              for i in range(2)]
+    assert [len(b["gender"]) for b in shards[0]] == [12, 12, 12, 4, 0]  # the padding batch has it too
+    got = {}
+    for b in shards[0] + shards[1]:
+        assert b["gender"].dtype == np.int32
+        for r, k in zip(b["features"], b["gender"]):
+            got[tuple(np.round(r[:3].astype(np.float64), 4))] = int(k)
+    assert got == truth and sorted(set(got.values())) == [0, 1]
+    # the `unknown` class index becomes -1 (the demo has none: map a class of it as if it were)
+    pipe.remaps["gender"] = np.array([-1, 1, -1])
+    first = next(pipe.dataset(80, epochs=range(1)).as_numpy_iterator())
+    np.testing.assert_array_equal(first["gender"], np.where(g == 0, -1, 1))
+    # a masked subset (a fold) stays streamed and keeps its labels
+    from tfvae.data import concat_splits
+
+    mask = np.zeros(80, bool)
+    mask[[2, 9, 40, 41]] = True
+    sub = st.splits["train"].select(mask)
+    assert isinstance(sub.features, StreamedFeatures) and sub.labels["gender"].tolist() == g[mask].tolist()
+    np.testing.assert_array_equal(sub.features.to_numpy(), x[mask])
+    joined = concat_splits([sub, st.splits["test"]])
+    assert isinstance(joined.features, StreamedFeatures) and len(joined) == 24
+    np.testing.assert_array_equal(joined.labels["gender"], np.concatenate([g[mask], mem.labels("test", "gender")]))
+    with pytest.raises(ValueError, match="has no label\\(s\\) age; it has: emotion, gender"):
+        StreamPipeline(st.splits["train"].features, st.speaker_index(), labels=["age"])
 
 
 def test_row_writer_spills_to_disk_past_its_budget(tmp_path):

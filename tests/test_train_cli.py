@@ -159,3 +159,27 @@ def test_same_seed_same_results(demo_data_dir, tmp_path):
     a, b = summaries
     assert a["final_epoch_metrics"] == b["final_epoch_metrics"]
     assert a["cuts"] == b["cuts"] and a["test"] == b["test"]
+
+
+def test_three_attribute_run_exports_a_signature_per_view(demo_data_dir, tmp_path):
+    import tensorflow as tf
+
+    rc = train.main([*SMALL, "--epochs", "2", "--data_dir", demo_data_dir, "--attributes", "emotion,gender,identity",
+                     "--views", "emotion,identity,emotion+gender", "--output_dir", str(tmp_path / "runs"),
+                     "--export_dir", str(tmp_path / "sm"), "--run_name", "three"])
+    assert rc == 0
+    summary = json.loads((tmp_path / "runs" / "three" / "summary.json").read_text())
+    assert summary["attributes"] == ["emotion", "gender", "identity"]
+    assert set(summary["views"]) == {"keep_emotion", "keep_identity", "keep_emotion_gender"}
+    assert summary["label_names"]["gender"] == ["female", "male"]
+    assert "gender" in summary["test"]["origin"] and "by_group" in summary["test"]["origin"]["emotion"]["utility"]
+    loaded = tf.saved_model.load(summary["export_path"])
+    assert {"serving_default", "mask", "keep_emotion", "keep_identity", "keep_emotion_gender", "emotion", "gender",
+            "speaker_embedding"} <= set(loaded.signatures)
+    x = tf.random.normal([3, summary["input_dim"]]) + 1.0
+    z = loaded.signatures["keep_emotion_gender"](features=x)["latent"].numpy()
+    keep = np.asarray(json.loads((tmp_path / "runs" / "three" / "mask.json").read_text())["masks"]
+                      ["keep_emotion_gender"], bool)
+    assert np.all(z[:, ~keep] == 0) and keep[0] and not keep[-1]  # the top bands kept, the identity band masked
+    g = loaded.signatures["gender"](features=x)
+    assert g["probabilities"].shape == (3, 2) and set(g["class_name"].numpy().astype(str)) <= {"female", "male"}

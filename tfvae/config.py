@@ -75,6 +75,9 @@ class TrainConfig:
         "utterance_id; see tfvae_datasets.audio_manifest). "
         "The default is the built-in synthetic demo corpus, generated on first use.")
     data_dir: str | None = _opt(None, "TFDS data directory (default: TFDS's, ~/tensorflow_datasets).")
+    label_columns: str = _opt(
+        "", "CSV manifests only: extra label columns (comma-separated) that become class labels of the dataset, "
+        "usable as attributes (--attributes emotion,accent,identity); gender is always read.")
     manual_dir: str | None = _opt(None, "Directory holding a manually downloaded corpus (MSP-Podcast, RAVDESS).")
     feature_set: str = _opt("IS10", "openSMILE functionals set; IS10 is the paper's emobase2010 (1582 features).")
     skip_bad_items: bool = _opt(
@@ -304,6 +307,9 @@ class TrainConfig:
             raise ValueError(f"band_centres={self.band_centres!r}: need {n} strictly increasing fractions in [0, 1], "
                              "one per attribute (equal or decreasing centres make overlapping bands)")
         return c
+
+    def label_column_list(self) -> tuple[str, ...]:
+        return tuple(c.strip() for c in self.label_columns.split(",") if c.strip())
 
     def default_protect(self) -> str:
         """The attribute an A-VAE removes when ``protect`` is ``both`` (its first model)."""

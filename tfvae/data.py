@@ -2,7 +2,9 @@
 
 Every tfvae dataset has the splits ``train``, ``validation``, ``test`` (speaker-disjoint) and
 examples ``{"features": float32[D], "emotion": ClassLabel, "speaker": str,
-"utterance_id": str, "duration": float32}``.
+"utterance_id": str, "duration": float32}``, and any number of extra ClassLabel features
+(``gender``, a manifest's ``label_columns``): read as int arrays of their known classes, the class
+``unknown`` as -1 (:attr:`Split.labels`, :attr:`Corpus.label_names`, :meth:`Corpus.labels`).
 """
 
 from __future__ import annotations
@@ -20,18 +22,62 @@ class DataError(ValueError):
     """The data cannot be used for training; the message lists every problem found."""
 
 
+#: The class of an extra label that stands for "not known"; read as -1.
+UNKNOWN = "unknown"
+
+
+def known_classes(names) -> list[str]:
+    """A ClassLabel's classes without :data:`UNKNOWN` (the classes a label attribute predicts)."""
+    return [n for n in names if n != UNKNOWN]
+
+
+def label_remap(names) -> np.ndarray:
+    """ClassLabel index -> index among :func:`known_classes` (int64), -1 for :data:`UNKNOWN`."""
+    known = known_classes(names)
+    return np.array([known.index(n) if n != UNKNOWN else -1 for n in names], np.int64)
+
+
 @dataclass
 class Split:
     """One split: labels as arrays, ``features`` as a float32 array or, for large splits, a
-    :class:`tfvae.stream.StreamedFeatures` read from the TFDS files on demand."""
+    :class:`tfvae.stream.StreamedFeatures` read from the TFDS files on demand. ``labels``: the
+    dataset's extra class labels other than emotion (``{"gender": int64[n]}``), -1 where unknown."""
 
     features: np.ndarray
     emotion: np.ndarray
     speaker: np.ndarray
     utterance_id: np.ndarray
+    labels: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
+
+    def select(self, index) -> "Split":
+        """The rows ``index`` selects (a boolean mask, or positions): labels and features alike.
+        Streamed features stay streamed under a mask; positions read them into memory."""
+        from tfvae.stream import is_streamed, rows
+
+        index = np.asarray(index)
+        if index.dtype == bool:
+            features = self.features[index]
+        else:
+            index = index.astype(np.int64)
+            features = rows(self.features, index) if is_streamed(self.features) else self.features[index]
+        return Split(features, self.emotion[index], self.speaker[index], self.utterance_id[index],
+                     {k: v[index] for k, v in self.labels.items()})
+
+
+def concat_splits(splits: list[Split]) -> Split:
+    """The rows of ``splits`` in order (streamed features stay streamed; all or none must be);
+    the labels every split has are kept."""
+    from tfvae.stream import concatenate, is_streamed
+
+    feats = [s.features for s in splits]
+    joined = concatenate(feats) if is_streamed(feats[0]) else np.concatenate(feats)
+    names = [k for k in splits[0].labels if all(k in s.labels for s in splits)]
+    return Split(joined, np.concatenate([s.emotion for s in splits]), np.concatenate([s.speaker for s in splits]),
+                 np.concatenate([s.utterance_id for s in splits]),
+                 {k: np.concatenate([s.labels[k] for s in splits]) for k in names})
 
 
 @dataclass
@@ -44,10 +90,37 @@ class Corpus:
     splits: dict[str, Split]
     feature_names: list[str] | None = None
     info: dict = field(default_factory=dict)
+    #: classes of each extra label (:attr:`Split.labels`), without ``unknown``
+    label_names: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def dim(self) -> int:
         return int(self.splits["train"].features.shape[1])
+
+    def available_labels(self) -> list[str]:
+        """``emotion`` and the extra labels."""
+        return ["emotion", *self.label_names]
+
+    def class_names(self, name: str) -> list[str]:
+        """The known classes of the label ``name`` (``emotion`` or an extra label)."""
+        if name == "emotion":
+            return list(self.emotion_names)
+        self._check_label(name)
+        return list(self.label_names[name])
+
+    def labels(self, split: str, name: str) -> np.ndarray:
+        """int64 labels ``name`` (``emotion`` or an extra label) of ``split``; -1 where unknown."""
+        if name == "emotion":
+            return np.asarray(self.splits[split].emotion, np.int64)
+        self._check_label(name)
+        sp = self.splits[split]
+        if name not in sp.labels:
+            raise DataError(f"split {split!r} of dataset {self.name} has no {name!r} labels")
+        return np.asarray(sp.labels[name], np.int64)
+
+    def _check_label(self, name: str) -> None:
+        if name not in self.label_names:
+            raise DataError(f"dataset {self.name} has no label {name!r}; it has: {', '.join(self.available_labels())}")
 
     def speaker_index(self) -> dict[str, int]:
         """Training speakers -> classifier index (sorted, so it is reproducible)."""
@@ -66,7 +139,7 @@ def builder_name(dataset: str, feature_set: str) -> str:
 
 def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = None,
                 manual_dir: str | None = None, skip_bad_items: bool = False, wait_for_build: float = 0,
-                in_memory_mb: float = IN_MEMORY_MB) -> Corpus:
+                in_memory_mb: float = IN_MEMORY_MB, label_columns=()) -> Corpus:
     """Build the TFDS dataset if needed and read its three splits into numpy arrays.
 
     ``dataset`` is a registered name (``name`` or ``name/config``) or the path of a CSV manifest
@@ -80,6 +153,9 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
     of a multi-worker run) to finish building it.
     ``in_memory_mb``: when the float32 features of all splits take more, they are not read into memory but
     stay in the TFDS files as :class:`tfvae.stream.StreamedFeatures` (labels are always in memory).
+    ``label_columns``: a CSV manifest's columns to read as extra class labels (its ``gender`` column is
+    always read). Every ClassLabel feature besides ``emotion`` (e.g. ``gender``) is read into
+    :attr:`Split.labels` and :attr:`Corpus.label_names`.
     """
     import time
 
@@ -93,11 +169,13 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
 
     if dataset.lower().endswith(".csv"):
         try:
-            cfg = manifest_config(dataset, feature_set, skip_bad_items=skip_bad_items)
+            cfg = manifest_config(dataset, feature_set, skip_bad_items=skip_bad_items, label_columns=label_columns)
             builder = tfds.builder("audio_manifest", config=cfg, data_dir=data_dir)
         except ManifestError as e:
             raise DataError(str(e)) from e
         full = f"audio_manifest/{cfg.name}"
+    elif label_columns:
+        raise DataError(f"label_columns={list(label_columns)} are columns of a CSV manifest; {dataset!r} is not one")
     elif "/" not in dataset and "@" in feature_set:
         # a registered corpus with a speaker encoder's embeddings: the config is named by the encoder's weights
         try:
@@ -148,24 +226,39 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
         raise DataError(f"dataset {full!r} lacks split(s) {missing}; it has {list(builder.info.splits)}")
     dim = int(builder.info.features["features"].shape[-1])
     streamed = sum(builder.info.splits[s].num_examples for s in SPLITS) * dim * 4 > in_memory_mb * 2 ** 20
-    splits = {s: _read_split(builder, s, dim, streamed) for s in SPLITS}
+    extra = extra_labels(builder.info.features)
+    splits = {s: _read_split(builder, s, dim, streamed, extra) for s in SPLITS}
     meta = dict(builder.info.metadata or {})
     return Corpus(name=full, feature_set=meta.get("feature_set", feature_set),
                   emotion_names=list(builder.info.features["emotion"].names), splits=splits,
-                  feature_names=meta.get("feature_names"), info=meta)
+                  feature_names=meta.get("feature_names"), info=meta,
+                  label_names={k: known_classes(v) for k, v in extra.items()})
 
 
-def _read_split(builder, split: str, dim: int, streamed: bool) -> Split:
-    """One split: labels in memory; features in memory, or (``streamed``) left in the TFDS files."""
+def extra_labels(features) -> dict[str, list[str]]:
+    """``{name: class names}`` of a TFDS FeaturesDict's ClassLabel features other than ``emotion``."""
+    import tensorflow_datasets as tfds
+
+    return {k: list(f.names) for k, f in features.items()
+            if isinstance(f, tfds.features.ClassLabel) and k != "emotion"}
+
+
+def _read_split(builder, split: str, dim: int, streamed: bool, extra: dict[str, list[str]] | None = None) -> Split:
+    """One split: labels in memory; features in memory, or (``streamed``) left in the TFDS files.
+    ``extra``: the extra ClassLabel features to read (:func:`extra_labels`)."""
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
     from tfvae.stream import Part, StreamedFeatures
 
+    extra = dict(extra or {})
     n = builder.info.splits[split].num_examples
     if n == 0:
-        return Split(np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, str), np.zeros(0, str))
-    keys = ("emotion", "speaker", "utterance_id") if streamed else ("features", "emotion", "speaker", "utterance_id")
+        return Split(np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, str), np.zeros(0, str),
+                     {k: np.zeros(0, np.int64) for k in extra})
+    keys = ("emotion", "speaker", "utterance_id", *extra)
+    if not streamed:
+        keys = ("features", *keys)
     decoders = {"features": tfds.decode.SkipDecoding()} if streamed else None
     ds = builder.as_dataset(split=split, decoders=decoders, read_config=tfds.ReadConfig(try_autocache=False))
     ds = ds.map(lambda ex: {k: ex[k] for k in keys}).batch(8192).prefetch(tf.data.AUTOTUNE)
@@ -178,11 +271,18 @@ def _read_split(builder, split: str, dim: int, streamed: bool) -> Split:
     uid = np.asarray([v.decode() for v in np.concatenate(cols["utterance_id"])])
     features = StreamedFeatures(builder, [Part(split, uid)], dim) if streamed else \
         np.concatenate(cols["features"]).astype(np.float32, copy=False)
-    return Split(features, emotion, speaker, uid)
+    labels = {k: label_remap(names)[np.concatenate(cols[k]).astype(np.int64)] for k, names in extra.items()}
+    return Split(features, emotion, speaker, uid, labels)
 
 
-def validate_corpus(corpus: Corpus, expected_dim: int | None = None, max_listed: int = 10) -> None:
-    """Raise :class:`DataError` listing every problem that would spoil training."""
+def validate_corpus(corpus: Corpus, expected_dim: int | None = None, max_listed: int = 10,
+                    attributes=()) -> None:
+    """Raise :class:`DataError` listing every problem that would spoil training.
+
+    ``attributes``: the attributes the model will be trained on, as names (``["gender"]``, resolved by
+    :func:`tfvae.attributes.attribute`) or :class:`tfvae.attributes.Attribute` objects (identity
+    attributes are skipped: the speaker label is checked anyway); each class attribute needs its label
+    in the dataset, with values in range in every split and at least 2 known classes in the training split."""
     errs = []
     for name in SPLITS:
         sp = corpus.splits.get(name)
@@ -209,8 +309,44 @@ def validate_corpus(corpus: Corpus, expected_dim: int | None = None, max_listed:
             errs.append("split 'train' has fewer than 2 speakers; the speaker classifier needs at least 2")
         if len(set(train.emotion.tolist())) < 2:
             errs.append("split 'train' has fewer than 2 emotion classes")
+    errs += _attribute_errors(corpus, attributes)
     if errs:
         raise DataError(f"dataset {corpus.name} cannot be used:\n  - " + "\n  - ".join(errs))
+
+
+def _attribute_errors(corpus: Corpus, attributes) -> list[str]:
+    from tfvae.attributes import attribute
+
+    errs = []
+    for a in attributes:
+        a = attribute(a) if isinstance(a, str) else a  # "gender" -> the gender attribute, "identity" -> identity
+        if a.is_identity:
+            continue
+        name, label = a.name, a.label
+        if label == "emotion":
+            continue  # checked for every corpus
+        if label not in corpus.label_names:
+            errs.append(f"attribute {name!r} needs label {label!r}, which dataset {corpus.name} does not have; "
+                        f"it has: {', '.join(corpus.available_labels())}")
+            continue
+        classes = corpus.label_names[label]
+        for split, sp in corpus.splits.items():
+            if not len(sp):
+                continue
+            if label not in sp.labels:
+                errs.append(f"split {split!r} has no {label!r} labels")
+                continue
+            out = (sp.labels[label] < -1) | (sp.labels[label] >= len(classes))
+            if out.any():
+                errs.append(f"split {split!r}: {int(out.sum())} {label} label(s) outside -1..{len(classes) - 1}")
+        train = corpus.splits.get("train")
+        if train is not None and len(train) and label in train.labels:
+            seen = sorted({int(v) for v in train.labels[label].tolist() if 0 <= v < len(classes)})
+            if len(seen) < 2:
+                which = f"a single {label} class ({classes[seen[0]]})" if seen else f"no known {label} labels"
+                errs.append(f"split 'train' has {which}; attribute {name!r} needs at least 2 "
+                            f"(the classes of {label!r}: {', '.join(classes)})")
+    return errs
 
 
 def _nonfinite_rows(features) -> np.ndarray:
@@ -241,22 +377,25 @@ def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 class SplitPipeline:
     """``tf.data`` pipelines over one split held in memory as tensors (created once).
 
-    :meth:`dataset` streams ``{"features", "emotion", "speaker"}`` batches for a range of epochs
+    :meth:`dataset` streams ``{"features", "emotion", "speaker"}`` batches (and each of ``labels``:
+    extra labels as int32, -1 where unknown) for a range of epochs
     through one iterator: each epoch in its own order (training) or in file order, restricted to one
     shard (``tf.distribute`` input pipeline), padded with empty batches to a fixed number per epoch
     so that every replica of every worker takes the same number of steps, and optionally skipping the
     batches a resumed run has already trained on. Rows are gathered per batch.
     """
 
-    def __init__(self, corpus: Corpus, split: str):
+    def __init__(self, corpus: Corpus, split: str, labels=()):
         import tensorflow as tf
 
         sp = corpus.splits[split]
         self.size = len(sp)
+        extra = {k: corpus.labels(split, k).astype(np.int32) for k in pipeline_labels(labels)}
         with tf.device("/cpu:0"):
             self.tensors = {"features": tf.constant(sp.features, tf.float32),
                             "emotion": tf.constant(sp.emotion.astype(np.int32)),
-                            "speaker": tf.constant(corpus.speaker_labels(split))}
+                            "speaker": tf.constant(corpus.speaker_labels(split)),
+                            **{k: tf.constant(v, tf.int32) for k, v in extra.items()}}
 
     def dataset(self, batch_size: int, *, seed: int | None = None, epochs: range = range(1),
                 num_shards: int = 1, shard_index: int = 0, batches_per_epoch: int | None = None,
@@ -290,20 +429,30 @@ class SplitPipeline:
         return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def split_pipeline(corpus: Corpus, split: str, shuffle_buffer: int | None = None):
+def pipeline_labels(labels) -> tuple[str, ...]:
+    """The extra labels a pipeline adds to its batches: ``labels`` without ``emotion`` (always there), once each."""
+    if isinstance(labels, str):
+        labels = (labels,)
+    return tuple(dict.fromkeys(k for k in labels if k != "emotion"))
+
+
+def split_pipeline(corpus: Corpus, split: str, shuffle_buffer: int | None = None, labels=()):
     """The training/validation input of ``split``: :class:`SplitPipeline` over in-memory features,
-    :class:`tfvae.stream.StreamPipeline` over streamed ones."""
+    :class:`tfvae.stream.StreamPipeline` over streamed ones. ``labels``: extra labels (``["gender"]``)
+    the batches carry as int32 (-1 where unknown), beside ``features``, ``emotion`` and ``speaker``."""
     from tfvae.stream import SHUFFLE_BUFFER, StreamPipeline, is_streamed
 
+    for k in pipeline_labels(labels):
+        corpus.class_names(k)  # DataError naming the label when the dataset lacks it
     features = corpus.splits[split].features
     if is_streamed(features):
-        return StreamPipeline(features, corpus.speaker_index(), shuffle_buffer or SHUFFLE_BUFFER)
-    return SplitPipeline(corpus, split)
+        return StreamPipeline(features, corpus.speaker_index(), shuffle_buffer or SHUFFLE_BUFFER, labels=labels)
+    return SplitPipeline(corpus, split, labels=labels)
 
 
 def make_dataset(corpus: Corpus, split: str, batch_size: int, training: bool = False, seed: int = 0,
-                 epoch: int = 0):
-    """A ``tf.data`` pipeline of one epoch of ``{"features", "emotion", "speaker"}`` batches; ``training``
-    shuffles in the order :func:`epoch_order` gives for ``(seed, epoch)``."""
-    return SplitPipeline(corpus, split).dataset(batch_size, seed=seed if training else None,
-                                                epochs=range(epoch, epoch + 1))
+                 epoch: int = 0, labels=()):
+    """A ``tf.data`` pipeline of one epoch of ``{"features", "emotion", "speaker", *labels}`` batches;
+    ``training`` shuffles in the order :func:`epoch_order` gives for ``(seed, epoch)``."""
+    return SplitPipeline(corpus, split, labels=labels).dataset(batch_size, seed=seed if training else None,
+                                                               epochs=range(epoch, epoch + 1))

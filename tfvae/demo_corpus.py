@@ -10,6 +10,10 @@ Two corpora, both synthetic (:mod:`tfvae.synth`), not for claims about human spe
   is two phrases of one randomly drawn emotion joined by a 0.1-0.3 s pause (3.1-6.3 s), long
   enough for the random 2-4 s crops speaker encoders train on.
 
+Every synthetic voice has a sex (:attr:`tfvae.synth.Voice.sex`: even speaker index female, odd
+male, with female base pitch 160-260 Hz and male 85-155 Hz and shorter/longer vocal tracts, so it
+is audible); an example's ``gender`` is its voice's (:func:`speaker_gender`).
+
 TensorFlow-free, so rendering and feature extraction can run in light worker processes; the
 TFDS builder ``tfvae_datasets.tfvae_demo`` wires this into datasets.
 """
@@ -24,6 +28,12 @@ from tfvae.features import extractor_for
 
 #: Of every 6 consecutive female/male speaker pairs, 4 train, 1 validation, 1 test.
 SPLIT_OF_PAIR = ("train", "train", "train", "train", "validation", "test")
+
+
+def speaker_gender(index: int) -> str:
+    """The gender of synthetic speaker ``index`` in any corpus seed: that of :func:`tfvae.synth.make_voice`
+    (even index female, odd male), known without rendering."""
+    return "female" if int(index) % 2 == 0 else "male"
 
 
 def plan(n_speakers: int, utterances_per_emotion: int) -> dict[str, list[tuple]]:
@@ -47,7 +57,7 @@ def render(task: tuple) -> dict:
     voice = synth.make_voice(spk, seed)
     audio = synth.synthesize(voice, emotion, u, seed)
     return {"features": extractor_for(feature_set)(audio, synth.SAMPLE_RATE), "emotion": emotion,
-            "speaker": voice.speaker_id, "duration": np.float32(len(audio) / synth.SAMPLE_RATE)}
+            "gender": voice.sex, "speaker": voice.speaker_id, "duration": np.float32(len(audio) / synth.SAMPLE_RATE)}
 
 
 def render_audio(task: tuple) -> dict:
@@ -55,7 +65,7 @@ def render_audio(task: tuple) -> dict:
     seed, spk, emotion, u = task
     voice = synth.make_voice(spk, seed)
     audio = synth.synthesize(voice, emotion, u, seed)
-    return {"audio": to_int16(audio), "emotion": emotion, "speaker": voice.speaker_id,
+    return {"audio": to_int16(audio), "emotion": emotion, "gender": voice.sex, "speaker": voice.speaker_id,
             "duration": np.float32(len(audio) / synth.SAMPLE_RATE)}
 
 
@@ -116,5 +126,5 @@ def render_speaker_utterance(task: tuple) -> dict:
     pause = (pause * 10.0 ** (PAUSE_NOISE_DB / 20.0)).astype(np.float32)
     audio = np.concatenate([synth.synthesize(voice, emotion, 2 * u, seed), pause,
                             synth.synthesize(voice, emotion, 2 * u + 1, seed)])
-    return {"audio": to_int16(audio), "emotion": emotion, "speaker": speaker_name(spk, seed),
+    return {"audio": to_int16(audio), "emotion": emotion, "gender": voice.sex, "speaker": speaker_name(spk, seed),
             "duration": np.float32(len(audio) / synth.SAMPLE_RATE)}

@@ -247,7 +247,8 @@ def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speaker
     def load(fold: int = 0):
         fs = cfg.feature_set.format(fold=fold) if per_fold else cfg.feature_set
         c = load_corpus(cfg.dataset, fs, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir,
-                        skip_bad_items=cfg.skip_bad_items, in_memory_mb=cfg.in_memory_mb)
+                        skip_bad_items=cfg.skip_bad_items, in_memory_mb=cfg.in_memory_mb,
+                         label_columns=cfg.label_column_list())
         validate_corpus(c, expected_dim=expected_dim(fs), attributes=extra_labels(cfg))
         return c
 

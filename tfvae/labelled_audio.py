@@ -11,18 +11,34 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
+
+#: The label value of an utterance whose class is not known (a class of every extra label feature;
+#: :func:`tfvae.data.load_corpus` reads it as -1).
+UNKNOWN = "unknown"
+#: Classes of the ``gender`` label feature (ClassLabel order).
+GENDERS = ("female", "male", UNKNOWN)
+_GENDER_VALUES = {"female": "female", "f": "female", "male": "male", "m": "male", "unknown": UNKNOWN, "": UNKNOWN}
 
 
 @dataclass(frozen=True)
 class Utterance:
+    """One labelled utterance; ``labels``: its extra class labels by feature name (``{"gender": "male"}``)."""
+
     utterance_id: str
     path: str
     speaker: str
     emotion: str
     split: str
+    labels: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+
+def parse_gender(value: str | None) -> str | None:
+    """``female``/``f``, ``male``/``m`` (any case), ``unknown``, empty or None -> a :data:`GENDERS`
+    class; any other value -> None (the caller reports it)."""
+    return _GENDER_VALUES.get(str(value or "").strip().lower())
 
 
 @dataclass(frozen=True)
@@ -48,8 +64,13 @@ class BadItemsError(ValueError):
 
 def check_utterances(utts: Sequence[Utterance], emotion_names: Sequence[str],
                      splits: Sequence[str] = ("train", "validation", "test"),
-                     check_files: bool = True) -> tuple[list[Utterance], list[BadItem]]:
-    """Split ``utts`` into usable ones and :class:`BadItem` records with their reasons."""
+                     check_files: bool = True, labels: Mapping[str, Sequence[str]] | None = None
+                     ) -> tuple[list[Utterance], list[BadItem]]:
+    """Split ``utts`` into usable ones and :class:`BadItem` records with their reasons.
+
+    ``labels``: the extra label features and their classes (``{"gender": GENDERS}``); a usable
+    utterance is returned with every one of them set (:data:`UNKNOWN` where it has none, when
+    that is a class), a value outside the classes is a bad item."""
     names = set(emotion_names)
     where = defaultdict(list)
     for i, u in enumerate(utts):
@@ -67,10 +88,17 @@ def check_utterances(utts: Sequence[Utterance], emotion_names: Sequence[str],
             reasons.append("empty speaker ID")
         if check_files and not Path(u.path).is_file():
             reasons.append("file not found")
+        values = dict(u.labels) if labels is None else {k: u.labels.get(k, UNKNOWN) for k in labels}
+        for k, v in values.items():
+            if labels is not None and v not in labels[k]:
+                reasons.append(f"unknown {k} label {v!r} (expected one of {', '.join(labels[k])})")
+        extra = [] if labels is None else sorted(set(u.labels) - set(labels))
+        if extra:
+            reasons.append(f"label(s) {', '.join(extra)} are not features of this dataset")
         if reasons:
             bad.append(BadItem(u.utterance_id, u.path, "; ".join(reasons)))
         else:
-            good.append(u)
+            good.append(u if dict(u.labels) == values else replace(u, labels=values))
     return good, bad
 
 
@@ -106,6 +134,15 @@ def class_counts(utts: Iterable[Utterance]) -> dict[str, dict[str, int]]:
     for u in utts:
         out[u.split][u.emotion] += 1
     return {s: dict(sorted(c.items())) for s, c in sorted(out.items())}
+
+
+def label_counts(utts: Iterable[Utterance], name: str, classes: Sequence[str],
+                 splits: Sequence[str] = ("train", "validation", "test")) -> dict[str, dict[str, int]]:
+    """``{split: {class: n}}`` of the label ``name``, every class listed (0 when absent)."""
+    out = {s: Counter() for s in splits}
+    for u in utts:
+        out.setdefault(u.split, Counter())[u.labels.get(name, UNKNOWN)] += 1
+    return {s: {c: int(n[c]) for c in classes} for s, n in out.items()}
 
 
 def assert_speaker_disjoint(utts: Iterable[Utterance], name: str) -> None:

@@ -81,8 +81,10 @@ class StreamedFeatures:
         return StreamedFeatures(self.builder, parts, self.dim)
 
     # ------------------------------------------------------------------ streams
-    def _part_dataset(self, part: Part, *, shard: tuple[int, int] = (0, 1), seed: int | None = None):
-        """Examples ``{"features", "emotion", "speaker"}`` of one part (one worker's slice of it)."""
+    def _part_dataset(self, part: Part, *, shard: tuple[int, int] = (0, 1), seed: int | None = None,
+                      labels: tuple[str, ...] = ()):
+        """Examples ``{"features", "emotion", "speaker", *labels}`` of one part (one worker's slice of it);
+        ``labels``: extra ClassLabel features, as stored (ClassLabel indices)."""
         import tensorflow as tf
         import tensorflow_datasets as tfds
 
@@ -99,8 +101,18 @@ class StreamedFeatures:
             table = tf.lookup.StaticHashTable(
                 tf.lookup.KeyValueTensorInitializer(tf.constant(ids.astype(str)), tf.ones(ids.size, tf.int32)), 0)
             ds = ds.filter(lambda ex: table.lookup(ex["utterance_id"]) > 0)
-        return ds.map(lambda ex: {"features": ex["features"], "emotion": ex["emotion"], "speaker": ex["speaker"]},
-                      num_parallel_calls=tf.data.AUTOTUNE)
+        keys = ("features", "emotion", "speaker", *labels)
+        return ds.map(lambda ex: {k: ex[k] for k in keys}, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def label_names(self, labels) -> dict[str, list[str]]:
+        """``{label: ClassLabel names}`` of extra label features of the dataset; ValueError naming a missing one."""
+        features = self.builder.info.features
+        missing = [k for k in labels if k not in features or not hasattr(features[k], "names")]
+        if missing:
+            have = [k for k in features if hasattr(features[k], "names")]
+            raise ValueError(f"{self.builder.info.full_name} has no label(s) {', '.join(missing)}; "
+                             f"it has: {', '.join(have)}")
+        return {k: list(features[k].names) for k in labels}
 
     def split_names(self) -> str:
         return "+".join(dict.fromkeys(p.split for p in self.parts))
@@ -113,15 +125,21 @@ class StreamedFeatures:
             total += hi - lo if p.keep is None else int(p.keep[lo:hi].sum())
         return total
 
-    def examples(self, *, shard: tuple[int, int] = (0, 1), seed: int | None = None, shuffle_buffer: int = 0):
+    def examples(self, *, shard: tuple[int, int] = (0, 1), seed: int | None = None, shuffle_buffer: int = 0,
+                 labels: tuple[str, ...] = ()):
         """One pass over this worker's rows: in file order, or (``seed``) with the files and a buffer of
-        ``shuffle_buffer`` rows shuffled by ``seed``."""
+        ``shuffle_buffer`` rows shuffled by ``seed``. ``labels``: extra ClassLabel features to include
+        (as stored: ClassLabel indices, see :meth:`label_names`)."""
         import tensorflow as tf
 
-        parts = [d for d in (self._part_dataset(p, shard=shard, seed=seed) for p in self.parts) if d is not None]
+        labels = tuple(labels)
+        self.label_names(labels)  # a clear error for a label the dataset lacks
+        parts = [d for d in (self._part_dataset(p, shard=shard, seed=seed, labels=labels) for p in self.parts)
+                 if d is not None]
         if not parts:  # this worker's slice is empty
             return tf.data.Dataset.from_tensors({"features": tf.zeros([self.dim]), "emotion": tf.zeros([], tf.int64),
-                                                 "speaker": tf.constant("")}).take(0)
+                                                 "speaker": tf.constant(""),
+                                                 **{k: tf.zeros([], tf.int64) for k in labels}}).take(0)
         ds = functools.reduce(lambda a, b: a.concatenate(b), parts)
         if seed is not None and shuffle_buffer > 1:
             ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
@@ -238,14 +256,19 @@ class StreamPipeline:
     The interface of :class:`tfvae.data.SplitPipeline`: ``size`` and :meth:`dataset`. Per epoch ``e``
     the files are shuffled and a ``shuffle_buffer``-row buffer is drawn with the seed ``(seed, e)``
     (so a resumed run replays the epoch it was interrupted in), and each input pipeline reads only its
-    slice of the split.
+    slice of the split. ``labels``: extra ClassLabel features (``["gender"]``) the batches carry as
+    int32 indices of the known classes, -1 for ``unknown`` (mapped in the graph).
     """
 
     def __init__(self, features: StreamedFeatures, speaker_index: dict[str, int],
-                 shuffle_buffer: int = SHUFFLE_BUFFER):
+                 shuffle_buffer: int = SHUFFLE_BUFFER, labels=()):
+        from tfvae.data import label_remap, pipeline_labels
+
         self.features, self.size = features, len(features)
         self.speaker_index = dict(speaker_index)
         self.shuffle_buffer = int(shuffle_buffer)
+        self.labels = pipeline_labels(labels)
+        self.remaps = {k: label_remap(names) for k, names in features.label_names(self.labels).items()}
 
     def dataset(self, batch_size: int, *, seed: int | None = None, epochs: range = range(1),
                 num_shards: int = 1, shard_index: int = 0, batches_per_epoch: int | None = None,
@@ -265,15 +288,19 @@ class StreamPipeline:
             tf.constant(keys or [""]), tf.constant([self.speaker_index[k] for k in keys] or [-1], tf.int32)), -1)
         dim = self.features.dim
         empty = tf.data.Dataset.from_tensors({"features": tf.zeros([0, dim]), "emotion": tf.zeros([0], tf.int32),
-                                              "speaker": tf.zeros([0], tf.int32)}).repeat(pad)
+                                              "speaker": tf.zeros([0], tf.int32),
+                                              **{k: tf.zeros([0], tf.int32) for k in self.labels}}).repeat(pad)
+        remaps = {k: tf.constant(v.astype(np.int32)) for k, v in self.remaps.items()}
 
         def labels(b):
             return {"features": b["features"], "emotion": tf.cast(b["emotion"], tf.int32),
-                    "speaker": table.lookup(b["speaker"])}
+                    "speaker": table.lookup(b["speaker"]),
+                    **{k: tf.gather(m, b[k]) for k, m in remaps.items()}}
 
         def one_epoch(e: int):
             s = None if seed is None else int(np.random.SeedSequence([int(seed), int(e)]).generate_state(1)[0] >> 1)
-            ds = self.features.examples(shard=(shard_index, num_shards), seed=s, shuffle_buffer=self.shuffle_buffer)
+            ds = self.features.examples(shard=(shard_index, num_shards), seed=s, shuffle_buffer=self.shuffle_buffer,
+                                        labels=self.labels)
             return ds.batch(batch_size).map(labels, num_parallel_calls=tf.data.AUTOTUNE).concatenate(empty)
 
         if seed is None:  # the same order every epoch: one pass, repeated

@@ -312,14 +312,18 @@ def _print_summary(s: dict) -> None:
         print("  mask cuts (chosen on validation): " + ", ".join(f"{k}={v}" for k, v in s["cuts"].items()))
     print("  test speakers (attackers fit on the encoded training split; utility = chosen on validation, "
           "worst = strongest on test):")
-    print(f"    {'view':<20}{'emo WF1':>9} {'by':<12}{'worst':>7} {'by':<12}{'SV EER':>8} {'by':<20}{'worst':>7} by")
+    tasks = [t for t in ("emotion", *sorted({t for r in s["test"].values() for t in r}), "speaker")
+             if t not in ("nodes",) and any(isinstance(r.get(t), dict) for r in s["test"].values())]
+    tasks = list(dict.fromkeys(tasks))
+    heads = "".join(f"{(t + ' WF1' if t != 'speaker' else 'SV EER'):>12} {'by':<20}{'worst':>7} {'by':<20}" for t in tasks)
+    print(f"    {'view':<22}{heads}")
     for view, r in s["test"].items():
-        e, k = r.get("emotion"), r.get("speaker")
-        emo = f"{100 * e['utility']['wf1']:>8.2f}% {e['utility']['by']:<12}{100 * e['worst']['wf1']:>6.2f}% " \
-              f"{e['worst']['by']:<12}" if e else " " * 42
-        spk = f"{100 * k['utility']['eer']:>7.2f}% {k['utility']['by']:<20}{100 * k['worst']['eer']:>6.2f}% " \
-              f"{k['worst']['by']}" if k else ""
-        print(f"    {view:<20}{emo}{spk}")
+        row = ""
+        for t in tasks:
+            c, m = r.get(t), "eer" if t == "speaker" else "wf1"
+            row += f"{100 * c['utility'][m]:>11.2f}% {c['utility']['by']:<20}{100 * c['worst'][m]:>6.2f}% " \
+                   f"{c['worst']['by']:<20}" if c else " " * 62
+        print(f"    {view:<22}{row.rstrip()}")
     print(f"  SavedModel: {s['export_path']}  (run dir {s['run_dir']})")
 
 
@@ -336,7 +340,8 @@ def run(cfg: TrainConfig) -> list[dict]:
     chief = cluster_role(strategy).is_chief
     corpus = load_corpus(cfg.dataset, cfg.feature_set, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir,
                          skip_bad_items=cfg.skip_bad_items, wait_for_build=0 if chief else 3600,
-                         in_memory_mb=cfg.in_memory_mb)
+                         in_memory_mb=cfg.in_memory_mb,
+                         label_columns=cfg.label_column_list())
     if "@" not in cfg.feature_set and corpus.feature_set != cfg.feature_set:
         raise DataError(f"dataset {corpus.name} holds {corpus.feature_set} features but --feature_set is "
                         f"{cfg.feature_set}; pass --feature_set {corpus.feature_set}")

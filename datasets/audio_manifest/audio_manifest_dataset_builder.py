@@ -7,11 +7,22 @@ The manifest is a comma-separated UTF-8 file with a header row and the columns
 - ``speaker``: speaker ID (splits are speaker-disjoint);
 - ``emotion``: emotion label; the classes are the sorted unique labels of the manifest;
 - ``split`` (optional): ``train``, ``validation`` or ``test`` (case-insensitive);
-- ``utterance_id`` (optional): default the ``path`` value without its suffix.
+- ``utterance_id`` (optional): default the ``path`` value without its suffix;
+- ``gender`` (optional): ``female`` or ``male`` (case-insensitive; also ``f`` / ``m``), the
+  example's ``gender`` label (ClassLabel ``female``, ``male``, ``unknown``); empty, ``unknown`` or
+  no column: ``unknown``.
+
+Further columns become class labels when the config's ``label_columns`` names them
+(``manifest_config(..., label_columns=["age_group"])``): each is a ClassLabel feature of the
+same name whose classes are the column's sorted unique values and ``unknown`` (for empty
+values), usable as a class attribute (``tfvae.attributes``). Label column names must be Python
+identifiers, not one of the columns above. ``info.metadata`` counts ``gender_counts`` and
+``label_counts`` per split.
 
 Column names are case-insensitive; other columns are ignored. Rows that cannot be used (an
-empty path, speaker or emotion, an unknown split, a duplicate utterance ID, a missing or
-unreadable file, audio that yields no features) are bad items: the build stops with one
+empty path, speaker or emotion, an unknown split, a gender other than the values above, a
+duplicate utterance ID, a missing or unreadable file, audio that yields no features) are bad
+items: the build stops with one
 report of all of them, or skips them with ``skip_bad_items=True`` and writes
 ``bad_items.json`` beside the dataset. Reasons found in the manifest name its line.
 
@@ -59,7 +70,8 @@ from the command line (``python -m tfvae.train --dataset corpus/manifest.csv``),
 "feature_set": "IS10"}'`` (``name`` may be given; without it the name is derived as below).
 The config name is ``<manifest stem>-<8 hex digits>-<feature set>``, the digits hashing the
 manifest's absolute path and content and the split settings (and, for ``embeddings``, the
-Kaldi table's path and SHA-256 and ``embedding_dim`` when given), so different (or edited)
+Kaldi table's path and SHA-256 and ``embedding_dim`` when given, and ``label_columns`` when given), so
+different (or edited)
 manifests do not collide in one data directory.
 """
 
@@ -77,12 +89,12 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfvae.features import AUDIO_SETS, EMBEDDINGS, FEATURE_SETS, FeatureError, feature_kind
-from tfvae.labelled_audio import BadItem, Utterance, check_utterances
+from tfvae.labelled_audio import GENDERS, BadItem, Utterance, check_utterances, parse_gender
 from tfvae_datasets.audio_features import SPLITS, AudioFeatureBuilder, AudioFeatureConfig
 from tfvae_datasets.audio_manifest.embeddings import KaldiTable, ManifestError, check_vector, read_npy  # noqa: F401
 from tfvae_datasets.audio_manifest.manifest import (  # noqa: F401  (re-exported: the builder module's public API)
-    DEFAULT_FRACTIONS, EMBEDDING_COLUMN, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, Manifest, ManifestRow, assign_speakers,
-    read_manifest)
+    DEFAULT_FRACTIONS, EMBEDDING_COLUMN, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, UNKNOWN, Manifest, ManifestRow,
+    assign_speakers, check_label_columns, read_manifest)
 
 #: Columns an embeddings manifest needs besides the vectors' source.
 EMBEDDING_REQUIRED = ("speaker", "emotion")
@@ -154,7 +166,10 @@ class ManifestConfig(AudioFeatureConfig):
     With ``feature_set="embeddings"``: ``embeddings``, a Kaldi ``.scp`` (or ``.ark``) of one vector
     per utterance ID (made absolute; relative paths are from the working directory), instead of
     the manifest's ``embedding`` column; ``embedding_dim``: the expected dimension (default: that
-    of the first readable vector)."""
+    of the first readable vector).
+
+    ``label_columns``: manifest columns read as extra class labels (see the module docstring); a
+    list, or a comma-separated string."""
 
     name: str = ""
     manifest: str = ""
@@ -162,6 +177,7 @@ class ManifestConfig(AudioFeatureConfig):
     split_seed: int = 0
     embeddings: str = ""
     embedding_dim: int | None = None
+    label_columns: tuple = ()
 
     def __post_init__(self):
         try:
@@ -173,6 +189,8 @@ class ManifestConfig(AudioFeatureConfig):
                                 f"{', '.join([*FEATURE_SETS, *AUDIO_SETS, EMBEDDINGS])} or <arch>@<speaker encoder dir>")
         self.split_fractions = _check_fractions(self.split_fractions)
         self.split_seed = int(self.split_seed)
+        self.label_columns = check_label_columns(self.label_columns)
+        extra_name = [{"label_columns": list(self.label_columns)}] if self.label_columns else []
         if self.manifest:
             self.manifest = os.path.abspath(os.path.expanduser(str(self.manifest)))
         extra = self._check_embeddings(kind)
@@ -186,8 +204,9 @@ class ManifestConfig(AudioFeatureConfig):
         if not self.name:
             if not self.manifest:
                 raise ManifestError(f"an audio_manifest config needs a manifest; {_HOW}")
-            self.name = config_name(read_manifest(self.manifest, required_columns(self.feature_set, self.embeddings)),
-                                    self.feature_set, self.split_fractions, self.split_seed, extra)
+            self.name = config_name(read_manifest(self.manifest, required_columns(self.feature_set, self.embeddings),
+                                                  self.label_columns),
+                                    self.feature_set, self.split_fractions, self.split_seed, extra + extra_name)
         if self.description is None and self.manifest:
             what = {"opensmile": f"openSMILE {self.feature_set} functionals",
                     "audio": f"{self.feature_set} waveforms",
@@ -223,15 +242,18 @@ class ManifestConfig(AudioFeatureConfig):
 
 def manifest_config(manifest: str | os.PathLike, feature_set: str = "IS10", skip_bad_items: bool = False,
                     split_fractions=DEFAULT_FRACTIONS, split_seed: int = 0, workers: int | None = None,
-                    embeddings: str | os.PathLike | None = None, embedding_dim: int | None = None) -> ManifestConfig:
+                    embeddings: str | os.PathLike | None = None, embedding_dim: int | None = None,
+                    label_columns=()) -> ManifestConfig:
     """The config of one manifest; pass it as ``tfds.builder("audio_manifest", config=...)``.
 
     ``feature_set``: an openSMILE set (``"IS10"`` ...), ``"audio16k"`` (waveforms) or
     ``"embeddings"`` (vectors from the manifest's ``embedding`` column of ``.npy`` files, or from
-    the Kaldi ``embeddings`` scp/ark, e.g. ``"exp/xvectors/xvector.scp"``)."""
+    the Kaldi ``embeddings`` scp/ark, e.g. ``"exp/xvectors/xvector.scp"``). ``label_columns``:
+    manifest columns read as extra class labels (``gender`` is always read when present)."""
     return ManifestConfig(manifest=str(manifest), feature_set=feature_set, skip_bad_items=skip_bad_items,
                           split_fractions=split_fractions, split_seed=split_seed, workers=workers,
-                          embeddings=str(embeddings) if embeddings else "", embedding_dim=embedding_dim)
+                          embeddings=str(embeddings) if embeddings else "", embedding_dim=embedding_dim,
+                          label_columns=check_label_columns(label_columns))
 
 
 # ---------------------------------------------------------------------------------- builder
@@ -253,7 +275,7 @@ class Builder(AudioFeatureBuilder):
             if not cfg.manifest:
                 raise ManifestError(f"audio_manifest config {cfg.name!r} has no manifest; {_HOW}")
             m = self.__dict__["_manifest_cache"] = read_manifest(
-                cfg.manifest, required_columns(cfg.feature_set, cfg.embeddings))
+                cfg.manifest, required_columns(cfg.feature_set, cfg.embeddings), cfg.label_columns)
         return m
 
     @staticmethod
@@ -309,6 +331,10 @@ class Builder(AudioFeatureBuilder):
             return "features", tfds.features.Tensor(shape=(src["dim"],), dtype=np.float32), dict(src["metadata"])
         return super()._input_feature()
 
+    def _label_names(self) -> dict[str, list[str]]:
+        m = self._manifest()
+        return {"gender": list(GENDERS), **{c: m.label_classes(c) for c in m.label_columns}}
+
     def _emotion_names(self) -> list[str]:
         names = self._manifest().emotions
         if not names:
@@ -344,6 +370,12 @@ class Builder(AudioFeatureBuilder):
             for name in needed:
                 if not getattr(r, name):
                     reasons.append(f"empty {name}")
+            gender = parse_gender(r.gender)
+            if gender is None:
+                reasons.append(f"unknown gender {r.gender!r} (expected female, male, f or m in any case; empty "
+                               "for unknown)")
+            labels = {"gender": gender, **{c: (v if v and v.lower() != UNKNOWN else UNKNOWN)
+                                           for c, v in r.labels.items()}}
             split = None
             if m.has_split:
                 if not r.split:
@@ -360,7 +392,7 @@ class Builder(AudioFeatureBuilder):
             if reasons:
                 bad.append(BadItem(uid, path or r.path, f"manifest line {r.line}: " + "; ".join(reasons)))
             else:
-                utts.append((r, Utterance(uid, path, r.speaker, r.emotion, split)))
+                utts.append((r, Utterance(uid, path, r.speaker, r.emotion, split, labels)))
         if m.has_split:
             self._check_disjoint(m, utts)
         counts = Counter(u.split for _, u in utts)
@@ -380,7 +412,8 @@ class Builder(AudioFeatureBuilder):
         from tfvae.labelled_audio import assert_speaker_disjoint
 
         utts, bad, extra = self._utterances(dl_manager)
-        good, more_bad = check_utterances(utts, self._emotion_names(), SPLITS, check_files=False)
+        good, more_bad = check_utterances(utts, self._emotion_names(), SPLITS, check_files=False,
+                                          labels=self._label_names())
         bad = list(bad) + more_bad
         assert_speaker_disjoint(good, self.name)
         src = self._embeddings()
@@ -394,8 +427,8 @@ class Builder(AudioFeatureBuilder):
                 bad.append(BadItem(u.utterance_id, u.path, f"manifest line {rows[u.utterance_id].line}: {e}"))
                 continue
             examples[u.split].append((u.utterance_id, {
-                "features": v, "duration": np.float32(np.nan), "emotion": u.emotion, "speaker": u.speaker,
-                "utterance_id": u.utterance_id}))
+                "features": v, "duration": np.float32(np.nan), **u.labels, "emotion": u.emotion,
+                "speaker": u.speaker, "utterance_id": u.utterance_id}))
             kept.append(u)
         if table is not None:
             extra["embedding_keys_not_in_manifest"] = len(table.keys - set(rows))

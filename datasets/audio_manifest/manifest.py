@@ -16,10 +16,38 @@ from tfvae_datasets.audio_manifest.embeddings import ManifestError
 
 SPLITS = ("train", "validation", "test")
 REQUIRED_COLUMNS = ("path", "speaker", "emotion")
-OPTIONAL_COLUMNS = ("split", "utterance_id")
+OPTIONAL_COLUMNS = ("split", "utterance_id", "gender")
 DEFAULT_FRACTIONS = (0.7, 0.15, 0.15)
 #: With ``feature_set="embeddings"``: the column of ``.npy`` vector files (then ``path`` is not needed).
 EMBEDDING_COLUMN = "embedding"
+#: Names a ``label_columns`` entry cannot have: the manifest's own columns and the example's other keys.
+RESERVED_LABELS = (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, EMBEDDING_COLUMN, "features", "audio", "duration")
+#: The class of an empty (or ``unknown``) value of a label column.
+UNKNOWN = "unknown"
+
+
+def check_label_columns(columns) -> tuple[str, ...]:
+    """``label_columns`` (a sequence or a comma-separated string) -> lower-case column names, checked:
+    each a Python identifier (it names a label feature and an attribute), none reserved, none twice.
+    ``gender`` is always read (as the gender label) and is dropped from the list."""
+    if isinstance(columns, str):
+        columns = columns.split(",")
+    out, errs = [], []
+    for c in columns or ():
+        c = str(c).strip().lower()
+        if not c or c == "gender":
+            continue
+        if not c.isidentifier():
+            errs.append(f"{c!r} is not a Python identifier (letters, digits, _)")
+        elif c in RESERVED_LABELS:
+            errs.append(f"{c!r} is a column or example key of its own")
+        elif c in out:
+            errs.append(f"{c!r} is listed twice")
+        else:
+            out.append(c)
+    if errs:
+        raise ManifestError("label_columns: " + "; ".join(errs))
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------------------- manifest
@@ -33,6 +61,8 @@ class ManifestRow:
     utterance_id: str  # "" when not given
     extra_fields: int = 0  # fields beyond the header
     embedding: str = ""  # the `embedding` column ("" when absent)
+    gender: str = ""  # the `gender` column as written ("" when absent)
+    labels: dict = dataclasses.field(default_factory=dict, hash=False)  # label_columns -> value as written
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +71,7 @@ class Manifest:
     sha1: str
     columns: tuple[str, ...]
     rows: tuple[ManifestRow, ...]
+    label_columns: tuple[str, ...] = ()
 
     @property
     def has_split(self) -> bool:
@@ -50,6 +81,12 @@ class Manifest:
     def emotions(self) -> list[str]:
         """Sorted unique non-empty emotion labels (the ClassLabel names)."""
         return sorted({r.emotion for r in self.rows if r.emotion})
+
+    def label_classes(self, column: str) -> list[str]:
+        """Classes of a label column: its sorted unique values, then ``unknown`` (empty values and
+        ``unknown`` in any case)."""
+        values = {r.labels.get(column, "") for r in self.rows}
+        return sorted(v for v in values if v and v.lower() != UNKNOWN) + [UNKNOWN]
 
     def speaker_counts(self) -> dict[str, int]:
         """Rows per speaker, over every row that has a speaker."""
@@ -67,10 +104,13 @@ def _read_bytes(path: Path) -> bytes:
         raise ManifestError(f"cannot read manifest {path}: {e}") from None
 
 
-def read_manifest(path: str | os.PathLike, required: tuple[str, ...] = REQUIRED_COLUMNS) -> Manifest:
+def read_manifest(path: str | os.PathLike, required: tuple[str, ...] = REQUIRED_COLUMNS,
+                  label_columns: tuple[str, ...] = ()) -> Manifest:
     """Parse a manifest; raise :class:`ManifestError` when it cannot be used at all.
 
-    ``required``: the columns it must have (:func:`required_columns` of the config)."""
+    ``required``: the columns it must have (:func:`required_columns` of the config);
+    ``label_columns``: further columns read as class labels (:func:`check_label_columns`), required too."""
+    label_columns = check_label_columns(label_columns)
     path = Path(os.path.abspath(os.path.expanduser(str(path))))
     data = _read_bytes(path)
     try:
@@ -85,9 +125,9 @@ def read_manifest(path: str | os.PathLike, required: tuple[str, ...] = REQUIRED_
                 continue  # blank line
             if header is None:
                 header = [c.strip().lower() for c in cells]
-                _check_header(header, path, required)
-                col = {name: header.index(name) for name in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, EMBEDDING_COLUMN)
-                       if name in header}
+                _check_header(header, path, required, label_columns)
+                col = {name: header.index(name) for name in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, EMBEDDING_COLUMN,
+                                                             *label_columns) if name in header}
                 continue
 
             def get(name):
@@ -97,7 +137,8 @@ def read_manifest(path: str | os.PathLike, required: tuple[str, ...] = REQUIRED_
             rows.append(ManifestRow(
                 line=reader.line_num, path=get("path"), speaker=get("speaker"), emotion=get("emotion"),
                 split=get("split") if "split" in col else None, utterance_id=get("utterance_id"),
-                extra_fields=max(0, len(cells) - len(header)), embedding=get(EMBEDDING_COLUMN)))
+                extra_fields=max(0, len(cells) - len(header)), embedding=get(EMBEDDING_COLUMN),
+                gender=get("gender"), labels={c: get(c) for c in label_columns}))
     except csv.Error as e:
         raise ManifestError(f"manifest {path} is not valid CSV (line {reader.line_num}: {e})") from None
     if header is None:
@@ -105,18 +146,24 @@ def read_manifest(path: str | os.PathLike, required: tuple[str, ...] = REQUIRED_
                             f"{', '.join(required)} (optional: {', '.join(OPTIONAL_COLUMNS)})")
     if not rows:
         raise ManifestError(f"manifest {path} has a header but no rows")
-    return Manifest(path, hashlib.sha1(data).hexdigest(), tuple(header), tuple(rows))
+    return Manifest(path, hashlib.sha1(data).hexdigest(), tuple(header), tuple(rows), label_columns)
 
 
-def _check_header(header: list[str], path: Path, required: tuple[str, ...] = REQUIRED_COLUMNS) -> None:
+def _check_header(header: list[str], path: Path, required: tuple[str, ...] = REQUIRED_COLUMNS,
+                  label_columns: tuple[str, ...] = ()) -> None:
     missing = [c for c in required if c not in header]
     if missing:
         raise ManifestError(
             f"manifest {path} lacks the required column(s) {', '.join(missing)}; its header has "
             f"{', '.join(repr(h) for h in header)} (expected a comma-separated header with "
             f"{', '.join(required)} and optionally {', '.join(OPTIONAL_COLUMNS)})")
+    missing = [c for c in label_columns if c not in header]
+    if missing:
+        raise ManifestError(
+            f"manifest {path} lacks the label column(s) {', '.join(missing)} named in label_columns; its header has "
+            f"{', '.join(repr(h) for h in header)}")
     twice = sorted(c for c, n in Counter(header).items()
-                   if n > 1 and c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, EMBEDDING_COLUMN))
+                   if n > 1 and c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS, EMBEDDING_COLUMN, *label_columns))
     if twice:
         raise ManifestError(f"manifest {path} has the column(s) {', '.join(twice)} more than once")
 

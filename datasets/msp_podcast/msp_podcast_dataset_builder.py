@@ -23,12 +23,14 @@ reason that applies, in this order:
    serve speaker verification, nor a speaker-disjoint check).
 
 ``dropped_total`` is their sum, ``label_rows`` the rows read, and the build prints one line
-with all the counts. A row with an empty ``FileName`` or ``SpkrID``, an ``EmoClass`` code or
-``Split_Set`` value that is none of the known ones, or a missing wav file is a *bad item*: the
+with all the counts. A row with an empty ``FileName`` or ``SpkrID``, an ``EmoClass`` code,
+``Gender`` or ``Split_Set`` value that is none of the known ones, or a missing wav file is a *bad item*: the
 build stops with one report of all of them (label problems name ``<labels file>:<line>``), or
 skips them with ``skip_bad_items=True`` (see
 :class:`tfvae_datasets.audio_features.AudioFeatureBuilder`). The speaker feature is
-``"msp_" + SpkrID`` (e.g. ``msp_127``); no speaker may be in two splits.
+``"msp_" + SpkrID`` (e.g. ``msp_127``); no speaker may be in two splits. The ``gender`` label is
+the row's ``Gender`` (``female``, ``male``; ``unknown`` when ``Unknown`` or empty), counted per split in
+``info.metadata["gender_counts"]``.
 
 Release layout relied on (releases 1.x, e.g. 1.4 through 1.12):
 
@@ -37,8 +39,10 @@ Release layout relied on (releases 1.x, e.g. 1.4 through 1.12):
   preferred) with the header ``FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set``.
   ``FileName`` is the wav name; ``EmoClass`` A angry, S sad, H happy, U surprise, F fear,
   D disgust, C contempt, N neutral, O other, X no agreement; ``SpkrID`` a number or
-  ``Unknown``; ``Split_Set`` ``Train``, ``Development``, ``Test1``, ``Test2``, ``Test3``. Only
-  ``FileName``, ``EmoClass``, ``SpkrID`` and ``Split_Set`` are read. Early releases' (1.6)
+  ``Unknown``; ``Gender`` ``Female``, ``Male`` or ``Unknown``; ``Split_Set`` ``Train``,
+  ``Development``, ``Test1``, ``Test2``, ``Test3``. Only ``FileName``, ``EmoClass``, ``SpkrID``,
+  ``Gender`` (optional: without the column every turn's gender is ``unknown``) and ``Split_Set``
+  are read. Early releases' (1.6)
   ``Validation`` and ``Test`` are read as ``Development`` and ``Test1``; the raw counts are in
   ``info.metadata["split_set_counts"]``.
 
@@ -54,7 +58,7 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
-from tfvae.labelled_audio import BadItem, Utterance
+from tfvae.labelled_audio import BadItem, Utterance, parse_gender
 from tfvae_datasets.audio_features import SPLITS, AudioFeatureBuilder, AudioFeatureConfig, feature_set_configs
 
 EMOTIONS = ("neutral", "angry", "sad", "happy", "disgust")
@@ -158,6 +162,7 @@ def plan_utterances(rows: list[dict], audio_dir: Path, emotions: tuple[str, ...]
     raw_partitions = Counter()
     for i, row in enumerate(rows):
         fname, code, spk, raw = row["FileName"], row["EmoClass"], row["SpkrID"], row["Split_Set"]
+        gender = parse_gender(row.get("Gender"))
         uid = fname[:-4] if fname.lower().endswith(".wav") else fname
         raw_partitions[raw] += 1
         part = PARTITION_ALIASES.get(raw, raw)
@@ -173,6 +178,8 @@ def plan_utterances(rows: list[dict], audio_dir: Path, emotions: tuple[str, ...]
             reasons.append(f"unknown Split_Set {raw!r} (expected one of {', '.join(PARTITIONS)})")
         if not spk:
             reasons.append("empty SpkrID")
+        if gender is None:
+            reasons.append(f"unknown Gender {row.get('Gender')!r} (expected Female, Male or Unknown)")
         if reasons:
             bad.append(BadItem(uid or f"<line {row.get('_line', i + 2)}>", f"{labels_file}:{row.get('_line', i + 2)}",
                                "; ".join(reasons)))
@@ -189,7 +196,7 @@ def plan_utterances(rows: list[dict], audio_dir: Path, emotions: tuple[str, ...]
             dropped_unknown[split] += 1
             continue
         path = audio_dir / (fname if fname.lower().endswith(".wav") else fname + ".wav")
-        utts.append(Utterance(uid, str(path), SPEAKER_PREFIX + spk, emotion, split))
+        utts.append(Utterance(uid, str(path), SPEAKER_PREFIX + spk, emotion, split, {"gender": gender}))
     extra = {
         "label_rows": len(rows),
         "dropped_partitions": dropped_partitions,
@@ -221,11 +228,14 @@ def describe_plan(name: str, utts: list[Utterance], bad: list[BadItem], extra: d
 class Builder(AudioFeatureBuilder):
     """MSP-Podcast, 5 emotions (neutral, angry, sad, happy, disgust) or 8, openSMILE functionals or 16 kHz waveforms."""
 
-    VERSION = tfds.core.Version("1.2.0")
+    VERSION = tfds.core.Version("1.3.0")
     RELEASE_NOTES = {**AudioFeatureBuilder.RELEASE_NOTES,
                      "1.2.0": "Configs <feature set>_8class (8 emotions) and _test2 (split test2 = Test2); Test3 "
                               "labels are not read; metadata label_rows, dropped_total. The 5-class configs' "
-                              "examples and splits are those of 1.1.0."}
+                              "examples and splits are those of 1.1.0.",
+                     "1.3.0": "Adds the gender label (ClassLabel female, male, unknown) from the Gender column and "
+                              "gender_counts per split to the metadata; a Gender value other than Female, Male, "
+                              "Unknown or empty is a bad item. Examples and splits otherwise those of 1.2.0."}
     BUILDER_CONFIGS = msp_configs()
     EMOTIONS = EMOTIONS
     MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS

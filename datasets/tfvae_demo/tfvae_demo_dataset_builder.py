@@ -9,15 +9,19 @@ Speakers differ in vocal-tract length (formants), base pitch and voice quality (
 jitter, shimmer, spectral tilt, speaking rate); the paper's five emotions (neutral, angry, sad,
 happy, disgust) differ in pitch level and range, tempo, energy and spectral tilt, with
 per-utterance variation so that classes overlap. Splits are speaker-disjoint and balanced by
-sex: of every 6 female/male speaker pairs, 4 go to train, 1 to validation, 1 to test.
+sex: of every 6 female/male speaker pairs, 4 go to train, 1 to validation, 1 to test. Every
+example has the ``gender`` label of its voice (ClassLabel ``female``, ``male``, ``unknown``, as in
+tfvae's other corpora; even speaker index female, odd male: female voices have a base pitch of
+160-260 Hz and shorter vocal tracts, male 85-155 Hz), counted per split in
+``info.metadata["gender_counts"]``.
 
 Configs:
 
 * ``is10`` (default), ``egemapsv02``: 48 speakers x 5 emotions x 6 utterances, openSMILE
-  functionals ``{"features": float32[D], "emotion", "speaker", "utterance_id", "duration"}``;
+  functionals ``{"features": float32[D], "emotion", "gender", "speaker", "utterance_id", "duration"}``;
   ``is10_small``, ``egemapsv02_small``: 12 speakers x 5 emotions x 2 utterances.
 * ``audio16k``, ``audio16k_small``: the same utterances as waveforms,
-  ``{"audio": Audio(int16, 16 kHz, mono), "emotion", "speaker", "utterance_id", "duration"}``
+  ``{"audio": Audio(int16, 16 kHz, mono), "emotion", "gender", "speaker", "utterance_id", "duration"}``
   (``supervised_keys`` ``("audio", "emotion")``), 1.5-3.0 s each.
 * ``speakers1k``: a **speaker-pretraining** corpus for speaker encoders (x-vector style):
   1,024 synthetic speakers (even index female, odd male) of another corpus seed
@@ -46,9 +50,11 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfvae import synth
-from tfvae.demo_corpus import SPEAKERS_SEED, plan, render, render_audio, render_speaker_utterance, speaker_plan
+from tfvae.demo_corpus import (SPEAKERS_SEED, plan, render, render_audio, render_speaker_utterance, speaker_gender,
+                               speaker_plan)
 from tfvae.features import (AUDIO_SETS, FEATURE_SETS, FeatureExtractor, feature_kind, parallel_imap, parallel_map,
                             summarize_failures)
+from tfvae.labelled_audio import GENDERS
 from tfvae_datasets.audio_features import audio_feature, audio_value
 
 SPLITS = ("train", "validation", "test")
@@ -88,10 +94,13 @@ def _configs():
 class Builder(tfds.core.GeneratorBasedBuilder):
     """Synthetic emotional speech (5 emotions, 48 speakers) and synthetic speakers for pretraining."""
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {"1.0.0": "Initial release.",
                      "1.1.0": "audio16k / audio16k_small waveform configs; speakers1k / speakers_small "
-                              "speaker-pretraining configs. Feature configs unchanged."}
+                              "speaker-pretraining configs. Feature configs unchanged.",
+                     "1.2.0": "Adds the gender label (ClassLabel female, male, unknown: the voice's sex, even "
+                              "speaker index female) to every config and gender_counts per split to the "
+                              "metadata; other features unchanged."}
     BUILDER_CONFIGS = _configs()
     DEFAULT_CONFIG_NAME = "is10"
 
@@ -107,8 +116,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         cfg = self.builder_config
         p = self._plan()
         counts = {s: dict(Counter(e for _, _, e, _ in items)) for s, items in p.items()}
+        genders = {s: Counter(speaker_gender(spk) for _, spk, _, _ in items) for s, items in p.items()}
         meta = dict(feature_set=cfg.feature_set, synthetic=True, seed=cfg.seed, class_counts=counts, skipped={},
-                    speakers_per_split={s: len({spk for _, spk, _, _ in items}) for s, items in p.items()})
+                    speakers_per_split={s: len({spk for _, spk, _, _ in items}) for s, items in p.items()},
+                    gender_counts={s: {g: int(c[g]) for g in GENDERS} for s, c in genders.items()})
         if feature_kind(cfg.feature_set) == "audio":
             key, feature = "audio", audio_feature(AUDIO_SETS[cfg.feature_set])
             meta["sample_rate"] = AUDIO_SETS[cfg.feature_set]
@@ -125,6 +136,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             features=tfds.features.FeaturesDict({
                 key: feature,
                 "emotion": tfds.features.ClassLabel(names=list(synth.EMOTIONS)),
+                "gender": tfds.features.ClassLabel(names=list(GENDERS)),
                 "speaker": tfds.features.Text(),
                 "utterance_id": tfds.features.Text(),
                 "duration": tfds.features.Scalar(dtype=np.float32),
