@@ -46,7 +46,9 @@ def test_method_parts_over_three_attributes():
     p = method_parts("lrvae", attributes=attrs)
     assert p["heads"] == attrs and len(p["adversaries"]) == 6  # every ordered pair
     assert loss_terms(attrs, p["adversaries"]) == (
-        "vae", "emo", "gen", "id", "gen_adv_emo", "id_adv_emo", "emo_adv_gen", "id_adv_gen", "emo_adv_id", "gen_adv_id")
+        "vae", "emo", "gen", "id", "emo_adv_gen", "emo_adv_id", "gen_adv_emo", "gen_adv_id", "id_adv_emo", "id_adv_gen")
+    assert loss_terms(("emotion", "identity"), method_parts("lrvae")["adversaries"]) == (
+        "vae", "emo", "id", "emo_adv", "id_adv")  # the paper's terms, in the paper's order
     only = method_parts("lrvae", attributes=attrs, adversaries="identity@emotion,gender@emotion")
     assert only["adversaries"] == (("gender", "emotion"), ("identity", "emotion"))
     assert only["id_adv"] and only["gen_adv"] and not only["emo_adv"]

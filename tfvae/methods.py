@@ -86,7 +86,11 @@ def adversary_terms(attrs, adversaries) -> dict[tuple[str, str], str]:
 def loss_terms(attributes=DEFAULT_ATTRIBUTES, adversaries=()) -> tuple[str, ...]:
     """Weighted terms of eq. 4 over the attributes: ``vae``, one per head, one per adversary."""
     attrs = parse_attributes(attributes)
-    return ("vae", *(a.short for a in attrs), *adversary_terms(attrs, adversaries).values())
+    order = [a.name for a in attrs]
+    terms = adversary_terms(attrs, adversaries)
+    # adversary terms by the attribute they predict (the paper's order: emo_adv, id_adv)
+    adv = [terms[p] for p in sorted(terms, key=lambda p: (order.index(p[0]), order.index(p[1])))]
+    return ("vae", *(a.short for a in attrs), *adv)
 
 
 def _base(term: str) -> str:
