@@ -43,21 +43,23 @@ def test_versioned_layout_and_metadata(exported):
     assert not [p for p in (root / "demo").iterdir() if p.name != "1"]  # no temporary directory left
     meta = json.loads((path / METADATA_FILE).read_text())
     assert meta["version"] == 1 and meta["masks"]["identity_free"] == masks["identity_free"].astype(int).tolist()
-    assert meta["signatures"] == ["serving_default", "identity_free", "emotion_free", "mask", "emotion",
-                                  "speaker_embedding"]
+    assert meta["signatures"] == ["serving_default", "identity_free", "keep_emotion", "emotion_free", "keep_identity",
+                                  "mask", "emotion", "speaker_embedding"]
     assert next_version(root / "demo") == 2
 
 
 def test_masked_signatures_after_reload(exported, small_corpus):
     model, path, masks, _ = exported
     loaded = tf.saved_model.load(str(path))
-    assert set(loaded.signatures) == {"serving_default", "identity_free", "emotion_free", "mask", "emotion",
-                                      "speaker_embedding"}
+    assert set(loaded.signatures) == {"serving_default", "identity_free", "emotion_free", "keep_emotion",
+                                      "keep_identity", "mask", "emotion", "speaker_embedding"}
     x = _x(small_corpus)
     full = loaded.signatures["serving_default"](features=x)["latent"].numpy()
     np.testing.assert_allclose(full, model.encode(x).numpy(), rtol=1e-5, atol=1e-6)
     for sig, mask in masks.items():
         out = loaded.signatures[sig](features=x)["latent"].numpy()
+        alias = {"identity_free": "keep_emotion", "emotion_free": "keep_identity"}[sig]  # the general view name
+        np.testing.assert_array_equal(loaded.signatures[alias](features=x)["latent"].numpy(), out)
         assert out.shape == (7, N)
         keep = mask > 0
         assert np.all(out[:, ~keep] == 0.0) and not np.any(np.signbit(out[:, ~keep]))

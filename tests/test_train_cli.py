@@ -183,3 +183,13 @@ def test_three_attribute_run_exports_a_signature_per_view(demo_data_dir, tmp_pat
     assert np.all(z[:, ~keep] == 0) and keep[0] and not keep[-1]  # the top bands kept, the identity band masked
     g = loaded.signatures["gender"](features=x)
     assert g["probabilities"].shape == (3, 2) and set(g["class_name"].numpy().astype(str)) <= {"female", "male"}
+    # the privacy-safe export of one of its views, and a view the run does not have
+    from tfvae.export import main as export_main
+
+    run_dir = str(tmp_path / "runs" / "three")
+    assert export_main(["--run_dir", run_dir, "--export_dir", str(tmp_path / "safe"), "--view", "keep_emotion_gender"]) == 0
+    safe = tf.saved_model.load(str(tmp_path / "safe" / "three-keep-emotion-gender" / "1"))
+    assert set(safe.signatures) == {"serving_default", "keep_emotion_gender"}
+    np.testing.assert_allclose(safe.signatures["keep_emotion_gender"](features=x)["latent"].numpy(), z[:, keep],
+                               rtol=1e-5, atol=1e-5)
+    assert export_main(["--run_dir", run_dir, "--export_dir", str(tmp_path / "safe"), "--view", "keep_gender"]) == 2

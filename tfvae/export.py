@@ -312,14 +312,16 @@ def protected_encoder(model, keep, view: str) -> KeptNodesEncoder:
 
 def export_protected(model, export_dir: str | Path, name: str, protect: str, keep, metadata: dict,
                      version: int | None = None, write_config: bool = True) -> Path:
-    """Privacy-safe export for one protected attribute (``identity`` or ``emotion``).
+    """Privacy-safe export for one protected attribute (``identity`` or ``emotion``) or one view of any
+    attributes (``protect`` = its name, ``keep_<attributes>``).
 
-    The SavedModel's signatures are ``serving_default`` and the view (``identity_free`` or
-    ``emotion_free``), both the same function returning ``latent``: float32 [batch, kept].
+    The SavedModel's signatures are ``serving_default`` and the view (``identity_free``,
+    ``emotion_free`` or ``keep_<attributes>``), both the same function returning ``latent``:
+    float32 [batch, kept].
     """
-    if protect not in PROTECT_VIEWS:
-        raise ValueError(f"protect must be one of {sorted(PROTECT_VIEWS)}, got {protect!r}")
-    view = PROTECT_VIEWS[protect]
+    if protect not in PROTECT_VIEWS and not protect.startswith("keep_"):
+        raise ValueError(f"protect must be one of {sorted(PROTECT_VIEWS)} or a view keep_<attributes>, got {protect!r}")
+    view = PROTECT_VIEWS.get(protect, protect)
     module = protected_encoder(model, keep, view)
     kept = np.flatnonzero(np.asarray(keep).reshape(-1) > 0)
     fn = module.encode.get_concrete_function()
@@ -408,6 +410,8 @@ def parser() -> argparse.ArgumentParser:
                                   "<run>-identity-free or <run>-emotion-free)")
     p.add_argument("--protect", choices=sorted(PROTECT_VIEWS),
                    help="privacy-safe export: only the nodes of the view that removes this attribute exist")
+    p.add_argument("--view", help="privacy-safe export of any view of the run (e.g. keep_emotion of a run over "
+                                  "emotion,gender,identity): only its nodes exist")
     p.add_argument("--version", type=int, help="version number (default: one more than the newest)")
     p.add_argument("--waveform_in", action="store_true",
                    help="runs on speaker-encoder embeddings: export encoder + LR-VAE as one model taking 16 kHz audio "
@@ -431,14 +435,16 @@ def main(argv=None) -> int:
         elif args.run_dir:
             model, masks, meta = load_run(args.run_dir)
             erasers = meta.pop("erasers")
-            if args.protect:
-                view = PROTECT_VIEWS[args.protect]
+            if args.protect or args.view:
+                if args.protect and args.view:
+                    raise ValueError("give --protect or --view, not both")
+                view = PROTECT_VIEWS[args.protect] if args.protect else args.view
                 if view not in masks:
                     raise ValueError(f"run {args.run_dir} has no {view} mask (mask.json has "
                                      f"{sorted(masks) or 'none'}); method {meta['method']} cannot be exported with "
-                                     f"--protect {args.protect}")
+                                     f"{'--protect ' + args.protect if args.protect else '--view ' + view}")
                 name = args.name or f"{meta['run_name']}-{view.replace('_', '-')}"
-                path = export_protected(model, args.export_dir, name, args.protect, masks[view], meta,
+                path = export_protected(model, args.export_dir, name, args.protect or view, masks[view], meta,
                                         version=args.version, write_config=False)
             else:
                 path = export_encoder(model, args.export_dir, args.name or meta["run_name"], masks, meta,
