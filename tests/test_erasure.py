@@ -74,3 +74,46 @@ def test_max_rank_and_rank_chosen_on_validation():
     chosen = view_erasers(x, y, spk, masks, validation=(xv, yv, 100 + np.arange(len(xv)) % 5))
     assert chosen["identity_free_leace"].rank in (9, 6, 3)  # full, half, a quarter of the kept nodes
     assert chosen["emotion_free_leace"].rank in (5, 4, 2)
+
+
+def test_leace_of_several_attributes_equalises_each_ones_class_means_and_skips_unknown_labels():
+    rng = np.random.default_rng(4)
+    n, d = 800, 8
+    a, b = rng.integers(0, 3, n), rng.integers(0, 2, n)
+    x = rng.normal(0, 3, (3, d))[a] + rng.normal(0, 3, (2, d))[b] + rng.normal(size=(n, d))
+    b_seen = np.where(np.arange(n) % 10 == 0, -1, b)  # every tenth row: unknown
+    e = fit_leace(x, [a, b_seen])
+    xe = e(x)
+    assert e.rank == (3 - 1) + (3 - 1)  # b's unknown rows form a third state of its code (all zeros)
+    for y in (a, b):
+        means = np.stack([xe[y == c].mean(0) for c in np.unique(y)])
+        assert np.abs(means - means.mean(0)).max() < 0.15  # b's unknown rows share its class means
+    known = b_seen >= 0
+    kmeans = np.stack([xe[known & (b == c)].mean(0) for c in (0, 1)])
+    assert np.abs(kmeans[0] - kmeans[1]).max() < 1e-4  # equal (float32 output) over the rows it was fit on
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        fit_leace(x, [a, np.full(n, -1)])
+
+
+def test_view_erasers_over_three_attributes_erase_every_masked_attribute():
+    from tfvae.attributes import parse_attributes
+
+    rng = np.random.default_rng(5)
+    n = 800
+    emo, spk = rng.integers(0, 4, n), rng.integers(0, 4, n)
+    gender = spk % 2
+    z = np.concatenate([rng.normal(0, 3, (4, 8))[emo] + rng.normal(0, 2, (4, 8))[spk],
+                        rng.normal(0, 3, (2, 2))[gender], rng.normal(0, 3, (4, 4))[spk]], axis=1)
+    z = z + rng.normal(size=(n, 14))
+    top = np.r_[np.ones(8), np.zeros(6)]  # the emotion band; gender and identity masked
+    attrs = parse_attributes("emotion,gender,identity")
+    out = view_erasers(z, emo, spk, {"keep_emotion_gender": np.r_[np.ones(10), np.zeros(4)], "keep_emotion": top},
+                       attributes=attrs, labels={"gender": gender})
+    assert set(out) == {"keep_emotion_gender_leace", "keep_emotion_leace"}
+    assert out["keep_emotion_leace"].rank == 3  # the speakers' 3 directions (gender is a function of the speaker)
+    ze = out["keep_emotion_leace"](z * top)
+    for y in (gender, spk):  # keep_emotion hides gender and identity: both erased on its nodes
+        means = np.stack([ze[y == c].mean(0) for c in np.unique(y)])
+        assert np.abs(means - means.mean(0)).max() < 1e-6
+    emo_means = np.stack([ze[emo == c, :8].mean(0) for c in range(4)])
+    assert np.abs(emo_means - emo_means.mean(0)).max() > 1.0  # the kept attribute stays

@@ -189,7 +189,9 @@ def test_three_attribute_table1_reports_gender_leakage_and_gaps(demo_data_dir, t
     doc = json.loads((out / "table1-emotion_gender_identity.json").read_text())
     assert doc["meta"]["attributes"] == ["emotion", "gender", "identity"]
     assert list(doc["columns"]) == ["Raw features origin", "LR-VAE origin", "LR-VAE keep_emotion", "LR-VAE keep_gender",
-                                    "LR-VAE keep_identity"]
+                                    "LR-VAE keep_identity", "LR-VAE+LEACE keep_emotion", "LR-VAE+LEACE keep_gender",
+                                    "LR-VAE+LEACE keep_identity"]
+    assert doc["columns"]["LR-VAE+LEACE keep_emotion"]["kept"] == ["emotion"]
     view = doc["columns"]["LR-VAE keep_emotion"]
     assert view["emotion"]["role"].startswith("utility") and view["gender"]["role"].startswith("privacy")
     assert view["identity"]["role"].startswith("privacy") and view["identity"]["mean"] <= 0.5

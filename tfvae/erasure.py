@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-#: The attribute each masked view protects, and so erases.
+#: The label each of the paper's masked views protects, and so erases (a view over other attributes
+#: erases the labels of every attribute it masks: :func:`view_erasers`).
 PROTECTED = {"identity_free": "speaker", "emotion_free": "emotion"}
 #: Suffix of the views with erasure.
 SUFFIX = "_leace"
@@ -46,31 +47,38 @@ class LinearEraser:
         return int(np.linalg.matrix_rank(self.projection)) if self.projection.any() else 0
 
 
-def fit_leace(x: np.ndarray, labels: np.ndarray, rtol: float = 1e-6, max_rank: int | None = None) -> LinearEraser:
-    """The LEACE eraser of the categorical attribute ``labels`` (one per row of ``x``).
+def fit_leace(x: np.ndarray, labels, rtol: float = 1e-6, max_rank: int | None = None) -> LinearEraser:
+    """The LEACE eraser of the categorical attribute ``labels`` (one per row of ``x``), or of several
+    attributes at once (a list of label arrays: z is the concatenation of their one-hot codes).
 
+    Integer labels < 0 are unknown: such a row has no one-hot entry for that attribute.
     Rank-deficient features (masked nodes are constant zeros) are handled with pseudo-inverses:
     directions without variance are left as they are. ``max_rank`` erases only the strongest
     ``max_rank`` directions of the whitened cross-covariance (full LEACE removes up to
     ``classes - 1``, which for many speakers can be every kept dimension).
     """
     x = np.asarray(x, np.float64)
-    labels = np.asarray(labels)
-    if x.ndim != 2 or len(x) != len(labels):
-        raise ValueError(f"fit_leace needs [n, d] features and n labels, got {x.shape} and {labels.shape}")
-    classes = np.unique(labels)
-    if len(classes) < 2:
-        raise ValueError(f"fit_leace needs at least 2 classes of the protected attribute, got {classes.tolist()}")
+    many = isinstance(labels, (list, tuple))
+    columns = [np.asarray(y) for y in (labels if many else [labels])]
+    if x.ndim != 2 or any(len(x) != len(y) for y in columns):
+        raise ValueError(f"fit_leace needs [n, d] features and n labels, got {x.shape} and "
+                         f"{[y.shape for y in columns]}")
     mean = x.mean(axis=0)
     xc = x - mean
     n = len(x)
     cov = xc.T @ xc / n
     # Cov(x, one-hot z) without the [n, k] one-hot matrix (k can be thousands of speakers): the centred
     # features summed per class (sum_i xc_i z_i^T, and sum_i xc_i = 0 removes z's mean)
-    codes = np.searchsorted(classes, labels)
-    cross = np.zeros((x.shape[1], classes.size))
-    np.add.at(cross.T, codes, xc)
-    cross /= n  # [d, k]
+    blocks = []
+    for y in columns:
+        known = y >= 0 if np.issubdtype(y.dtype, np.integer) else np.ones(len(y), bool)
+        classes = np.unique(y[known])
+        if len(classes) < 2:
+            raise ValueError(f"fit_leace needs at least 2 classes of the protected attribute, got {classes.tolist()}")
+        block = np.zeros((x.shape[1], classes.size))
+        np.add.at(block.T, np.searchsorted(classes, y[known]), xc[known])
+        blocks.append(block / n)
+    cross = np.concatenate(blocks, axis=1)  # [d, k]
     evals, evecs = np.linalg.eigh(cov)
     keep = evals > rtol * max(evals.max(), 1e-30)
     root = np.sqrt(evals[keep])
@@ -85,35 +93,53 @@ def fit_leace(x: np.ndarray, labels: np.ndarray, rtol: float = 1e-6, max_rank: i
 
 
 def view_erasers(latent_train: np.ndarray, emotion: np.ndarray, speaker: np.ndarray,
-                 masks: dict[str, np.ndarray], validation: tuple | None = None, seed: int = 0) -> dict[str, LinearEraser]:
-    """One eraser per masked view of ``masks`` (``identity_free`` erases the training speakers,
-    ``emotion_free`` the emotions), each fit on the kept nodes of the *training* latents.
+                 masks: dict[str, np.ndarray], validation: tuple | None = None, seed: int = 0,
+                 attributes=None, labels: dict | None = None, validation_labels: dict | None = None
+                 ) -> dict[str, LinearEraser]:
+    """One eraser per masked view of ``masks``, each fit on the kept nodes of the *training* latents.
+
+    With the paper's attributes (``attributes`` None) ``identity_free`` erases the training speakers and
+    ``emotion_free`` the emotions. With ``attributes`` (:mod:`tfvae.attributes`) a view erases every
+    attribute it masks at once; ``labels`` / ``validation_labels`` map the class attributes' label
+    names (``gender``...) to their training / validation labels (emotion and speaker are the arguments).
 
     ``validation = (latent, emotion, speaker)`` of validation speakers chooses how many directions
     to erase among full LEACE, half and a quarter of the kept nodes: the rank whose view scores best
-    on validation (utility minus leakage above chance, the fast probes of mask-cut selection).
-    Without it, full LEACE.
+    on validation (the kept attributes' probe scores above chance minus the masked ones', the fast
+    probes of mask-cut selection). Without it, full LEACE.
     """
-    labels = {"speaker": speaker, "emotion": emotion}
+    from tfvae.attributes import DEFAULT, parse_attributes, view_attributes
+
+    attrs = parse_attributes(attributes or DEFAULT)
+    train = {"emotion": emotion, "speaker": speaker, **(labels or {})}
     probe = None
     if validation is not None:  # the validation trials and chance are the same for every candidate
         from tfvae.evaluate import chance_wf1
         from tfvae.metrics import sample_trials
 
         z_val, emo_val, spk_val = validation
-        probe = (z_val, emo_val, sample_trials(spk_val, seed=seed), chance_wf1(emo_val)["stratified"])
+        val = {"emotion": emo_val, **(validation_labels or {})}
+        probe = (z_val, {a.task: val[a.label] for a in attrs if not a.is_identity}, sample_trials(spk_val, seed=seed),
+                 {a.task: chance_wf1(np.asarray(val[a.label])[np.asarray(val[a.label]) >= 0])["stratified"]
+                  for a in attrs if not a.is_identity})
     out = {}
     for view, mask in masks.items():
-        if view not in PROTECTED:
+        try:
+            kept = view_attributes(view, attrs)
+        except ValueError:
+            continue
+        hidden = [a for a in attrs if a.name not in kept]
+        if not hidden:
             continue
         keep = np.asarray(mask) > 0
         ranks = [None]
         if probe is not None:
-            kept = int(keep.sum())
-            ranks += sorted({r for r in (kept // 2, kept // 4) if r >= 1}, reverse=True)
-        fits = [fit_leace(latent_train[:, keep], labels[PROTECTED[view]], max_rank=r) for r in ranks]
+            n_kept = int(keep.sum())
+            ranks += sorted({r for r in (n_kept // 2, n_kept // 4) if r >= 1}, reverse=True)
+        erase = [train[a.label] for a in hidden]
+        fits = [fit_leace(latent_train[:, keep], erase if len(erase) > 1 else erase[0], max_rank=r) for r in ranks]
         eraser = fits[0] if len(fits) == 1 else max(
-            fits, key=lambda e: _validation_score(e, view, keep, latent_train, emotion, speaker, probe, seed))
+            fits, key=lambda e: _validation_score(e, kept, attrs, keep, latent_train, train, probe, seed))
         # lift to all N nodes: masked nodes are zeros in and out
         n = keep.size
         mean, proj = np.zeros(n), np.zeros((n, n))
@@ -123,14 +149,16 @@ def view_erasers(latent_train: np.ndarray, emotion: np.ndarray, speaker: np.ndar
     return out
 
 
-def _validation_score(eraser, view, keep, z_train, emo_train, spk_train, probe, seed) -> float:
-    from tfvae.evaluate import probe_scores
+def _validation_score(eraser, kept, attrs, keep, z_train, train: dict, probe, seed) -> float:
+    """Kept attributes' probe gains over chance minus the masked ones' (EER: 0.5 - EER)."""
+    from tfvae.evaluate import probe_scores_all
 
-    z_val, emo_val, trials, chance = probe
-    wf1, eer = probe_scores(eraser(z_train[:, keep]), emo_train, spk_train, eraser(z_val[:, keep]), emo_val,
-                            trials, seed)
-    emo_gain, spk_gain = wf1 - chance, 0.5 - eer
-    return emo_gain - spk_gain if view == "identity_free" else spk_gain - emo_gain
+    z_val, val_labels, trials, chance = probe
+    tr_labels = {a.task: train[a.label] for a in attrs if not a.is_identity}
+    scores = probe_scores_all(eraser(z_train[:, keep]), tr_labels, train["speaker"], eraser(z_val[:, keep]),
+                              val_labels, trials, seed)
+    gain = {a.name: (0.5 - scores["speaker"]) if a.is_identity else scores[a.task] - chance[a.task] for a in attrs}
+    return sum(gain[a.name] if a.name in kept else -gain[a.name] for a in attrs)
 
 
 def save_erasers(path: str | Path, erasers: dict[str, LinearEraser]) -> None:

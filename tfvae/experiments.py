@@ -114,7 +114,7 @@ def train_and_evaluate(cfg: TrainConfig, corpus: Corpus, strategy, method: str, 
                             memory_mb=cfg.encoded_memory_mb)
     CLOCK.lap("encode")
     cuts, masks = choose_masks(mcfg, model, outputs, corpus, protect)
-    erasers = choose_erasers(outputs, corpus, masks, seed=cfg.seed)
+    erasers = choose_erasers(outputs, corpus, masks, seed=cfg.seed, attributes=model.attributes)
     views = evaluate_model(model, outputs, ev, masks, seed=cfg.seed, fast=fast, erasers=erasers, tasks=ev.tasks) \
         if evaluate else {}
     if method == "dnn" and views:  # the paper's DNN baseline reports its own classifiers

@@ -182,16 +182,19 @@ def choose_masks(cfg: TrainConfig, model, outputs: dict, corpus, protect: str | 
     return {"chosen_on": f"no masks: {cfg.method} latents are not ordered"}, {}
 
 
-def choose_erasers(outputs: dict, corpus, masks: dict, seed: int = 0) -> dict:
-    """LEACE erasers of each masked view's protected attribute, fit on the training split, their
+def choose_erasers(outputs: dict, corpus, masks: dict, seed: int = 0, attributes=None) -> dict:
+    """LEACE erasers of each masked view's hidden attributes, fit on the training split, their
     rank chosen on the validation split (:func:`tfvae.erasure.view_erasers`); none without masks."""
     from tfvae.erasure import view_erasers
 
     if not masks:
         return {}
     sp, va = corpus.splits["train"], corpus.splits["validation"]
+    extra = [a.label for a in (attributes or ()) if a.label not in ("emotion", "speaker")]
     return view_erasers(outputs["train"]["latent"], sp.emotion, sp.speaker, masks,
-                        validation=(outputs["validation"]["latent"], va.emotion, va.speaker), seed=seed)
+                        validation=(outputs["validation"]["latent"], va.emotion, va.speaker), seed=seed,
+                        attributes=attributes, labels={k: corpus.labels("train", k) for k in extra},
+                        validation_labels={k: corpus.labels("validation", k) for k in extra})
 
 
 def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) -> dict:
@@ -229,7 +232,7 @@ def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) ->
         (run_dir / "mask.json").write_text(json.dumps(
             {**cuts, "masks": {k: v.astype(int).tolist() for k, v in masks.items()}}, indent=2))
 
-        erasers = choose_erasers(outputs, corpus, masks, seed=cfg.seed)
+        erasers = choose_erasers(outputs, corpus, masks, seed=cfg.seed, attributes=model.attributes)
         save_erasers(run_dir / ERASURE_FILE, erasers)
         ev = EvalSplits(corpus, seed=cfg.seed, tasks=extra_labels(cfg))
         test = public(evaluate_model(model, outputs, ev, masks, seed=cfg.seed, fast=cfg.eval_attackers == "fast",
