@@ -69,7 +69,8 @@ def test_cli_end_to_end(demo_data_dir, small_corpus, tmp_path):
     assert report["attackers"] == {"emotion": sorted(EMOTION_ATTACKERS), "speaker": sorted(SPEAKER_ATTACKERS)}
     loaded = tf.saved_model.load(str(path))
     assert set(loaded.signatures) == {"serving_default", "identity_free", "emotion_free", "identity_free_leace",
-                                      "emotion_free_leace", "mask", "emotion", "speaker_embedding"}
+                                      "emotion_free_leace", "mask", "emotion", "speaker_embedding",
+                                      "keep_emotion", "keep_identity", "keep_emotion_leace", "keep_identity_leace"}
     from tfvae.erasure import load_erasers
 
     erasers = load_erasers(run / "erasure.npz")  # the exported projection is the saved one
@@ -96,8 +97,10 @@ def test_avae_trains_one_model_per_protected_attribute(demo_data_dir, tmp_path, 
     for protect in ("identity", "emotion"):
         path = tmp_path / "sm" / f"tfvae_demo-is10_small-IS10-a-vae-{protect}" / "1"
         sigs[protect] = set(tf.saved_model.load(str(path)).signatures)
-    assert sigs == {"identity": {"serving_default", "identity_free", "identity_free_leace", "mask", "emotion"},
-                    "emotion": {"serving_default", "emotion_free", "emotion_free_leace", "mask", "speaker_embedding"}}
+    assert sigs == {"identity": {"serving_default", "identity_free", "identity_free_leace", "keep_emotion",
+                                 "keep_emotion_leace", "mask", "emotion"},
+                    "emotion": {"serving_default", "emotion_free", "emotion_free_leace", "keep_identity",
+                                "keep_identity_leace", "mask", "speaker_embedding"}}
 
 
 @pytest.mark.parametrize("argv, message", [
