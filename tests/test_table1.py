@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -104,3 +106,18 @@ def test_features_table_joins_reports_of_several_input_features(tmp_path, capsys
     assert f"| IS10 | LR-VAE PP-SER |" in text and f"**{100 * cell['mean']:.2f} ± {100 * cell['std']:.2f}" in text
     assert "| xvector (xvector_small-tfvae_demo-speakers1k) | Raw features |" in text
     assert text.count("| Raw features |") == 2 and capsys.readouterr().out.strip() == text.strip()
+
+
+def test_compare_marks_cells_within_fold_noise(tmp_path):
+    from tfvae.table1 import compare_markdown
+
+    def doc(emo, std):
+        return {"meta": {"command": "c", "seed": 0},
+                "columns": {"LR-VAE origin": {"emo": {"mean": emo, "std": std}, "id": {"mean": 0.2, "std": 0.01}}}}
+
+    (tmp_path / "a.json").write_text(json.dumps(doc(0.50, 0.02)))
+    (tmp_path / "b.json").write_text(json.dumps(doc(0.53, 0.01)))
+    md = compare_markdown(tmp_path / "a.json", tmp_path / "b.json")
+    assert "| LR-VAE origin | emo | 50.00 ± 2.00 | 53.00 ± 1.00 | +3.00 | no |" in md
+    assert "| LR-VAE origin | id | 20.00 ± 1.00 | 20.00 ± 1.00 | +0.00 | yes |" in md
+    assert "1 of 2 cells within fold noise." in md

@@ -260,19 +260,49 @@ def features_markdown(paths) -> str:
     return "\n".join(lines) + "\n"
 
 
+def compare_markdown(before_path, after_path) -> str:
+    """Two Table 1 reports of the same corpus, folds and settings side by side: per cell the fold means
+    and stds and whether the difference is within fold noise (|difference| <= the larger fold std)."""
+    before, after = (json.loads(Path(p).read_text()) for p in (before_path, after_path))
+    lines = [f"# Table 1 before and after: {Path(before_path).name} vs {Path(after_path).name}", "",
+             f"Before: `{before['meta']['command']}` (seed {before['meta']['seed']}).",
+             f"After: `{after['meta']['command']}` (seed {after['meta']['seed']}).", "",
+             "Cells in %, mean ± std over folds. Within fold noise: |after - before| <= the larger of the two "
+             "fold standard deviations.", "",
+             "| column | cell | before | after | after - before | within fold noise |", "|---|---|---|---|---|---|"]
+    n = within = 0
+    for label, b in before["columns"].items():
+        a = after["columns"].get(label)
+        if a is None:
+            continue
+        for k in ("emo", "id"):
+            d = 100 * (a[k]["mean"] - b[k]["mean"])
+            ok = abs(d) <= 100 * max(a[k]["std"], b[k]["std"]) + 1e-9
+            n, within = n + 1, within + ok
+            lines.append(f"| {label} | {k} | {100 * b[k]['mean']:.2f} ± {100 * b[k]['std']:.2f} | "
+                         f"{100 * a[k]['mean']:.2f} ± {100 * a[k]['std']:.2f} | {d:+.2f} | {'yes' if ok else 'no'} |")
+    lines += ["", f"{within} of {n} cells within fold noise."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m tfvae.table1",
-                                description="Re-derive a Table 1 report's goals and Markdown, or (--features) join "
-                                            "the reports of several input features into one table.")
+                                description="Re-derive a Table 1 report's goals and Markdown, (--features) join "
+                                            "the reports of several input features into one table, or (--compare) "
+                                            "set two reports side by side.")
     p.add_argument("reports", nargs="+", help="reports/<dataset>/table1*.json")
     p.add_argument("--features", action="store_true", help="one table, one block of rows per report's input feature")
+    p.add_argument("--compare", action="store_true", help="two reports (before, after) cell by cell")
     p.add_argument("--out", help="write the Markdown here as well")
     args = p.parse_args(argv)
-    if not args.features and len(args.reports) != 1:
+    if args.compare and len(args.reports) != 2:
+        p.error("--compare takes two reports: before and after")
+    if not (args.features or args.compare) and len(args.reports) != 1:
         p.error("give one report, or --features with several")
-    text = features_markdown(args.reports) if args.features else rerender(args.reports[0])
+    text = features_markdown(args.reports) if args.features else compare_markdown(*args.reports) if args.compare \
+        else rerender(args.reports[0])
     if args.out:
         Path(args.out).write_text(text)
     print(text)
