@@ -197,3 +197,35 @@ def test_three_attribute_run_exports_a_signature_per_view(demo_data_dir, tmp_pat
     np.testing.assert_allclose(safe.signatures["keep_emotion_gender"](features=x)["latent"].numpy(), z[:, keep],
                                rtol=1e-5, atol=1e-5)
     assert export_main(["--run_dir", run_dir, "--export_dir", str(tmp_path / "safe"), "--view", "keep_gender"]) == 2
+
+
+def test_an_extra_manifest_column_is_an_attribute(tmp_path):
+    """--label_columns accent makes a CSV column a class label; --attributes emotion,accent,identity aligns it
+    (embedding vectors as features: no audio to extract)."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "corpus"
+    (root / "emb").mkdir(parents=True)
+    rows = []
+    for s in range(10):
+        split = "train" if s < 6 else "validation" if s < 8 else "test"
+        for u in range(6):
+            uid = f"s{s}_u{u}"
+            emo, accent = u % 2, s % 2
+            np.save(root / "emb" / f"{uid}.npy", (rng.normal(size=12) + 2 * emo * np.r_[np.ones(4), np.zeros(8)]
+                                                   + 2 * accent * np.r_[np.zeros(4), np.ones(4), np.zeros(4)]
+                                                   ).astype(np.float32))
+            rows.append([f"emb/{uid}.npy", f"s{s}", ("sad", "angry")[emo], split, uid, ("north", "south")[accent]])
+    with open(root / "utts.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["embedding", "speaker", "emotion", "split", "utterance_id", "accent"], *rows])
+    common = ["--dataset", str(root / "utts.csv"), "--feature_set", "embeddings", "--data_dir", str(tmp_path / "tfds"),
+              "--latent_dim", "8", "--mask_groups", "4", "--encoder_units", "16", "--decoder_units", "16",
+              "--head_units", "8", "--epochs", "2", "--verbose", "0", "--eval_attackers", "fast",
+              "--output_dir", str(tmp_path / "runs"), "--export_dir", str(tmp_path / "sm"), "--run_name", "accent"]
+    assert train.main([*common, "--attributes", "emotion,accent,identity", "--label_columns", "accent"]) == 0
+    summary = json.loads((tmp_path / "runs" / "accent" / "summary.json").read_text())
+    assert summary["label_names"]["accent"] == ["north", "south"]
+    assert set(summary["views"]) == {"keep_emotion", "keep_accent", "keep_identity"}
+    assert "accent" in summary["test"]["keep_accent"]
+    assert "accent" in set(tf.saved_model.load(summary["export_path"]).signatures)
+    # the attribute's label must exist in the dataset
+    assert train.main([*common, "--attributes", "emotion,dialect,identity", "--label_columns", "accent"]) == 2
