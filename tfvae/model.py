@@ -55,8 +55,8 @@ from tfvae.config import LOSS_TERMS
 from tfvae.methods import _base, adversary_terms, loss_terms, method_parts
 from tfvae.layers import CosineMarginClassifier, GradientReversal, LayeredDropout, random_normal
 from tfvae.schedules import LambdaSchedule, attribute_keep_rates
-from tfvae.terms import (TermMeans, batch_mean, cross_correlation, in_xla, masked_acc, masked_ce, rbf_hsic,
-                         sum_of_squares)
+from tfvae.terms import (TermMeans, band_independence, cross_correlation, in_xla, kl_per_node, masked_acc, masked_ce,
+                         rbf_hsic, reconstruction_nll, sum_of_squares)
 
 tfd = tfp.distributions
 
@@ -367,15 +367,8 @@ class LRVAE(keras.Model):
         return loss, terms
 
     def _independence(self, z):
-        """The HSIC penalty between the attributes' nominal bands (K equal node ranges in latent order),
-        the mean over every pair of bands; with two attributes, between the two halves of the latent."""
-        hsic = rbf_hsic if self.hsic_kernel == "rbf" else cross_correlation
-        k = len(self.attributes)
-        bounds = [round(i * self.latent_dim / k) for i in range(k + 1)]
-        pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
-        vals = [hsic(ops.concatenate([z[:, bounds[i]:bounds[i + 1]], z[:, bounds[j]:bounds[j + 1]]], axis=1),
-                     bounds[i + 1] - bounds[i]) for i, j in pairs]
-        return vals[0] if len(vals) == 1 else ops.mean(ops.stack(vals))
+        """The HSIC penalty between the attributes' nominal bands (:func:`tfvae.terms.band_independence`)."""
+        return band_independence(z, len(self.attributes), rbf_hsic if self.hsic_kernel == "rbf" else cross_correlation)
 
     def _weight_penalty(self):
         """The L2 term of eq. 4: the sum of the weights' regularisation losses (``self.losses``).
@@ -396,24 +389,12 @@ class LRVAE(keras.Model):
 
     def _recon(self, x_loc, x_std):
         """-log p(x|z) per feature (nats), under the decoder variance of ``decoder_variance``."""
-        if self.decoder_variance == "learned":
-            scale = ops.exp(ops.clip(ops.cast(self.decoder_log_scale, "float32"), -4.0, 2.0))
-        elif self.decoder_variance == "calibrated":  # sigma-VAE: the maximum-likelihood shared variance
-            mse = ops.mean(ops.square(x_std - x_loc))
-            scale = ops.sqrt(ops.maximum(ops.stop_gradient(mse), 1e-4))
-        else:
-            scale = 1.0
-        likelihood = tfd.Independent(tfd.Normal(loc=x_loc, scale=scale), reinterpreted_batch_ndims=1)
-        return -batch_mean(likelihood.log_prob(x_std)) / float(self.input_dim)
+        log_scale = self.decoder_log_scale if self.decoder_variance == "learned" else None
+        return reconstruction_nll(x_loc, x_std, self.decoder_variance, log_scale)
 
     def _kl(self, q, z):
         """KL(q(z|x) || N(0, I)) per latent node; with ``free_bits``, nodes under the floor cost nothing."""
-        prior = tfd.MultivariateNormalDiag(loc=ops.zeros_like(z), scale_diag=ops.ones_like(z))
-        if not self.free_bits:
-            return batch_mean(tfd.kl_divergence(q, prior)) / float(self.latent_dim)
-        per_node = tfd.kl_divergence(tfd.Normal(q.mean(), q.stddev()), tfd.Normal(0.0, 1.0))
-        per_node = ops.sum(per_node, axis=0) / ops.maximum(ops.cast(ops.shape(z)[0], "float32"), 1.0)
-        return ops.mean(ops.maximum(per_node, self.free_bits))
+        return kl_per_node(q, z, self.free_bits)
 
     def _record(self, loss, terms, batch_size, training: bool):
         counts = terms.pop("_counts")

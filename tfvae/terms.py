@@ -1,7 +1,8 @@
 """Building blocks of the objective (paper eq. 4) and its metric: masked cross-entropy and accuracy
 (speakers unknown to the classifier have label -1), batch means that survive empty replica batches,
-the independence penalties between the two latent halves (linear cross-correlation, RBF HSIC), the
-L2 sum under XLA, and :class:`TermMeans`, every loss term's running mean in two variables.
+the Gaussian reconstruction and per-node KL of eq. 1, the independence penalties between the
+attributes' bands (linear cross-correlation, RBF HSIC), the L2 sum under XLA, and :class:`TermMeans`,
+every loss term's running mean in two variables.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from typing import Sequence
 
 import keras
 import tensorflow as tf
+import tensorflow_probability as tfp
 from keras import ops
+
+tfd = tfp.distributions
 
 
 def masked_ce(labels, logits):
@@ -54,6 +58,42 @@ def rbf_hsic(z, split: int):
 
     kx, ky = centred_gram(z[:, :split]), centred_gram(z[:, split:])
     return ops.sum(kx * ky) / ops.maximum(ops.square(n - 1.0), 1.0)
+
+
+def band_independence(z, k: int, hsic=cross_correlation):
+    """The mean of ``hsic`` over every pair of the K nominal bands of ``z`` (K equal node ranges in
+    latent order); with two attributes, ``hsic(z, N // 2)`` between the two halves."""
+    n = int(z.shape[-1])
+    bounds = [round(i * n / k) for i in range(k + 1)]
+    vals = [hsic(ops.concatenate([z[:, bounds[i]:bounds[i + 1]], z[:, bounds[j]:bounds[j + 1]]], axis=1),
+                 bounds[i + 1] - bounds[i]) for i in range(k) for j in range(i + 1, k)]
+    return vals[0] if len(vals) == 1 else ops.mean(ops.stack(vals))
+
+
+def reconstruction_nll(x_loc, x_std, variance: str = "unit", log_scale=None):
+    """-log p(x|z) per feature (nats, batch mean) of a Gaussian decoder (paper eq. 1): ``unit`` variance,
+    ``learned`` (per-feature ``log_scale``, clipped to [-4, 2]) or ``calibrated`` (sigma-VAE: the batch MSE
+    as a shared variance, not differentiated)."""
+    if variance == "learned":
+        scale = ops.exp(ops.clip(ops.cast(log_scale, "float32"), -4.0, 2.0))
+    elif variance == "calibrated":
+        mse = ops.mean(ops.square(x_std - x_loc))
+        scale = ops.sqrt(ops.maximum(ops.stop_gradient(mse), 1e-4))
+    else:
+        scale = 1.0
+    likelihood = tfd.Independent(tfd.Normal(loc=x_loc, scale=scale), reinterpreted_batch_ndims=1)
+    return -batch_mean(likelihood.log_prob(x_std)) / float(x_std.shape[-1])
+
+
+def kl_per_node(q, z, free_bits: float = 0.0):
+    """KL(q(z|x) || N(0, I)) per latent node (batch mean; ``tfd.kl_divergence``); with ``free_bits``, the
+    batch-mean KL of each node below that many nats costs nothing."""
+    prior = tfd.MultivariateNormalDiag(loc=ops.zeros_like(z), scale_diag=ops.ones_like(z))
+    if not free_bits:
+        return batch_mean(tfd.kl_divergence(q, prior)) / float(z.shape[-1])
+    per_node = tfd.kl_divergence(tfd.Normal(q.mean(), q.stddev()), tfd.Normal(0.0, 1.0))
+    per_node = ops.sum(per_node, axis=0) / ops.maximum(ops.cast(ops.shape(z)[0], "float32"), 1.0)
+    return ops.mean(ops.maximum(per_node, free_bits))
 
 
 def in_xla() -> bool:
