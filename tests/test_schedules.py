@@ -238,3 +238,15 @@ def test_lambda_schedule_serializes():
     assert t.get_config() == s.get_config()
     with pytest.raises(ValueError, match="unknown"):
         LambdaSchedule("cosine")
+
+
+def test_paper_profiles_are_bit_identical_to_the_two_sided_formula():
+    """The two-attribute profiles are exactly the paper model's: the emotion side from the formula, the
+    identity side its mirror image (equal bits, not just close values)."""
+    for schedule in ("linear", "exponential", "sigmoid", "cosine"):
+        for n in (7, 64, 128):
+            emo = band_keep_rates(n, schedule, 0, 2)
+            ident = band_keep_rates(n, schedule, 1, 2)
+            assert np.array_equal(ident, emo[::-1])
+            three = attribute_keep_rates(n, 3, schedule)
+            assert np.array_equal(three[2], three[0][::-1]) and np.array_equal(three[1], three[1][::-1])

@@ -110,6 +110,10 @@ def band_keep_rates(n: int, schedule: str = "linear", position: int = 0, count: 
     c = _band_centres(count, centres)
     if count == 1 or n == 1:  # one band, or one node shared by every band (as keep_rates had it)
         return np.full(n, p_max, dtype=np.float32)
+    if centres is None and 2 * position > count - 1:
+        # equally spaced bands are symmetric: the lower half mirrors the upper one exactly (bit for bit, so
+        # the identity profile of two attributes is the emotion profile reversed, as the paper's model had it)
+        return band_keep_rates(n, schedule, count - 1 - position, count, p_min, p_max, steepness, width)[::-1].copy()
     t = np.linspace(0.0, 1.0, n)
     ck = c[position]
     gap_before = ck - c[position - 1] if position > 0 else c[1] - c[0]
