@@ -15,6 +15,11 @@ fold's validation speakers only. Larger corpora use their own splits (``--folds 
 
 from __future__ import annotations
 
+# before any import that loads TensorFlow: its C++ start-up logs off when run as a CLI (TFVAE_TF_LOG=1 keeps them)
+from tfvae.quiet import quiet_main
+
+quiet_main(__name__)
+
 import argparse
 import dataclasses
 import json

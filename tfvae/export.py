@@ -35,9 +35,17 @@ computed and no variable holds their weights. Its only signatures are the matchi
 
 Each version directory is written under a temporary name and renamed into place, so a server
 polling the model directory never sees a half-written version.
+
+``--format litert`` writes LiteRT (TFLite) files of a run's privacy views instead, checked with
+the LiteRT interpreter (:mod:`tfvae.export_litert`).
 """
 
 from __future__ import annotations
+
+# before any import that loads TensorFlow: its C++ start-up logs off when run as a CLI (TFVAE_TF_LOG=1 keeps them)
+from tfvae.quiet import quiet_main
+
+quiet_main(__name__)
 
 import argparse
 import json
@@ -401,11 +409,18 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tfvae.export",
         description="Re-export a training run as a SavedModel in TF Serving's layout and refresh "
-                    "<export_dir>/models.config. Without --run_dir only models.config is rewritten.",
+                    "<export_dir>/models.config. Without --run_dir only models.config is rewritten. "
+                    "--format litert writes LiteRT (TFLite) files of the run's privacy views instead.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--run_dir", help="training run directory (config.json, best.weights.h5, mask.json, "
                                      "normalization.npz), e.g. runs/tfvae_demo-IS10-lrvae")
-    p.add_argument("--export_dir", default="saved_models", help="SavedModel root")
+    p.add_argument("--export_dir", default="saved_models",
+                   help="SavedModel root (--format litert: the files go to <export_dir>/<name>-litert/)")
+    p.add_argument("--format", choices=("savedmodel", "litert"), default="savedmodel",
+                   help="savedmodel: TF Serving layout; litert: a float32 LiteRT (TFLite) file of each privacy view "
+                        "of the run and of its privacy-safe export (only the kept nodes), each checked with the "
+                        "LiteRT interpreter against TensorFlow (tfvae.export_litert); with --protect/--view only "
+                        "that view")
     p.add_argument("--name", help="model name (default: the run name; with --protect, "
                                   "<run>-identity-free or <run>-emotion-free)")
     p.add_argument("--protect", choices=sorted(PROTECT_VIEWS),
@@ -425,6 +440,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
+    if args.format == "litert":
+        return _main_litert(args, argv)
     try:
         if args.run_dir and args.waveform_in:
             from tfvae.export_waveform import export_waveform_encoder
@@ -456,6 +473,40 @@ def main(argv=None) -> int:
         return 2
     n = len(read_models_config(config).model_config_list.config)
     print(f"[tfvae] {config}: {n} model(s)")
+    return 0
+
+
+def _main_litert(args, argv) -> int:
+    import shlex
+
+    from tfvae.export_litert import MANIFEST_FILE, export_litert, format_record
+
+    command = "python -m tfvae.export " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+    try:
+        if not args.run_dir:
+            raise ValueError("--format litert needs --run_dir")
+        unsupported = [f for f, on in (("--waveform_in", args.waveform_in), ("--version", args.version is not None),
+                                       ("--base_path_prefix", args.base_path_prefix)) if on]
+        if unsupported:
+            raise ValueError(f"{', '.join(unsupported)} only apply to --format savedmodel")
+        if args.protect and args.view:
+            raise ValueError("give --protect or --view, not both")
+        model, masks, meta = load_run(args.run_dir)
+        erasers = meta.pop("erasers")
+        if not masks:
+            raise ValueError(f"run {args.run_dir} has no masked views (mask.json has no masks; method "
+                             f"{meta['method']}): --format litert exports the privacy views of an lrvae run")
+        view = PROTECT_VIEWS[args.protect] if args.protect else args.view
+        out_dir = Path(args.export_dir) / f"{args.name or meta['run_name']}-litert"
+        out_dir, records = export_litert(model, masks, out_dir, Path(args.run_dir) / "normalization.npz",
+                                         erasers=erasers, view=view, metadata=meta, command=command)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        print(f"tfvae.export: error: {e}", file=sys.stderr)
+        return 2
+    for r in records:
+        print(f"[tfvae] LiteRT {out_dir / r['file']}: " + format_record(r).split(": ", 1)[1])
+    print(f"[tfvae] {len(records)} LiteRT file(s), builtin ops only, float32, dynamic batch; manifest "
+          f"{out_dir / MANIFEST_FILE}")
     return 0
 
 

@@ -21,6 +21,11 @@ the ``label`` class label are found automatically).
 
 from __future__ import annotations
 
+# before any import that loads TensorFlow: its C++ start-up logs off when run as a CLI (TFVAE_TF_LOG=1 keeps them)
+from tfvae.quiet import quiet_main
+
+quiet_main(__name__)
+
 import argparse
 import hashlib
 import json

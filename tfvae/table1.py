@@ -10,6 +10,11 @@ through the same suite, folds and trials: the anchor every representation is com
 
 from __future__ import annotations
 
+# before any import that loads TensorFlow: its C++ start-up logs off when run as a CLI (TFVAE_TF_LOG=1 keeps them)
+from tfvae.quiet import quiet_main
+
+quiet_main(__name__)
+
 import json
 from pathlib import Path
 
