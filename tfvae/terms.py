@@ -64,7 +64,9 @@ def band_independence(z, k: int, hsic=cross_correlation):
     """The mean of ``hsic`` over every pair of the K nominal bands of ``z`` (K equal node ranges in
     latent order); with two attributes, ``hsic(z, N // 2)`` between the two halves."""
     n = int(z.shape[-1])
-    bounds = [round(i * n / k) for i in range(k + 1)]
+    if k == 2:  # the paper's two halves, on ``z`` itself (no slices and concatenation in the gradient)
+        return hsic(z, n // 2)
+    bounds = [i * n // k for i in range(k + 1)]
     vals = [hsic(ops.concatenate([z[:, bounds[i]:bounds[i + 1]], z[:, bounds[j]:bounds[j + 1]]], axis=1),
                  bounds[i + 1] - bounds[i]) for i in range(k) for j in range(i + 1, k)]
     return vals[0] if len(vals) == 1 else ops.mean(ops.stack(vals))
