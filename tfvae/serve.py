@@ -4,10 +4,12 @@ One process serves every model of a TF Serving ``models.config`` (``model_config
 format, as written by ``python -m tfvae.export``), or one model given by ``--model_name`` and
 ``--model_base_path``, on
 
-- REST (``--rest_api_port``): ``GET /v1/models/{name}[/versions/{v}|/labels/{l}]`` (model
-  status), ``GET .../metadata`` (signature defs), ``POST .../{name}[/versions/{v}]:predict``
+- REST (``--rest_api_port``, on aiohttp): ``GET /v1/models/{name}[/versions/{v}|/labels/{l}]``
+  (model status), ``GET .../metadata`` (signature defs), ``POST .../{name}[/versions/{v}]:predict``
   with ``signature_name`` and ``instances`` (row format) or ``inputs`` (columnar format);
   errors are ``{"error": "..."}`` with TF Serving's HTTP status for the error code;
+  ``GET /monitoring/prometheus/metrics``: request counts and latencies of both APIs per model,
+  version and signature, in Prometheus text format;
 - gRPC (``--port``): ``tensorflow.serving.PredictionService`` ``Predict`` and
   ``GetModelMetadata``, and ``tensorflow.serving.ModelService`` ``GetModelStatus``, with the
   protos of the ``tensorflow-serving-api`` package, so TF Serving clients work unchanged.
@@ -21,6 +23,10 @@ by the status API, and retried only when its files change; the other models keep
 Differences from ``tensorflow_model_server``: port 0 picks a free port (-1 disables a server;
 TF Serving uses 0 to disable REST), the config file is re-read by default, request limits are
 ``--max_batch_size`` / ``--max_request_bytes``, and ``--ready_file`` reports the bound ports.
+REST is bounded for hostile clients: ``--rest_api_num_threads`` workers plus ``--rest_max_queue``
+waiting predicts (503 beyond), ``--rest_api_timeout_in_ms`` per predict (504), and
+``--rest_idle_timeout_s`` for idle connections and slow bodies (408); bodies over
+``--max_request_bytes`` are refused from their Content-Length (413) without being read.
 Classify/Regress/MultiInference are not implemented (tfvae exports predict signatures only).
 
 This module is the command line; the server itself is the package :mod:`tfvae.serving`, whose
@@ -28,6 +34,10 @@ public names are re-exported here.
 """
 
 from __future__ import annotations
+
+from tfvae.quiet import quiet_main
+
+quiet_main(__name__)
 
 import argparse
 import json
@@ -40,7 +50,7 @@ from pathlib import Path
 
 from google.protobuf import text_format
 
-from tfvae.serving.app import ServingApp
+from tfvae.serving.app import ServingApp, default_rest_threads
 from tfvae.serving.errors import HTTP_STATUS, ServingError
 from tfvae.serving.manager import ModelManager, ModelState
 from tfvae.serving.servable import DEFAULT_SIGNATURE, WARMUP_FILE, InputSpec, Servable, Signature
@@ -69,6 +79,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max_request_bytes", type=int, default=64 << 20,
                    help="largest REST body / gRPC message accepted")
     p.add_argument("--grpc_max_threads", type=int, default=16, help="gRPC worker threads")
+    p.add_argument("--rest_api_num_threads", type=int, default=default_rest_threads(),
+                   help="REST worker threads running predicts (0: TF Serving's default, 4 per CPU)")
+    p.add_argument("--rest_api_timeout_in_ms", type=int, default=30000,
+                   help="REST predict timeout: a predict not answered by then gets 504")
+    p.add_argument("--rest_max_queue", type=int, default=128,
+                   help="REST predicts that may wait for a worker; more at once get 503")
+    p.add_argument("--rest_idle_timeout_s", type=float, default=30.0,
+                   help="REST connections idle this long are closed; a body must arrive within it (else 408)")
     p.add_argument("--ready_file", help="write {'port', 'rest_api_port', 'pid'} as JSON here once serving")
     p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
@@ -87,7 +105,9 @@ def main(argv=None) -> int:
                                config_poll_seconds=args.model_config_file_poll_wait_seconds,
                                max_batch_size=args.max_batch_size)
         app = ServingApp(manager, args.host, args.rest_api_port, args.port, args.max_request_bytes,
-                         args.grpc_max_threads).start()
+                         args.grpc_max_threads, rest_api_num_threads=args.rest_api_num_threads,
+                         rest_api_timeout_in_ms=args.rest_api_timeout_in_ms, rest_max_queue=args.rest_max_queue,
+                         rest_idle_timeout_s=args.rest_idle_timeout_s).start()
     except (OSError, ValueError, text_format.ParseError) as e:
         print(f"tfvae.serve: error: {e}", file=sys.stderr)
         return 2

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
+import os
 from concurrent import futures
 
 import grpc
@@ -14,36 +13,70 @@ from tensorflow_serving.apis import model_service_pb2_grpc, prediction_service_p
 from tfvae.serving.errors import _invalid
 from tfvae.serving.grpc_api import _ModelService, _PredictionService
 from tfvae.serving.manager import ModelManager
-from tfvae.serving.rest import _parse_json_body, _parse_predict_body, _predict_response, _RestHandler, _RestServer
+from tfvae.serving.metrics import Metrics, RequestInfo
+from tfvae.serving.rest import RestServer, _parse_json_body, _parse_predict_body, _predict_response
+from tfvae.serving.servable import DEFAULT_SIGNATURE
 
 log = logging.getLogger("tfvae.serve")
 
 
+def default_rest_threads() -> int:
+    """TF Serving's default ``--rest_api_num_threads``: 4 per schedulable CPU."""
+    try:
+        return 4 * len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return 4 * (os.cpu_count() or 1)
+
+
 class ServingApp:
-    """REST and gRPC servers over one :class:`ModelManager`; ``start()`` / ``stop()``."""
+    """REST and gRPC servers over one :class:`ModelManager`; ``start()`` / ``stop()``.
+
+    REST limits: ``rest_api_num_threads`` workers run the predicts, ``rest_max_queue`` more may wait
+    (beyond that: 503), a predict is answered within ``rest_api_timeout_in_ms`` (else 504), and a
+    connection idle or a body still arriving after ``rest_idle_timeout_s`` is closed (408 for a body).
+    ``metrics`` (:class:`~tfvae.serving.metrics.Metrics`) counts the predicts of both APIs.
+    """
 
     def __init__(self, manager: ModelManager, host: str = "0.0.0.0", rest_api_port: int = 8501, port: int = 8500,
-                 max_request_bytes: int = 64 << 20, grpc_max_threads: int = 16):
+                 max_request_bytes: int = 64 << 20, grpc_max_threads: int = 16, *,
+                 rest_api_num_threads: int | None = None, rest_api_timeout_in_ms: int = 30000,
+                 rest_max_queue: int = 128, rest_idle_timeout_s: float = 30.0):
         self.manager, self.host = manager, host
         self.rest_api_port, self.port = rest_api_port, port
         self.max_request_bytes, self.grpc_max_threads = max_request_bytes, grpc_max_threads
-        self._rest: _RestServer | None = None
-        self.in_flight, self.in_flight_lock = 0, threading.Lock()  # REST requests being answered
-        self._rest_thread: threading.Thread | None = None
+        self.rest_api_num_threads = rest_api_num_threads or default_rest_threads()
+        self.rest_api_timeout_in_ms, self.rest_max_queue = rest_api_timeout_in_ms, rest_max_queue
+        self.rest_idle_timeout_s = rest_idle_timeout_s
+        self.metrics = Metrics()
+        self._rest: RestServer | None = None
         self._grpc: grpc.Server | None = None
 
-    def rest_predict(self, name, version, label, body: bytes) -> dict:
+    def rest_predict(self, name: str, version: int | None, label: str | None, body: bytes,
+                     info: RequestInfo) -> dict:
+        """One REST predict (in a REST worker thread): resolve, parse the JSON body, run, answer JSON."""
         servable = self.manager.resolve(name, version, label)
+        info.servable(servable)
         req = _parse_json_body(body)
         sig_name = req.get("signature_name", "")
         if not isinstance(sig_name, str):
             raise _invalid(f"JSON Value: {json.dumps(sig_name)[:80]} not formatted correctly. 'signature_name' key "
                            "must be a string value.")
         sig = servable.signature(sig_name, "rest")
-        inputs, fmt = _parse_predict_body(req, sig, scan=b"true" in body or b"false" in body)
+        info.signature = sig_name or DEFAULT_SIGNATURE
+        try:
+            inputs, fmt = _parse_predict_body(req, sig, scan=b"true" in body or b"false" in body)
+        except (RecursionError, ValueError, TypeError, OverflowError, UnicodeError) as e:  # what numpy cannot take
+            raise _invalid(f"the JSON values cannot be read as tensors of the signature's inputs "
+                           f"({type(e).__name__}: {str(e)[:200]})") from None
         return _predict_response(servable.predict(sig, inputs), fmt)
 
     def start(self) -> "ServingApp":
+        rest = None
+        if self.rest_api_port >= 0:  # checks the REST settings before anything starts
+            rest = RestServer(self, self.host, self.rest_api_port, max_request_bytes=self.max_request_bytes,
+                              num_threads=self.rest_api_num_threads, max_queue=self.rest_max_queue,
+                              timeout_s=self.rest_api_timeout_in_ms / 1000, idle_timeout_s=self.rest_idle_timeout_s,
+                              metrics=self.metrics)
         self.manager.start()
         if self.port >= 0:
             opts = [("grpc.max_receive_message_length", self.max_request_bytes),
@@ -58,26 +91,19 @@ class ServingApp:
             self.port = bound
             self._grpc.start()
             log.info("gRPC API at %s:%d", self.host, self.port)
-        if self.rest_api_port >= 0:
-            self._rest = _RestServer((self.host, self.rest_api_port), _RestHandler)
-            self._rest.app = self
-            self.rest_api_port = self._rest.server_address[1]
-            self._rest_thread = threading.Thread(target=self._rest.serve_forever, kwargs={"poll_interval": 0.2},
-                                                 name="tfvae-rest", daemon=True)
-            self._rest_thread.start()
-            log.info("REST API at http://%s:%d/v1/models/<name>", self.host, self.rest_api_port)
+        if rest is not None:
+            self._rest = rest.start()
+            self.rest_api_port = rest.port
+            log.info("REST API at http://%s:%d/v1/models/<name> (%d workers, queue %d, timeout %d ms, idle %g s)",
+                     self.host, self.rest_api_port, self.rest_api_num_threads, self.rest_max_queue,
+                     self.rest_api_timeout_in_ms, self.rest_idle_timeout_s)
         return self
 
     def stop(self, grace: float = 2.0) -> None:
-        """Stop accepting requests, give running ones ``grace`` seconds, stop polling."""
+        """Stop accepting requests, give running ones up to ``grace`` seconds (REST: 2 s), stop polling."""
         done = self._grpc.stop(grace) if self._grpc is not None else None
         if self._rest is not None:
-            self._rest.shutdown()
-            self._rest.server_close()
-            t0 = time.monotonic()
-            while self.in_flight and time.monotonic() - t0 < grace:
-                time.sleep(0.01)
+            self._rest.stop(grace)
         if done is not None:
             done.wait()
         self.manager.stop()
-

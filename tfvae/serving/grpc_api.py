@@ -12,6 +12,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import model_service_pb2_grpc, predict_pb2, prediction_service_pb2_grpc
 
 from tfvae.serving.errors import ServingError, _invalid
+from tfvae.serving.metrics import RequestInfo
 from tfvae.serving.servable import DEFAULT_SIGNATURE, InputSpec
 
 if TYPE_CHECKING:
@@ -45,9 +46,13 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.app = app
 
     def Predict(self, request, context):  # noqa: N802
+        info = RequestInfo("grpc")
         try:
+            info.known_model(self.app.manager, request.model_spec.name)
             servable = self.app.manager.resolve_spec(request.model_spec)
+            info.servable(servable)
             sig = servable.signature(request.model_spec.signature_name, "grpc")
+            info.signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
             if len(request.inputs) > len(sig.inputs) or any(k not in sig.inputs for k in request.inputs):
                 inputs = {k: np.zeros(0) for k in request.inputs}  # reported by predict's size check
             else:
@@ -59,12 +64,14 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             resp.model_spec.signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
             for k, v in outputs.items():
                 _fill_tensor(resp.outputs[k], v)
+            self.app.metrics.observe(info, "OK")
             return resp
         except ServingError as e:
             err = e
         except Exception as e:  # noqa: BLE001
             log.exception("gRPC Predict failed")
             err = ServingError(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}: {e}")
+        self.app.metrics.observe(info, err.code.name)
         context.abort(err.code, err.message)
 
     def GetModelMetadata(self, request, context):  # noqa: N802

@@ -1,22 +1,32 @@
-"""TF Serving's REST API: JSON request parsing (row and columnar formats), JSON responses, and the
-``http.server`` handler for ``/v1/models/...`` (predict, status, metadata)."""
+"""TF Serving's REST API: JSON request parsing (row and columnar formats), JSON responses, and
+:class:`RestServer`, the aiohttp front end for ``/v1/models/...`` and ``/monitoring/prometheus/metrics``.
+
+Built for hostile clients: aiohttp parses HTTP and closes connections idle for ``idle_timeout_s``; a
+body over ``max_request_bytes`` is refused from its Content-Length (413) before it is read; a body must
+arrive within ``idle_timeout_s`` (408); predicts run in a bounded worker pool, with 503 at once beyond
+``num_threads + max_queue`` and 504 after ``timeout_s``; a body that is not a valid request is a 400."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
-import socket
+import threading
+import time
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import grpc
 import numpy as np
 import tensorflow as tf
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from google.protobuf import json_format
 
 from tfvae.serving.errors import ServingError, _invalid
+from tfvae.serving.metrics import PROMETHEUS_PATH, Metrics, RequestInfo
 from tfvae.serving.servable import InputSpec, Signature
 
 if TYPE_CHECKING:
@@ -24,9 +34,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tfvae.serve")
 
-_PREDICT_RE = re.compile(r"/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?:(classify|regress|predict)",
+_PREDICT_RE = re.compile(r"/v1/models/([^/:]+)(?:/versions/(\d{1,18})|/labels/([^/:]+))?:(classify|regress|predict)",
                          re.IGNORECASE)
-_STATUS_RE = re.compile(r"/v1/models(?:/([^/:]+))?(?:/versions/(\d+)|/labels/([^/:]+))?(?:/(metadata))?",
+_STATUS_RE = re.compile(r"/v1/models(?:/([^/:]+))?(?:/versions/(\d{1,18})|/labels/([^/:]+))?(?:/(metadata))?",
                         re.IGNORECASE)
 
 
@@ -51,7 +61,7 @@ def _json_to_array(value, name: str, spec: InputSpec, scan: bool = False) -> np.
         arr = np.asarray(value, dtype=object)
         if not all(isinstance(x, str) for x in arr.flat):
             raise _invalid(f"input '{name}': JSON values must be strings for dtype string")
-        return np.vectorize(lambda s: s.encode(), otypes=[object])(arr) if arr.size else arr
+        return np.vectorize(lambda s: s.encode("utf-8", "surrogatepass"), otypes=[object])(arr) if arr.size else arr
     bad = None
     try:
         arr = np.asarray(value)
@@ -72,8 +82,10 @@ def _json_to_array(value, name: str, spec: InputSpec, scan: bool = False) -> np.
 def _parse_json_body(body: bytes) -> dict:
     try:
         req = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+    except (ValueError, UnicodeDecodeError) as e:  # invalid JSON or invalid UTF-8/16/32
         raise _invalid(f"JSON Parse error: {e}") from None
+    except RecursionError:
+        raise _invalid("JSON Parse error: the JSON is nested too deeply") from None
     if not isinstance(req, dict):
         raise _invalid("JSON Parse error: the request body must be a JSON object")
     return req
@@ -152,80 +164,105 @@ def _predict_response(outputs: dict[str, np.ndarray], fmt: str) -> dict:
     return {"predictions": [{k: cols[k][i] for k in cols} for i in range(sizes.pop())]}
 
 
-class _RestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive
-    server_version = "tfvae.serve"
+def _json(status: int, payload, close: bool = False, headers=None) -> web.Response:
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    resp = web.Response(status=status, body=body, content_type="application/json", headers=headers)
+    if close:
+        resp.force_close()
+    return resp
 
-    def version_string(self) -> str:
-        return self.server_version
 
-    def log_message(self, fmt, *args):  # noqa: D401 - quiet unless debugging
-        log.debug("REST %s: %s", self.address_string(), fmt % args)
+class _Refused(ServingError):
+    """A request the front end refuses before it reaches a model (counted by reason)."""
 
-    def setup(self) -> None:
-        super().setup()
-        # one small answer per request: do not let Nagle's algorithm wait for the client's delayed ACK
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(self, code, message, http_status, reason, close=False, headers=None):
+        super().__init__(code, message, http_status)
+        self.reason, self.close, self.headers = reason, close, headers
 
-    def _send(self, status: int, payload: dict) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self._headers_buffer.append(b"\r\n" + body)  # headers and body in one write
-        self.flush_headers()
 
-    def _error(self, e: ServingError) -> None:
-        self._send(e.http_status, {"error": e.message})
+class RestServer:
+    """TF Serving's REST API on aiohttp: one event loop in a background thread, model calls in a
+    bounded ``ThreadPoolExecutor``; ``start()`` binds (port 0: any free port), ``stop(grace)``."""
 
-    def _body(self) -> bytes:
-        limit = self.server.app.max_request_bytes
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            self.close_connection = True
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, "chunked request bodies are not supported; "
-                               "send Content-Length", http_status=411)
+    def __init__(self, app: "ServingApp", host: str, port: int, *, max_request_bytes: int, num_threads: int,
+                 max_queue: int, timeout_s: float, idle_timeout_s: float, metrics: Metrics):
+        if num_threads < 1 or max_queue < 0 or timeout_s <= 0 or idle_timeout_s <= 0:
+            raise ValueError("the REST worker pool needs >= 1 thread, a queue limit >= 0 and positive timeouts")
+        self.app, self.host, self.port = app, host, port
+        self.max_request_bytes, self.num_threads, self.max_queue = max_request_bytes, num_threads, max_queue
+        self.timeout_s, self.idle_timeout_s, self.metrics = timeout_s, idle_timeout_s, metrics
+        # bodies being received hold at most what the admitted requests may hold
+        self.body_budget = (num_threads + max_queue) * max_request_bytes
+        self._pool = ThreadPoolExecutor(num_threads, thread_name_prefix="tfvae-rest")
+        self._lock = threading.Lock()
+        self._admitted = 0  # predicts queued or running in the pool
+        self._receiving = 0  # bytes reserved by bodies being received (event-loop thread only)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        metrics.in_flight.set_function(lambda: self._admitted)
+
+    # -- lifecycle
+    def start(self) -> "RestServer":
+        started: Future = Future()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, args=(started,), name="tfvae-rest-loop", daemon=True)
+        self._thread.start()
+        self.port = started.result()  # re-raises a failed bind
+        return self
+
+    def _serve(self, started) -> None:
+        asyncio.set_event_loop(self._loop)
         try:
-            n = int(self.headers.get("Content-Length", "0"))
-        except ValueError:
-            self.close_connection = True
-            raise _invalid("bad Content-Length header") from None
-        if n > limit:
-            if n <= 16 * limit:  # read and drop it, so that the client reads our answer
-                left = n
-                while left > 0:
-                    chunk = self.rfile.read(min(left, 1 << 20))
-                    if not chunk:
-                        break
-                    left -= len(chunk)
-            else:
-                self.close_connection = True
-            raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                               f"request body of {n} bytes is larger than the limit of {limit} bytes "
-                               "(--max_request_bytes)", http_status=413)
-        return self.rfile.read(n) if n else b""
+            port = self._loop.run_until_complete(self._setup())
+        except BaseException as e:  # noqa: BLE001 - reported to start()
+            self._loop.close()
+            started.set_exception(e)
+            return
+        started.set_result(port)
+        self._loop.run_forever()
+        tasks = asyncio.all_tasks(self._loop)  # connections still lingering after the runner's cleanup
+        for task in tasks:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        self._loop.close()
 
-    def do_GET(self):  # noqa: N802
-        self._handle("GET")
-
-    def do_POST(self):  # noqa: N802
-        self._handle("POST")
-
-    def _handle(self, method: str) -> None:
-        app: ServingApp = self.server.app
-        with app.in_flight_lock:
-            app.in_flight += 1
+    async def _setup(self) -> int:
+        webapp = web.Application(client_max_size=self.max_request_bytes)
+        webapp.router.add_route("*", "/{tail:.*}", self._handle)
+        webapp.on_response_prepare.append(_server_header)
+        self._runner = web.AppRunner(webapp, access_log=None, logger=_http_log, keepalive_timeout=self.idle_timeout_s,
+                                     lingering_time=min(self.idle_timeout_s, 2.0), shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024, reuse_address=True)
         try:
-            self._dispatch(app, method)
-        finally:
-            with app.in_flight_lock:
-                app.in_flight -= 1
+            await site.start()
+        except OSError as e:
+            await self._runner.cleanup()
+            raise OSError(f"cannot bind the REST port {self.host}:{self.port}: {e}") from None
+        return self._runner.addresses[0][1]
 
-    def _dispatch(self, app: "ServingApp", method: str) -> None:
-        path = urllib.parse.urlsplit(self.path).path
+    def stop(self, grace: float = 2.0) -> None:
+        """Stop accepting connections, give running requests ``grace`` seconds, stop the loop."""
+        if self._loop is None or self._loop.is_closed():
+            return
         try:
-            body = self._body() if method == "POST" else b""
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=grace + 10)
+        except Exception:  # noqa: BLE001
+            log.exception("stopping the REST server")
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- requests
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        method, path = request.method, request.rel_url.raw_path
+        if method == "GET" and path == PROMETHEUS_PATH:
+            text, content_type = self.metrics.render()
+            return web.Response(body=text, headers={"Content-Type": content_type})
+        try:
+            if method not in ("GET", "POST"):
+                raise ServingError(grpc.StatusCode.UNIMPLEMENTED, f"Method not allowed: {method}", http_status=405)
             if not path.lower().startswith("/v1/"):
                 raise ServingError(grpc.StatusCode.NOT_FOUND, f"Not found: {method} {path}")
             m = _PREDICT_RE.fullmatch(path) if method == "POST" else _STATUS_RE.fullmatch(path)
@@ -238,26 +275,113 @@ class _RestHandler(BaseHTTPRequestHandler):
                 if m.group(4).lower() != "predict":
                     raise ServingError(grpc.StatusCode.UNIMPLEMENTED,
                                        f"{m.group(4)} is not implemented by tfvae.serve; use :predict")
-                self._send(200, app.rest_predict(name, version, label, body))
-            else:
-                if not name:
-                    raise _invalid("Missing model name in request.")
-                if m.group(4):
-                    self._send(200, app.manager.resolve(name, version, label).metadata_json())
-                else:
-                    if label:
-                        version = app.manager.resolve(name, None, label).version
-                    resp = app.manager.status(name, version)
-                    self._send(200, json_format.MessageToDict(resp, preserving_proto_field_name=True,
-                                                              always_print_fields_with_no_presence=True))
+                return await self._predict(request, name, version, label)
+            manager = self.app.manager
+            if not name:
+                raise _invalid("Missing model name in request.")
+            if m.group(4):
+                return _json(200, manager.resolve(name, version, label).metadata_json())
+            if label:
+                version = manager.resolve(name, None, label).version
+            return _json(200, json_format.MessageToDict(manager.status(name, version), preserving_proto_field_name=True,
+                                                        always_print_fields_with_no_presence=True))
         except ServingError as e:
-            self._error(e)
+            return _json(e.http_status, {"error": e.message})
         except Exception as e:  # noqa: BLE001 - answer, log, keep serving
             log.exception("REST %s %s failed", method, path)
-            self._error(ServingError(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}: {e}"))
+            return _json(500, {"error": f"internal error: {type(e).__name__}: {e}"})
+
+    async def _predict(self, request: web.Request, name, version, label) -> web.Response:
+        info = RequestInfo("rest")
+        info.known_model(self.app.manager, name)
+        try:
+            status, body, code = await self._run_predict(request, name, version, label, info)
+        except _Refused as e:
+            self.metrics.rejected.labels(e.reason).inc()
+            self.metrics.observe(info, e.code.name)
+            return _json(e.http_status, {"error": e.message}, close=e.close, headers=e.headers)
+        self.metrics.observe(info, code)
+        return _json(status, body)
+
+    async def _run_predict(self, request, name, version, label, info) -> tuple[int, bytes, str]:
+        deadline = info.t0 + self.timeout_s
+        limit, n = self.max_request_bytes, request.content_length  # None: chunked
+        if n is not None and n > limit:
+            raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, f"request body of {n} bytes is larger than the "
+                           f"limit of {limit} bytes (--max_request_bytes)", 413, "too_large")
+        reserve = limit if n is None else n
+        if self._receiving + reserve > self.body_budget:
+            raise _overloaded("request bodies being received")
+        self._receiving += reserve
+        try:
+            wait = max(0.0, min(self.idle_timeout_s, deadline - time.perf_counter()))
+            body = await asyncio.wait_for(request.read(), wait)
+        except asyncio.TimeoutError:
+            flag = "--rest_idle_timeout_s" if wait == self.idle_timeout_s else "--rest_api_timeout_in_ms"
+            raise _Refused(grpc.StatusCode.DEADLINE_EXCEEDED, f"the request body did not arrive within {wait:.3g} s "
+                           f"({flag})", 408, "body_timeout", close=True) from None
+        except web.HTTPRequestEntityTooLarge:
+            raise _Refused(grpc.StatusCode.RESOURCE_EXHAUSTED, f"request body is larger than the limit of {limit} "
+                           "bytes (--max_request_bytes)", 413, "too_large", close=True) from None
+        except Exception as e:  # noqa: BLE001 - a malformed chunked body, a client gone, and the like
+            raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"could not read the request body: {e}", 400,
+                           "bad_body", close=True) from None
+        finally:
+            self._receiving -= reserve
+        with self._lock:
+            full = self._admitted >= self.num_threads + self.max_queue
+            if not full:
+                self._admitted += 1
+        if full:
+            raise _overloaded("predict requests queued or running")
+        try:
+            job = self._pool.submit(_predict_job, self.app, name, version, label, body, info)
+        except RuntimeError:  # the pool is shut down: the server is stopping
+            self._release(None)
+            raise _Refused(grpc.StatusCode.UNAVAILABLE, "the server is shutting down", 503, "overloaded", close=True)
+        job.add_done_callback(self._release)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(job), max(0.0, deadline - time.perf_counter()))
+        except asyncio.TimeoutError:  # a queued job is cancelled; a running one finishes and frees its slot then
+            raise _Refused(grpc.StatusCode.DEADLINE_EXCEEDED, f"the request was not answered within "
+                           f"{self.timeout_s * 1000:.0f} ms (--rest_api_timeout_in_ms)", 504, "deadline") from None
+
+    def _release(self, _job) -> None:
+        with self._lock:
+            self._admitted -= 1
 
 
-class _RestServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
+def _overloaded(what: str) -> _Refused:
+    return _Refused(grpc.StatusCode.UNAVAILABLE, f"the server is overloaded ({what} at the limit of "
+                    "--rest_api_num_threads + --rest_max_queue); retry later", 503, "overloaded",
+                    headers={"Retry-After": "1"})
+
+
+def _predict_job(app: "ServingApp", name, version, label, body: bytes, info: RequestInfo) -> tuple[int, bytes, str]:
+    """The worker-thread part of a predict: (HTTP status, JSON body, status-code name)."""
+    try:
+        return 200, json.dumps(app.rest_predict(name, version, label, body, info)).encode(), "OK"
+    except ServingError as e:
+        return e.http_status, json.dumps({"error": e.message}).encode(), e.code.name
+    except Exception as e:  # noqa: BLE001 - answer, log, keep serving
+        log.exception("REST predict of %s failed", name)
+        return 500, json.dumps({"error": f"internal error: {type(e).__name__}: {e}"}).encode(), "INTERNAL"
+
+
+class _ClientErrorsAtDebug(logging.Filter):
+    """aiohttp logs a malformed request (the client's fault) as an error with a traceback: log floods."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and (exc.code or 400) < 500:
+            log.debug("REST: malformed request: %s", str(exc).strip().splitlines()[0] if str(exc).strip() else exc)
+            return False
+        return True
+
+
+_http_log = logging.getLogger("tfvae.serve.http")
+_http_log.addFilter(_ClientErrorsAtDebug())
+
+
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers["Server"] = "tfvae.serve"
