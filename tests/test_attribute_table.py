@@ -59,6 +59,15 @@ def test_privacy_cells_are_counted_above_chance_only():
     assert cols["LR-VAE keep_emotion"]["gender"]["mean"] == 0.5
 
 
+def test_an_avae_has_one_column_for_its_whole_latent():
+    chances = [{"emotion": {"stratified": 0.125}, "gender": {"stratified": 0.5}}]
+    fold = {"a-vae-identity": {"method": "a-vae", "protect": "identity", "views": {
+        "origin": _view(0.5, 0.9, 0.3), "keep_emotion_gender": _view(0.5, 0.9, 0.3)}}}
+    cols = attribute_table([fold], chances, ATTRS)
+    assert list(cols) == ["A-VAE[identity] keep_emotion_gender"]
+    assert cols["A-VAE[identity] keep_emotion_gender"]["identity"]["role"].startswith("privacy")
+
+
 def test_column_names_and_kept_attributes():
     assert kept_attributes("origin", ATTRS, None) == ("emotion", "gender", "identity")
     assert kept_attributes("origin", ATTRS, "gender") == ("emotion", "identity")  # an A-VAE hides its attribute
