@@ -85,8 +85,9 @@ def _stop(info) -> int:
 
 @pytest.fixture(scope="module")
 def server(models, tmp_path_factory):
-    info = _start(["--model_config_file", str(models["config"]), "--max_batch_size", str(MAX_BATCH),
-                   "--max_request_bytes", str(MAX_BYTES), "--file_system_poll_wait_seconds", "0.2",
+    # --expose_unmasked: these tests call serving_default, mask and the heads (hidden by default: test_serve_policy.py)
+    info = _start(["--model_config_file", str(models["config"]), "--expose_unmasked", "--max_batch_size",
+                   str(MAX_BATCH), "--max_request_bytes", str(MAX_BYTES), "--file_system_poll_wait_seconds", "0.2",
                    "--model_config_file_poll_wait_seconds", "0.2"], tmp_path_factory.mktemp("server"))
     info["channel"] = grpc.insecure_channel(f"127.0.0.1:{info['port']}")
     yield info

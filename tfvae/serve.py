@@ -29,6 +29,18 @@ waiting predicts (503 beyond), ``--rest_api_timeout_in_ms`` per predict (504), a
 ``--max_request_bytes`` are refused from their Content-Length (413) without being read.
 Classify/Regress/MultiInference are not implemented (tfvae exports predict signatures only).
 
+Exposure (:mod:`tfvae.serving.policy`): by default only the privacy views are served
+(``identity_free``, ``emotion_free``, ``keep_<attributes>``, with ``_leace`` / ``_wav`` variants) and
+the ``serving_default`` of privacy-safe exports (which is their view). The full latent
+(``serving_default`` of a full export), ``mask`` and the unmasked heads are served only with
+``--expose_unmasked`` or when ``--allowed_signatures`` / ``--signature_policy_file`` names them. A
+signature that is not exposed is answered like one that does not exist, over both APIs, and metadata
+lists only the exposed ones.
+
+TLS (:mod:`tfvae.serving.tls`): ``--ssl_config_file`` is TF Serving's text-format ``SSLConfig`` for
+gRPC; ``--rest_ssl_cert`` / ``--rest_ssl_key`` (and ``--rest_ssl_client_ca`` to require client
+certificates) put REST on HTTPS.
+
 This module is the command line; the server itself is the package :mod:`tfvae.serving`, whose
 public names are re-exported here.
 """
@@ -53,10 +65,12 @@ from google.protobuf import text_format
 from tfvae.serving.app import ServingApp, default_rest_threads
 from tfvae.serving.errors import HTTP_STATUS, ServingError
 from tfvae.serving.manager import ModelManager, ModelState
+from tfvae.serving.policy import SignaturePolicy
 from tfvae.serving.servable import DEFAULT_SIGNATURE, WARMUP_FILE, InputSpec, Servable, Signature
+from tfvae.serving.tls import read_ssl_config, rest_ssl_context
 
 __all__ = ["DEFAULT_SIGNATURE", "HTTP_STATUS", "WARMUP_FILE", "InputSpec", "ModelManager", "ModelState",
-           "Servable", "ServingApp", "ServingError", "Signature", "main", "parser"]
+           "Servable", "ServingApp", "ServingError", "Signature", "SignaturePolicy", "main", "parser"]
 
 log = logging.getLogger("tfvae.serve")
 
@@ -87,6 +101,22 @@ def parser() -> argparse.ArgumentParser:
                    help="REST predicts that may wait for a worker; more at once get 503")
     p.add_argument("--rest_idle_timeout_s", type=float, default=30.0,
                    help="REST connections idle this long are closed; a body must arrive within it (else 408)")
+    g = p.add_argument_group("exposed signatures (default: the privacy views only)")
+    g.add_argument("--allowed_signatures", action="append", metavar="MODEL=SIG[,SIG...][;MODEL=...]",
+                   help="per-model allowlist of signature names or fnmatch patterns ('*': all, '@privacy': the "
+                        "privacy views); an entry without MODEL= sets the rule of the models not named; repeatable")
+    g.add_argument("--signature_policy_file", metavar="JSON",
+                   help='the same as a JSON file: {"default": RULE, "models": {"MODEL": RULE}}, RULE a list of '
+                        "names/patterns (models.config cannot carry it: ModelConfig has no such field)")
+    g.add_argument("--expose_unmasked", action="store_true",
+                   help="models without a rule expose every signature: the full-latent serving_default, mask "
+                        "and the unmasked heads as well")
+    t = p.add_argument_group("TLS")
+    t.add_argument("--ssl_config_file", help="gRPC TLS: TF Serving's text-format SSLConfig (server_key, server_cert, "
+                                            "custom_ca: PEM text; client_verify: require client certificates)")
+    t.add_argument("--rest_ssl_cert", help="REST HTTPS: PEM certificate chain file")
+    t.add_argument("--rest_ssl_key", help="REST HTTPS: PEM private key file of --rest_ssl_cert")
+    t.add_argument("--rest_ssl_client_ca", help="REST: require client certificates signed by this PEM CA file")
     p.add_argument("--ready_file", help="write {'port', 'rest_api_port', 'pid'} as JSON here once serving")
     p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
@@ -100,6 +130,14 @@ def main(argv=None) -> int:
         print("tfvae.serve: error: give --model_config_file or --model_base_path (one of them)", file=sys.stderr)
         return 2
     try:
+        policy = SignaturePolicy.from_args(args.allowed_signatures, args.signature_policy_file, args.expose_unmasked)
+        ssl_config = read_ssl_config(args.ssl_config_file) if args.ssl_config_file else None
+        rest_ctx = rest_ssl_context(args.rest_ssl_cert, args.rest_ssl_key, args.rest_ssl_client_ca)
+    except ValueError as e:
+        print(f"tfvae.serve: error: {e}", file=sys.stderr)
+        return 2
+    log.info("signature policy: %s", policy.describe())
+    try:
         manager = ModelManager(args.model_config_file, args.model_name, args.model_base_path,
                                poll_seconds=args.file_system_poll_wait_seconds,
                                config_poll_seconds=args.model_config_file_poll_wait_seconds,
@@ -107,7 +145,8 @@ def main(argv=None) -> int:
         app = ServingApp(manager, args.host, args.rest_api_port, args.port, args.max_request_bytes,
                          args.grpc_max_threads, rest_api_num_threads=args.rest_api_num_threads,
                          rest_api_timeout_in_ms=args.rest_api_timeout_in_ms, rest_max_queue=args.rest_max_queue,
-                         rest_idle_timeout_s=args.rest_idle_timeout_s).start()
+                         rest_idle_timeout_s=args.rest_idle_timeout_s, policy=policy, ssl_config=ssl_config,
+                         rest_ssl_context=rest_ctx).start()
     except (OSError, ValueError, text_format.ParseError) as e:
         print(f"tfvae.serve: error: {e}", file=sys.stderr)
         return 2

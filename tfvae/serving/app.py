@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import ssl
 from concurrent import futures
 
 import grpc
@@ -14,8 +15,10 @@ from tfvae.serving.errors import _invalid
 from tfvae.serving.grpc_api import _ModelService, _PredictionService
 from tfvae.serving.manager import ModelManager
 from tfvae.serving.metrics import Metrics, RequestInfo
+from tfvae.serving.policy import SignaturePolicy
 from tfvae.serving.rest import RestServer, _parse_json_body, _parse_predict_body, _predict_response
 from tfvae.serving.servable import DEFAULT_SIGNATURE
+from tfvae.serving.tls import grpc_server_credentials
 
 log = logging.getLogger("tfvae.serve")
 
@@ -35,12 +38,19 @@ class ServingApp:
     (beyond that: 503), a predict is answered within ``rest_api_timeout_in_ms`` (else 504), and a
     connection idle or a body still arriving after ``rest_idle_timeout_s`` is closed (408 for a body).
     ``metrics`` (:class:`~tfvae.serving.metrics.Metrics`) counts the predicts of both APIs.
+
+    ``policy`` (:class:`~tfvae.serving.policy.SignaturePolicy`) decides which signatures both APIs
+    expose; without one, every signature is (``python -m tfvae.serve`` passes the privacy-views-only
+    default). ``ssl_config``: a checked ``SSLConfig`` (:func:`~tfvae.serving.tls.read_ssl_config`) for
+    gRPC; ``rest_ssl_context``: an :class:`ssl.SSLContext` for REST (:func:`~tfvae.serving.tls.rest_ssl_context`).
     """
 
     def __init__(self, manager: ModelManager, host: str = "0.0.0.0", rest_api_port: int = 8501, port: int = 8500,
                  max_request_bytes: int = 64 << 20, grpc_max_threads: int = 16, *,
                  rest_api_num_threads: int | None = None, rest_api_timeout_in_ms: int = 30000,
-                 rest_max_queue: int = 128, rest_idle_timeout_s: float = 30.0):
+                 rest_max_queue: int = 128, rest_idle_timeout_s: float = 30.0,
+                 policy: SignaturePolicy | None = None, ssl_config=None,
+                 rest_ssl_context: ssl.SSLContext | None = None):
         self.manager, self.host = manager, host
         self.rest_api_port, self.port = rest_api_port, port
         self.max_request_bytes, self.grpc_max_threads = max_request_bytes, grpc_max_threads
@@ -48,6 +58,8 @@ class ServingApp:
         self.rest_api_timeout_in_ms, self.rest_max_queue = rest_api_timeout_in_ms, rest_max_queue
         self.rest_idle_timeout_s = rest_idle_timeout_s
         self.metrics = Metrics()
+        self.policy = policy if policy is not None else SignaturePolicy.expose_all()
+        self.ssl_config, self.rest_ssl_context = ssl_config, rest_ssl_context
         self._rest: RestServer | None = None
         self._grpc: grpc.Server | None = None
 
@@ -61,7 +73,7 @@ class ServingApp:
         if not isinstance(sig_name, str):
             raise _invalid(f"JSON Value: {json.dumps(sig_name)[:80]} not formatted correctly. 'signature_name' key "
                            "must be a string value.")
-        sig = servable.signature(sig_name, "rest")
+        sig = self.policy.signature(servable, sig_name, "rest")
         info.signature = sig_name or DEFAULT_SIGNATURE
         try:
             inputs, fmt = _parse_predict_body(req, sig, scan=b"true" in body or b"false" in body)
@@ -71,13 +83,15 @@ class ServingApp:
         return _predict_response(servable.predict(sig, inputs), fmt)
 
     def start(self) -> "ServingApp":
+        self.policy.check_models(self.manager.models)
         rest = None
         if self.rest_api_port >= 0:  # checks the REST settings before anything starts
             rest = RestServer(self, self.host, self.rest_api_port, max_request_bytes=self.max_request_bytes,
                               num_threads=self.rest_api_num_threads, max_queue=self.rest_max_queue,
                               timeout_s=self.rest_api_timeout_in_ms / 1000, idle_timeout_s=self.rest_idle_timeout_s,
-                              metrics=self.metrics)
+                              metrics=self.metrics, ssl_context=self.rest_ssl_context)
         self.manager.start()
+        self.policy.log_exposure(self.manager)
         if self.port >= 0:
             opts = [("grpc.max_receive_message_length", self.max_request_bytes),
                     ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)]
@@ -85,18 +99,27 @@ class ServingApp:
                                                                 thread_name_prefix="tfvae-grpc"), options=opts)
             prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_PredictionService(self), self._grpc)
             model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(self), self._grpc)
-            bound = self._grpc.add_insecure_port(f"{self.host}:{self.port}")
+            address = f"{self.host}:{self.port}"
+            bound = (self._grpc.add_secure_port(address, grpc_server_credentials(self.ssl_config))
+                     if self.ssl_config is not None else self._grpc.add_insecure_port(address))
             if bound == 0:
                 raise OSError(f"cannot bind the gRPC port {self.host}:{self.port}")
             self.port = bound
             self._grpc.start()
-            log.info("gRPC API at %s:%d", self.host, self.port)
+            log.info("gRPC API at %s:%d (%s)", self.host, self.port, "plaintext" if self.ssl_config is None else
+                     "TLS, client certificates required" if self.ssl_config.client_verify else "TLS")
         if rest is not None:
             self._rest = rest.start()
             self.rest_api_port = rest.port
-            log.info("REST API at http://%s:%d/v1/models/<name> (%d workers, queue %d, timeout %d ms, idle %g s)",
-                     self.host, self.rest_api_port, self.rest_api_num_threads, self.rest_max_queue,
-                     self.rest_api_timeout_in_ms, self.rest_idle_timeout_s)
+            ctx = self.rest_ssl_context
+            log.info("REST API at %s://%s:%d/v1/models/<name> (%d workers, queue %d, timeout %d ms, idle %g s%s)",
+                     "http" if ctx is None else "https", self.host, self.rest_api_port, self.rest_api_num_threads,
+                     self.rest_max_queue, self.rest_api_timeout_in_ms, self.rest_idle_timeout_s,
+                     "" if ctx is None else ", client certificates required" if ctx.verify_mode == ssl.CERT_REQUIRED
+                     else "")
+            if ctx is None and self._grpc is not None and self.ssl_config is not None:
+                log.warning("gRPC uses TLS but REST is plaintext (--rest_ssl_cert/--rest_ssl_key; "
+                            "--rest_api_port -1 turns REST off)")
         return self
 
     def stop(self, grace: float = 2.0) -> None:

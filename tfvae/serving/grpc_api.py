@@ -51,7 +51,7 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             info.known_model(self.app.manager, request.model_spec.name)
             servable = self.app.manager.resolve_spec(request.model_spec)
             info.servable(servable)
-            sig = servable.signature(request.model_spec.signature_name, "grpc")
+            sig = self.app.policy.signature(servable, request.model_spec.signature_name, "grpc")
             info.signature = request.model_spec.signature_name or DEFAULT_SIGNATURE
             if len(request.inputs) > len(sig.inputs) or any(k not in sig.inputs for k in request.inputs):
                 inputs = {k: np.zeros(0) for k in request.inputs}  # reported by predict's size check
@@ -83,7 +83,7 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             for f in request.metadata_field:
                 if f != "signature_def":
                     raise _invalid(f"Metadata field {f} is not supported")
-            return self.app.manager.resolve_spec(request.model_spec).metadata_proto()
+            return self.app.policy.metadata_proto(self.app.manager.resolve_spec(request.model_spec))
         except ServingError as e:
             err = e
         context.abort(err.code, err.message)

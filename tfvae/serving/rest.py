@@ -4,7 +4,8 @@
 Built for hostile clients: aiohttp parses HTTP and closes connections idle for ``idle_timeout_s``; a
 body over ``max_request_bytes`` is refused from its Content-Length (413) before it is read; a body must
 arrive within ``idle_timeout_s`` (408); predicts run in a bounded worker pool, with 503 at once beyond
-``num_threads + max_queue`` and 504 after ``timeout_s``; a body that is not a valid request is a 400."""
+``num_threads + max_queue`` and 504 after ``timeout_s``; a body that is not a valid request is a 400.
+With ``ssl_context`` it serves HTTPS only. Metadata lists the signatures the app's policy allows."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import asyncio
 import json
 import logging
 import re
+import ssl
 import threading
 import time
 import urllib.parse
@@ -185,12 +187,14 @@ class RestServer:
     bounded ``ThreadPoolExecutor``; ``start()`` binds (port 0: any free port), ``stop(grace)``."""
 
     def __init__(self, app: "ServingApp", host: str, port: int, *, max_request_bytes: int, num_threads: int,
-                 max_queue: int, timeout_s: float, idle_timeout_s: float, metrics: Metrics):
+                 max_queue: int, timeout_s: float, idle_timeout_s: float, metrics: Metrics,
+                 ssl_context: ssl.SSLContext | None = None):
         if num_threads < 1 or max_queue < 0 or timeout_s <= 0 or idle_timeout_s <= 0:
             raise ValueError("the REST worker pool needs >= 1 thread, a queue limit >= 0 and positive timeouts")
         self.app, self.host, self.port = app, host, port
         self.max_request_bytes, self.num_threads, self.max_queue = max_request_bytes, num_threads, max_queue
         self.timeout_s, self.idle_timeout_s, self.metrics = timeout_s, idle_timeout_s, metrics
+        self.ssl_context = ssl_context
         # bodies being received hold at most what the admitted requests may hold
         self.body_budget = (num_threads + max_queue) * max_request_bytes
         self._pool = ThreadPoolExecutor(num_threads, thread_name_prefix="tfvae-rest")
@@ -234,7 +238,8 @@ class RestServer:
         self._runner = web.AppRunner(webapp, access_log=None, logger=_http_log, keepalive_timeout=self.idle_timeout_s,
                                      lingering_time=min(self.idle_timeout_s, 2.0), shutdown_timeout=2.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024, reuse_address=True)
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024, reuse_address=True,
+                           ssl_context=self.ssl_context)
         try:
             await site.start()
         except OSError as e:
@@ -280,7 +285,7 @@ class RestServer:
             if not name:
                 raise _invalid("Missing model name in request.")
             if m.group(4):
-                return _json(200, manager.resolve(name, version, label).metadata_json())
+                return _json(200, self.app.policy.metadata_json(manager.resolve(name, version, label)))
             if label:
                 version = manager.resolve(name, None, label).version
             return _json(200, json_format.MessageToDict(manager.status(name, version), preserving_proto_field_name=True,
