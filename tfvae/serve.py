@@ -63,6 +63,7 @@ from pathlib import Path
 from google.protobuf import text_format
 
 from tfvae.serving.app import ServingApp, default_rest_threads
+from tfvae.serving.batching import BatchingOptions, read_batching_parameters
 from tfvae.serving.errors import HTTP_STATUS, ServingError
 from tfvae.serving.manager import ModelManager, ModelState
 from tfvae.serving.policy import SignaturePolicy
@@ -117,6 +118,12 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--rest_ssl_cert", help="REST HTTPS: PEM certificate chain file")
     t.add_argument("--rest_ssl_key", help="REST HTTPS: PEM private key file of --rest_ssl_cert")
     t.add_argument("--rest_ssl_client_ca", help="REST: require client certificates signed by this PEM CA file")
+    b = p.add_argument_group("server-side batching")
+    b.add_argument("--enable_batching", action="store_true",
+                   help="merge concurrent predicts of a signature into batches (TF Serving's --enable_batching)")
+    b.add_argument("--batching_parameters_file",
+                   help="TF Serving BatchingParameters, text format (e.g. 'max_batch_size { value: 64 }'); "
+                        "fields left out keep tfvae's defaults; needs --enable_batching")
     p.add_argument("--ready_file", help="write {'port', 'rest_api_port', 'pid'} as JSON here once serving")
     p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
@@ -133,15 +140,23 @@ def main(argv=None) -> int:
         policy = SignaturePolicy.from_args(args.allowed_signatures, args.signature_policy_file, args.expose_unmasked)
         ssl_config = read_ssl_config(args.ssl_config_file) if args.ssl_config_file else None
         rest_ctx = rest_ssl_context(args.rest_ssl_cert, args.rest_ssl_key, args.rest_ssl_client_ca)
+        if args.batching_parameters_file and not args.enable_batching:
+            raise ValueError("--batching_parameters_file needs --enable_batching")
+        batching = None
+        if args.enable_batching:
+            batching = (read_batching_parameters(args.batching_parameters_file) if args.batching_parameters_file
+                        else BatchingOptions())
     except ValueError as e:
         print(f"tfvae.serve: error: {e}", file=sys.stderr)
         return 2
     log.info("signature policy: %s", policy.describe())
+    if batching is not None:
+        log.info("batching: %s", batching.describe())
     try:
         manager = ModelManager(args.model_config_file, args.model_name, args.model_base_path,
                                poll_seconds=args.file_system_poll_wait_seconds,
                                config_poll_seconds=args.model_config_file_poll_wait_seconds,
-                               max_batch_size=args.max_batch_size)
+                               max_batch_size=args.max_batch_size, batching=batching)
         app = ServingApp(manager, args.host, args.rest_api_port, args.port, args.max_request_bytes,
                          args.grpc_max_threads, rest_api_num_threads=args.rest_api_num_threads,
                          rest_api_timeout_in_ms=args.rest_api_timeout_in_ms, rest_max_queue=args.rest_max_queue,

@@ -8,5 +8,6 @@
 - :mod:`.policy`: which signatures each model exposes (privacy views by default);
 - :mod:`.tls`: TLS for gRPC (TF Serving's ``SSLConfig``) and REST;
 - :mod:`.metrics`: request counts and latencies in Prometheus' format;
+- :mod:`.batching`: server-side batching (``--enable_batching``, TF Serving's ``BatchingParameters``);
 - :mod:`.app`: :class:`~.app.ServingApp`, which starts and stops both servers.
 """

@@ -16,6 +16,7 @@ from google.protobuf import text_format
 from tensorflow_serving.apis import get_model_status_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from tfvae.serving.batching import BatchingOptions
 from tfvae.serving.errors import ServingError, _invalid
 from tfvae.serving.servable import Servable
 
@@ -38,6 +39,14 @@ def _dir_stamp(path: Path) -> tuple:
     return tuple(items)
 
 
+def _close(servables) -> None:
+    for s in list(servables):
+        try:
+            s.close()
+        except Exception:  # noqa: BLE001
+            log.exception("model %s: stopping version %d's batch threads failed", s.name, s.version)
+
+
 @dataclass
 class ModelState:
     config: model_server_config_pb2.ModelConfig
@@ -51,17 +60,24 @@ class ModelState:
 
 
 class ModelManager:
-    """Keeps the versions each model's policy asks for loaded; polls the file system for changes."""
+    """Keeps the versions each model's policy asks for loaded; polls the file system for changes.
+
+    ``batching`` (:class:`~tfvae.serving.batching.BatchingOptions`, TF Serving's ``--enable_batching``):
+    every loaded version batches its concurrent predicts; its batch threads stop when it is unloaded
+    and on :meth:`stop`.
+    """
 
     def __init__(self, config_path: str | Path | None = None, model_name: str | None = None,
                  model_base_path: str | None = None, poll_seconds: float = 1.0,
-                 config_poll_seconds: float = 1.0, max_batch_size: int = 1024):
+                 config_poll_seconds: float = 1.0, max_batch_size: int = 1024,
+                 batching: BatchingOptions | None = None):
         if (config_path is None) == (model_base_path is None):
             raise ValueError("give either a model config file or --model_base_path")
         self.config_path = Path(config_path) if config_path else None
         self.single = (model_name or "default", model_base_path) if model_base_path else None
         self.poll_seconds, self.config_poll_seconds = poll_seconds, config_poll_seconds
         self.max_batch_size = max_batch_size
+        self.batching = batching
         self.models: dict[str, ModelState] = {}
         self._config_mtime = None
         self._last_config_check = 0.0
@@ -118,12 +134,15 @@ class ModelManager:
                 models[c.name] = old
             else:
                 models[c.name] = ModelState(c)
-        for name in set(self.models) - set(models):
-            log.info("model %s removed from the config: unloading it", name)
+        removed = [self.models[name] for name in set(self.models) - set(models)]
+        for state in removed:
+            log.info("model %s removed from the config: unloading it", state.name)
         for name in set(models) - set(self.models):
             if not initial:
                 log.info("model %s added to the config", name)
         self.models = models  # readers see the old or the new dict, never a mix
+        for state in removed:
+            _close(state.versions.values())
 
     # -- versions
     @staticmethod
@@ -150,10 +169,11 @@ class ModelManager:
             state.failed.pop(-1, None)
         aspired = self._aspired(state, on_disk)
         versions = dict(state.versions)
+        unloaded = []
         for v in list(versions):
             if v not in aspired:
                 log.info("model %s: unloading version %d", state.name, v)
-                del versions[v]
+                unloaded.append(versions.pop(v))
         for v in aspired:
             if v in versions:
                 continue
@@ -165,7 +185,7 @@ class ModelManager:
                 continue
             t0 = time.perf_counter()
             try:
-                versions[v] = Servable(state.name, v, path, self.max_batch_size)
+                versions[v] = Servable(state.name, v, path, self.max_batch_size, batching=self.batching)
             except Exception as e:  # noqa: BLE001 - a broken version must not take the server down
                 msg = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
                 state.failed[v] = (stamp, msg)
@@ -182,6 +202,7 @@ class ModelManager:
             if v not in on_disk:
                 del state.seen[v]
         state.versions = versions  # atomic swap: requests see the old or the new set
+        _close(unloaded)  # requests that still hold one of these run unbatched
 
     def refresh(self, initial: bool = False) -> None:
         with self._lock:
@@ -206,9 +227,13 @@ class ModelManager:
                 log.exception("polling the model directories failed; trying again")
 
     def stop(self) -> None:
+        """Stop polling and the batch threads of every loaded version."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        with self._lock:
+            for state in list(self.models.values()):
+                _close(state.versions.values())
 
     # -- lookup
     def state(self, name: str) -> ModelState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from google.protobuf import json_format
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import get_model_metadata_pb2
 
+from tfvae.serving.batching import BatchingOptions, BatchScheduler
 from tfvae.serving.errors import _CODE_BY_INT, ServingError, _clean_tf_message, _invalid
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -28,6 +30,9 @@ class Signature:
     fn: object
     inputs: dict[str, InputSpec]
     outputs: list[str]
+    name: str = ""
+    #: every input has a batch dimension (shape [-1, ...]): its requests may be merged into batches
+    batchable: bool = False
 
 
 #: TF Serving's warm-up file inside a version's ``assets.extra`` (see tfvae.speaker.export.write_warmup).
@@ -35,11 +40,18 @@ WARMUP_FILE = "tf_serving_warmup_requests"
 
 
 class Servable:
-    """One model version: the loaded SavedModel, its signature defs and a validated predict."""
+    """One model version: the loaded SavedModel, its signature defs and a validated predict.
 
-    def __init__(self, name: str, version: int, path: Path, max_batch_size: int):
+    With ``batching`` (:class:`~tfvae.serving.batching.BatchingOptions`), concurrent predicts of a
+    signature are merged into batches by a :class:`~tfvae.serving.batching.BatchScheduler`, whose
+    threads :meth:`close` stops (the manager calls it when the version is unloaded).
+    """
+
+    def __init__(self, name: str, version: int, path: Path, max_batch_size: int,
+                 batching: BatchingOptions | None = None):
         self.name, self.version, self.path = name, version, path
         self.max_batch_size = max_batch_size
+        self.batcher: BatchScheduler | None = None
         sm = saved_model_pb2.SavedModel()
         sm.ParseFromString((path / "saved_model.pb").read_bytes())
         graphs = [g for g in sm.meta_graphs if "serve" in g.meta_info_def.tags] or list(sm.meta_graphs)
@@ -53,9 +65,17 @@ class Servable:
             inputs = {k: InputSpec(tf.dtypes.as_dtype(t.dtype),
                                    None if t.tensor_shape.unknown_rank else [d.size for d in t.tensor_shape.dim])
                       for k, t in sd.inputs.items()}
-            self.signatures[key] = Signature(fn, inputs, sorted(sd.outputs))
+            batchable = bool(inputs) and all(s.shape and s.shape[0] < 0 for s in inputs.values())
+            self.signatures[key] = Signature(fn, inputs, sorted(sd.outputs), key, batchable)
         self._metadata_json: dict | None = None
         self._warm_up()
+        if batching is not None:
+            self.batcher = BatchScheduler(batching, f"{name}-{version}")
+
+    def close(self) -> None:
+        """Stop the batch threads once what is queued has run (later predicts run unbatched)."""
+        if self.batcher is not None:
+            self.batcher.close()
 
     def _warm_up(self) -> None:
         """Run the SavedModel's warm-up requests (``assets.extra/tf_serving_warmup_requests``, TF Serving's
@@ -88,14 +108,60 @@ class Servable:
         return sig
 
     def predict(self, sig: Signature, inputs: dict[str, np.ndarray], output_filter=()) -> dict[str, np.ndarray]:
-        """Validate ``inputs`` against ``sig`` and run it; raises :class:`ServingError`."""
+        """Validate ``inputs`` against ``sig`` and run it (batched with concurrent predicts when batching
+        is on); raises :class:`ServingError`."""
+        wanted = self._validate(sig, inputs, output_filter)
+        queue = self._batch_queue(sig, inputs)
+        if queue is not None:
+            key, rows = queue
+            return self.batcher.run(key, lambda x, w: self._run(sig, x, w), inputs, rows, wanted)
+        return self._run(sig, inputs, wanted)
+
+    def predict_async(self, sig: Signature, inputs: dict[str, np.ndarray], output_filter=()) -> "asyncio.Future":
+        """:meth:`predict` for an asyncio front end (e.g. a ``grpc.aio`` server), from its event loop:
+        invalid inputs (and a full batch queue) raise at once; else an ``asyncio.Future`` of the outputs,
+        resolved from the batch thread, without a thread of the front end waiting for it. A request that
+        is not batched (batching off, or inputs that cannot be batched) runs in the loop's thread."""
+        wanted = self._validate(sig, inputs, output_filter)
+        queue = self._batch_queue(sig, inputs)
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        if queue is None:
+            try:
+                fut.set_result(self._run(sig, inputs, wanted))
+            except Exception as e:  # noqa: BLE001 - the caller's await raises it
+                fut.set_exception(e)
+            return fut
+
+        def done(result, error):  # in a batch thread (or here, when run alone)
+            loop.call_soon_threadsafe(_resolve, fut, result, error)
+
+        key, rows = queue
+        self.batcher.submit(key, lambda x, w: self._run(sig, x, w), inputs, rows, wanted, done)
+        return fut
+
+    def _batch_queue(self, sig: Signature, inputs: dict[str, np.ndarray]) -> tuple | None:
+        """(queue key, rows) of a validated request: the key is the signature and each input's dtype and
+        non-batch shape. None if it is not batched: batching off, an input without a batch dimension,
+        inputs of different row counts (a 1-row 'keep' broadcast over 5 rows of features cannot be
+        stacked), or more rows than the batching max_batch_size."""
+        if self.batcher is None or not sig.batchable:
+            return None
+        rows = {arr.shape[0] for arr in inputs.values()}
+        if len(rows) != 1:
+            return None
+        n = rows.pop()
+        key = (sig.name, *((k, arr.dtype.str, arr.shape[1:]) for k, arr in sorted(inputs.items())))
+        return (key, n) if self.batcher.accepts(key, n) else None
+
+    def _validate(self, sig: Signature, inputs: dict[str, np.ndarray], output_filter=()) -> list[str]:
+        """Check ``inputs`` and ``output_filter`` against ``sig``; the output aliases wanted."""
         if set(inputs) != set(sig.inputs):
             sent, want = set(inputs), set(sig.inputs)
             raise _invalid(
                 f"input size does not match signature: {len(sent)}!={len(want)} len({{{','.join(sorted(sent))}}}) "
                 f"!= len({{{','.join(sorted(want))}}}). Sent extra: {{{','.join(sorted(sent - want))}}}. "
                 f"Missing but required: {{{','.join(sorted(want - sent))}}}.")
-        tensors = {}
         for k, arr in inputs.items():
             spec = sig.inputs[k]
             if arr.dtype != spec.dtype.as_numpy_dtype and not (spec.dtype == tf.string and arr.dtype == object):
@@ -112,7 +178,6 @@ class Servable:
                 bad = np.argwhere(~np.isfinite(arr))[0].tolist()
                 raise _invalid(f"input '{k}' holds NaN or infinite values (first at index {bad}); "
                                "features must be finite")
-            tensors[k] = tf.constant(arr)
         wanted = list(output_filter) or sig.outputs
         for alias in wanted:
             if alias not in sig.outputs:
@@ -120,8 +185,13 @@ class Servable:
                                f"the set {{{','.join(sig.outputs)}}}.")
         if len(set(wanted)) != len(wanted):
             raise _invalid("duplicate output tensor alias in output_filter")
+        return wanted
+
+    @staticmethod
+    def _run(sig: Signature, inputs: dict[str, np.ndarray], wanted: list[str]) -> dict[str, np.ndarray]:
+        """Call the signature on validated inputs (no batching); TF errors become :class:`ServingError`."""
         try:
-            out = sig.fn(**tensors)
+            out = sig.fn(**{k: tf.constant(v) for k, v in inputs.items()})
         except tf.errors.OpError as e:
             raise ServingError(_CODE_BY_INT.get(e.error_code, grpc.StatusCode.UNKNOWN), _clean_tf_message(e.message))
         return {k: out[k].numpy() for k in wanted}
@@ -145,6 +215,14 @@ class Servable:
             sdm.signature_def[k].CopyFrom(v)
         resp.metadata["signature_def"].Pack(sdm)
         return resp
+
+
+def _resolve(fut: "asyncio.Future", result, error) -> None:
+    if not fut.done():  # not cancelled meanwhile
+        if error is not None:
+            fut.set_exception(error)
+        else:
+            fut.set_result(result)
 
 
 def _shape_str(shape) -> str:
