@@ -120,11 +120,10 @@ def _aio_child(spec: dict, manager) -> int:
     import asyncio
 
     import grpc
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     from tfvae.serving.errors import ServingError
-    from tfvae.serving.grpc_api import _fill_tensor, _tensor_to_array
-    from tfvae.serving.servable import DEFAULT_SIGNATURE
+    from tfvae.serving.grpc_api import _tensor_to_array, predict_response
 
     class AioPrediction(prediction_service_pb2_grpc.PredictionServiceServicer):
         async def Predict(self, request, context):  # noqa: N802
@@ -135,13 +134,7 @@ def _aio_child(spec: dict, manager) -> int:
                 outputs = await servable.predict_async(sig, inputs, request.output_filter)
             except ServingError as e:
                 await context.abort(e.code, e.message)
-            resp = predict_pb2.PredictResponse()
-            resp.model_spec.name = servable.name
-            resp.model_spec.version.value = servable.version
-            resp.model_spec.signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-            for k, v in outputs.items():
-                _fill_tensor(resp.outputs[k], v)
-            return resp
+            return predict_response(servable, request, outputs)
 
     async def serve():
         manager.start()

@@ -41,6 +41,17 @@ def _fill_tensor(t, arr: np.ndarray) -> None:
     t.tensor_content = np.ascontiguousarray(arr).tobytes()
 
 
+def predict_response(servable, request, outputs: dict) -> predict_pb2.PredictResponse:
+    """The ``PredictResponse`` of ``request`` answered by ``servable`` with ``outputs`` (arrays)."""
+    resp = predict_pb2.PredictResponse()
+    resp.model_spec.name = servable.name
+    resp.model_spec.version.value = servable.version
+    resp.model_spec.signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
+    for k, v in outputs.items():
+        _fill_tensor(resp.outputs[k], v)
+    return resp
+
+
 class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def __init__(self, app: "ServingApp"):
         self.app = app
@@ -58,12 +69,7 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             else:
                 inputs = {k: _tensor_to_array(k, t, sig.inputs[k]) for k, t in request.inputs.items()}
             outputs = servable.predict(sig, inputs, request.output_filter)
-            resp = predict_pb2.PredictResponse()
-            resp.model_spec.name = servable.name
-            resp.model_spec.version.value = servable.version
-            resp.model_spec.signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
-            for k, v in outputs.items():
-                _fill_tensor(resp.outputs[k], v)
+            resp = predict_response(servable, request, outputs)
             self.app.metrics.observe(info, "OK")
             return resp
         except ServingError as e:
