@@ -485,12 +485,16 @@ def test_cli_enable_batching_and_a_bad_parameters_file(model_root, reference, x,
                         "--batching_parameters_file", str(bad)], capture_output=True, text=True, env=env,
                        cwd=repo, timeout=180)
     assert r.returncode == 2 and 'no field named "batch_timeout"' in r.stderr and str(bad) in r.stderr, r.stderr
+    r = subprocess.run([sys.executable, "-m", "tfvae.serve", *base, "--tensorflow_intra_op_parallelism", "-2"],
+                       capture_output=True, text=True, env=env, cwd=repo, timeout=180)
+    assert r.returncode == 2 and "--tensorflow_intra_op_parallelism must be >= 0" in r.stderr, r.stderr
     good = tmp_path / "good.txt"
     good.write_text("max_batch_size { value: 16 }\nbatch_timeout_micros { value: 200000 }\n")
     ready = tmp_path / "ready.json"
     log = open(tmp_path / "serve.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "tfvae.serve", *base, "--enable_batching",
-                             "--batching_parameters_file", str(good), "--ready_file", str(ready)],
+                             "--batching_parameters_file", str(good), "--ready_file", str(ready),
+                             "--tensorflow_intra_op_parallelism", "1", "--tensorflow_inter_op_parallelism", "1"],
                             stdout=log, stderr=subprocess.STDOUT, env=env, cwd=repo)
     try:
         t0 = time.monotonic()
@@ -518,3 +522,4 @@ def test_cli_enable_batching_and_a_bad_parameters_file(model_root, reference, x,
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
+    assert "TensorFlow threads: intra-op 1, inter-op 1" in (tmp_path / "serve.log").read_text()

@@ -60,6 +60,7 @@ import sys
 import threading
 from pathlib import Path
 
+import tensorflow as tf
 from google.protobuf import text_format
 
 from tfvae.serving.app import ServingApp, default_rest_threads
@@ -124,9 +125,29 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--batching_parameters_file",
                    help="TF Serving BatchingParameters, text format (e.g. 'max_batch_size { value: 64 }'); "
                         "fields left out keep tfvae's defaults; needs --enable_batching")
+    p.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
+                   help="threads TensorFlow uses inside one op (0: TensorFlow's default, one per core); "
+                        "1 often serves small encoders faster, with batching too (bench/serving_batching.py)")
+    p.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
+                   help="threads TensorFlow uses to run independent ops at once (0: TensorFlow's default)")
     p.add_argument("--ready_file", help="write {'port', 'rest_api_port', 'pid'} as JSON here once serving")
     p.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return p
+
+
+def set_tensorflow_threads(intra_op: int, inter_op: int) -> None:
+    """TF Serving's ``--tensorflow_intra_op_parallelism`` / ``--tensorflow_inter_op_parallelism``: 0 keeps
+    TensorFlow's default; set before any model loads. ValueError for a negative count."""
+    for flag, n in (("tensorflow_intra_op_parallelism", intra_op), ("tensorflow_inter_op_parallelism", inter_op)):
+        if n < 0:
+            raise ValueError(f"--{flag} must be >= 0 (0: TensorFlow's default), got {n}")
+    try:
+        if intra_op:
+            tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        if inter_op:
+            tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError as e:  # TensorFlow already ran an op in this process
+        raise ValueError(f"cannot set TensorFlow's thread counts now ({e})") from None
 
 
 def main(argv=None) -> int:
@@ -142,6 +163,7 @@ def main(argv=None) -> int:
         rest_ctx = rest_ssl_context(args.rest_ssl_cert, args.rest_ssl_key, args.rest_ssl_client_ca)
         if args.batching_parameters_file and not args.enable_batching:
             raise ValueError("--batching_parameters_file needs --enable_batching")
+        set_tensorflow_threads(args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism)
         batching = None
         if args.enable_batching:
             batching = (read_batching_parameters(args.batching_parameters_file) if args.batching_parameters_file
@@ -150,6 +172,10 @@ def main(argv=None) -> int:
         print(f"tfvae.serve: error: {e}", file=sys.stderr)
         return 2
     log.info("signature policy: %s", policy.describe())
+    if args.tensorflow_intra_op_parallelism or args.tensorflow_inter_op_parallelism:
+        log.info("TensorFlow threads: intra-op %d, inter-op %d (0: TensorFlow's default)",
+                 tf.config.threading.get_intra_op_parallelism_threads(),
+                 tf.config.threading.get_inter_op_parallelism_threads())
     if batching is not None:
         log.info("batching: %s", batching.describe())
     try:
