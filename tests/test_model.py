@@ -214,6 +214,23 @@ def test_free_bits_floor_and_kl_warmup(small_corpus):
     assert float(m.kl_anneal.numpy()) == pytest.approx(0.9)  # set from the step before the 10th update
 
 
+def test_kl_identity_weight_ramps_the_kl_of_each_node(small_corpus):
+    from tfvae.terms import kl_node_weights
+
+    assert kl_node_weights(16, 1.0) is None  # the paper's uniform KL
+    w = kl_node_weights(5, 0.2)
+    np.testing.assert_allclose(w, [1.0, 0.8, 0.6, 0.4, 0.2], rtol=1e-6)
+    batch = _batch(small_corpus)
+    m = _model(small_corpus, kl_identity_weight=0.25)
+    q = m.posterior(batch["features"])
+    mu, sd = q.mean().numpy(), q.stddev().numpy()
+    per_node = (0.5 * (sd ** 2 + mu ** 2 - 1.0 - np.log(sd ** 2))).mean(axis=0)
+    expect = float(np.mean(per_node * np.linspace(1.0, 0.25, m.latent_dim)))
+    _, terms = m.compute_losses(batch, training=False)
+    assert float(terms["kl"]) == pytest.approx(expect, rel=1e-4)
+    assert LRVAE.from_config(m.get_config()).kl_identity_weight == 0.25
+
+
 def test_hsic_term_and_aam_head(small_corpus):
     batch = _batch(small_corpus)
     m = _model(small_corpus, hsic_weight=2.0, speaker_head="aam", aam_margin=0.3, aam_scale=10.0)

@@ -32,6 +32,7 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 #: How the learning rate follows the number of replicas (global batch = batch_size x replicas).
 LR_SCALING = ("none", "linear", "sqrt")
+LR_SCHEDULES = ("constant", "cosine")
 
 #: Decoder likelihood scales of L_VAE: unit variance (paper), a learned variance per feature, or the
 #: calibrated shared variance of sigma-VAE (Rybkin et al. 2021: the batch MSE, not learned).
@@ -135,6 +136,9 @@ class TrainConfig:
         choices=DECODER_VARIANCES)
     kl_warmup: float = _opt(0.0, "KL annealing: the KL weight ramps linearly from 0 over this fraction of training.")
     free_bits: float = _opt(0.0, "Free bits: KL per latent node below this many nats (batch mean) costs nothing.")
+    kl_identity_weight: float = _opt(
+        1.0, "KL weight of the identity-end latent node relative to the emotion end: node weights ramp linearly "
+        "from 1 at node 0 to this at node N-1 (a beta per node; 1 = the paper's uniform KL).")
     speaker_head: str = _opt(
         "softmax", "Speaker-ID classifier: softmax (paper) or aam (cosine classifier with additive angular margin).",
         choices=SPEAKER_HEADS)
@@ -157,6 +161,9 @@ class TrainConfig:
     epochs: int = _opt(30, "Training epochs.")
     batch_size: int = _opt(128, "Batch size per replica; the global batch is this times the replicas.")
     learning_rate: float = _opt(5e-4, "Adam learning rate.")
+    lr_schedule: str = _opt(
+        "constant", "Learning rate over training: constant (the paper) or cosine (cosine decay from learning_rate "
+        "to a tenth of it over all epochs).", choices=LR_SCHEDULES)
     l2: float = _opt(1e-6, "L2 regularisation on all weights and biases.")
     select_after: float = _opt(
         0.5, "Methods with adversaries: checkpoint selection considers only epochs after this fraction "
@@ -228,7 +235,7 @@ class TrainConfig:
             errs.append(f"lambda_schedule={self.lambda_schedule!r} is unknown")
         for name, allowed in (("strategy", STRATEGIES), ("precision", PRECISIONS), ("lr_scaling", LR_SCALING),
                               ("eval_attackers", EVAL_ATTACKERS), ("decoder_variance", DECODER_VARIANCES),
-                              ("speaker_head", SPEAKER_HEADS),
+                              ("speaker_head", SPEAKER_HEADS), ("lr_schedule", LR_SCHEDULES),
                               ("cut_attackers", CUT_ATTACKERS), ("hsic_kernel", HSIC_KERNELS)):
             if getattr(self, name) not in allowed:
                 errs.append(f"{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}")
@@ -243,7 +250,7 @@ class TrainConfig:
         if not 0.0 <= self.keep_min <= self.keep_max <= 1.0:
             errs.append(f"keep rates must satisfy 0 <= keep_min ({self.keep_min}) <= keep_max ({self.keep_max}) <= 1")
         for name in ("vae_weight", "kl_weight", "emo_weight", "id_weight", "emo_adv_weight",
-                     "id_adv_weight", "adv_lambda", "l2", "cut_tolerance", "select_after", "free_bits",
+                     "id_adv_weight", "adv_lambda", "l2", "cut_tolerance", "select_after", "free_bits", "kl_identity_weight",
                      "aam_margin", "hsic_weight", "input_noise", "in_memory_mb", "encoded_memory_mb",
                      "shuffle_buffer"):
             if getattr(self, name) < 0:

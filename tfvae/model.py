@@ -55,8 +55,8 @@ from tfvae.config import LOSS_TERMS
 from tfvae.methods import _base, adversary_terms, loss_terms, method_parts
 from tfvae.layers import CosineMarginClassifier, GradientReversal, LayeredDropout, random_normal
 from tfvae.schedules import LambdaSchedule, attribute_keep_rates
-from tfvae.terms import (TermMeans, band_independence, cross_correlation, in_xla, kl_per_node, masked_acc, masked_ce,
-                         rbf_hsic, reconstruction_nll, sum_of_squares)
+from tfvae.terms import (TermMeans, band_independence, cross_correlation, in_xla, kl_node_weights, kl_per_node,
+                         masked_acc, masked_ce, rbf_hsic, reconstruction_nll, sum_of_squares)
 
 tfd = tfp.distributions
 
@@ -86,6 +86,8 @@ class LRVAE(keras.Model):
             ``<short>_adv``).
         kl_weight: beta, the weight of KL inside L_VAE.
         decoder_variance, kl_warmup_steps, free_bits: the balance of eq. 1 (see the module docstring).
+        kl_identity_weight: KL weight of the identity-end node; the weights ramp from 1 at node 0
+            (:func:`tfvae.terms.kl_node_weights`; 1 = the paper's uniform KL).
         speaker_head: ``softmax`` or ``aam`` (:class:`tfvae.layers.CosineMarginClassifier`).
         hsic_weight: weight of the cross-correlation penalty between the two latent halves.
         input_noise: std of Gaussian noise on the standardised encoder input in training.
@@ -107,7 +109,7 @@ class LRVAE(keras.Model):
                  aam_scale: float = 30.0, hsic_weight: float = 0.0, input_noise: float = 0.0,
                  hsic_kernel: str = "linear", attributes: Sequence[str] = DEFAULT_ATTRIBUTES,
                  n_classes: dict | None = None, adversaries: str = "all", band_width: float = 1.0,
-                 band_centres: Sequence[float] | None = None, **kwargs):
+                 band_centres: Sequence[float] | None = None, kl_identity_weight: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.attributes = parse_attributes(attributes)
         self.parts = method_parts(method, protect, self.attributes, adversaries)
@@ -144,6 +146,8 @@ class LRVAE(keras.Model):
             raise ValueError(f"speaker_head {speaker_head!r} is unknown; choose softmax or aam")
         self.decoder_variance, self.kl_warmup_steps = decoder_variance, int(kl_warmup_steps)
         self.free_bits, self.speaker_head = float(free_bits), speaker_head
+        self.kl_identity_weight = float(kl_identity_weight)
+        self._kl_weights = kl_node_weights(self.latent_dim, self.kl_identity_weight)
         self.aam_margin, self.aam_scale = float(aam_margin), float(aam_scale)
         self.hsic_weight, self.input_noise = float(hsic_weight), float(input_noise)
         if hsic_kernel not in ("linear", "rbf"):
@@ -394,7 +398,7 @@ class LRVAE(keras.Model):
 
     def _kl(self, q, z):
         """KL(q(z|x) || N(0, I)) per latent node; with ``free_bits``, nodes under the floor cost nothing."""
-        return kl_per_node(q, z, self.free_bits)
+        return kl_per_node(q, z, self.free_bits, self._kl_weights)
 
     def _record(self, loss, terms, batch_size, training: bool):
         counts = terms.pop("_counts")
@@ -477,7 +481,8 @@ class LRVAE(keras.Model):
             "lambda_schedule": self.lambda_schedule.get_config(), "loss_weights": dict(self.loss_weights),
             "kl_weight": self.kl_weight, "l2": self.l2, "seed": self.seed, "name": self.name,
             "decoder_variance": self.decoder_variance, "kl_warmup_steps": self.kl_warmup_steps,
-            "free_bits": self.free_bits, "speaker_head": self.speaker_head, "aam_margin": self.aam_margin,
+            "free_bits": self.free_bits, "kl_identity_weight": self.kl_identity_weight,
+            "speaker_head": self.speaker_head, "aam_margin": self.aam_margin,
             "aam_scale": self.aam_scale, "hsic_weight": self.hsic_weight, "input_noise": self.input_noise,
             "hsic_kernel": self.hsic_kernel, "attributes": [a.name for a in self.attributes],
             "n_classes": dict(self.n_classes), "adversaries": self.adversaries, "band_width": self.band_width,
@@ -500,7 +505,8 @@ def build_model(cfg, input_dim: int, n_emotions: int, n_speakers: int, total_ste
         lambda_schedule={"kind": cfg.lambda_schedule, "max_lambda": cfg.adv_lambda, "total_steps": total_steps},
         loss_weights=cfg.loss_weights, kl_weight=cfg.kl_weight, l2=cfg.l2, seed=cfg.seed,
         decoder_variance=cfg.decoder_variance, kl_warmup_steps=int(round(cfg.kl_warmup * total_steps)),
-        free_bits=cfg.free_bits, speaker_head=cfg.speaker_head, aam_margin=cfg.aam_margin, aam_scale=cfg.aam_scale,
+        free_bits=cfg.free_bits, kl_identity_weight=cfg.kl_identity_weight, speaker_head=cfg.speaker_head,
+        aam_margin=cfg.aam_margin, aam_scale=cfg.aam_scale,
         hsic_weight=cfg.hsic_weight, hsic_kernel=cfg.hsic_kernel, input_noise=cfg.input_noise, name="lrvae")
     model.build()
     return model

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 from keras import ops
@@ -87,15 +88,28 @@ def reconstruction_nll(x_loc, x_std, variance: str = "unit", log_scale=None):
     return -batch_mean(likelihood.log_prob(x_std)) / float(x_std.shape[-1])
 
 
-def kl_per_node(q, z, free_bits: float = 0.0):
+def kl_per_node(q, z, free_bits: float = 0.0, node_weights=None):
     """KL(q(z|x) || N(0, I)) per latent node (batch mean; ``tfd.kl_divergence``); with ``free_bits``, the
-    batch-mean KL of each node below that many nats costs nothing."""
+    batch-mean KL of each node below that many nats costs nothing; with ``node_weights`` (one per node),
+    node i's KL counts ``node_weights[i]`` times (a beta per node, e.g. :func:`kl_node_weights`)."""
     prior = tfd.MultivariateNormalDiag(loc=ops.zeros_like(z), scale_diag=ops.ones_like(z))
-    if not free_bits:
+    if not free_bits and node_weights is None:
         return batch_mean(tfd.kl_divergence(q, prior)) / float(z.shape[-1])
     per_node = tfd.kl_divergence(tfd.Normal(q.mean(), q.stddev()), tfd.Normal(0.0, 1.0))
     per_node = ops.sum(per_node, axis=0) / ops.maximum(ops.cast(ops.shape(z)[0], "float32"), 1.0)
-    return ops.mean(ops.maximum(per_node, free_bits))
+    if free_bits:
+        per_node = ops.maximum(per_node, free_bits)
+    if node_weights is not None:
+        per_node = per_node * ops.cast(node_weights, per_node.dtype)
+    return ops.mean(per_node)
+
+
+def kl_node_weights(latent_dim: int, identity_weight: float):
+    """KL weight of each latent node: 1 at node 0 (the emotion end), ramping linearly to
+    ``identity_weight`` at node N-1 (the identity end); None when it is 1 (the paper's uniform KL)."""
+    if identity_weight == 1.0:
+        return None
+    return np.linspace(1.0, identity_weight, latent_dim).astype("float32")
 
 
 def in_xla() -> bool:

@@ -112,6 +112,8 @@ def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None
                             total_steps=steps_per_epoch * cfg.epochs, protect=protect,
                             n_classes=class_counts(cfg, corpus))
         multipliers = {"discriminator": cfg.disc_lr_scale} if cfg.disc_lr_scale != 1 else None
+        if cfg.lr_schedule == "cosine":
+            lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps_per_epoch * cfg.epochs, alpha=0.1)
         optimizer = FusedAdam(lr, lr_multipliers=multipliers)
         if cfg.precision == "mixed_float16":  # dynamic loss scaling keeps float16 gradients finite
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
