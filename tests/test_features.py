@@ -110,3 +110,18 @@ def test_extract_file_reads_audio_or_says_why(tmp_path):
         extract_file(("eGeMAPSv02", str(tmp_path / "bad.wav")))
     with pytest.raises(FeatureError, match="file not found"):
         extract_file(("eGeMAPSv02", str(tmp_path / "nope.wav")))
+
+
+def test_an_encoder_feature_set_is_named_in_one_place():
+    from tfvae.features import FeatureError, encoder_name, feature_tag, is_encoder
+    from tfvae.table1 import feature_label
+
+    assert encoder_name("xvector@saved_models/xvector-ravdess/3") == ("xvector", "xvector-ravdess")
+    assert encoder_name("netvlad@/m/vlad/") == ("netvlad", "vlad") and encoder_name("x@3/4") == ("x", "")
+    assert is_encoder("a@b") and not is_encoder("IS10") and not is_encoder("@b") and not is_encoder("a@ ")
+    assert feature_tag("xvector@saved_models/xvector-ravdess/3") == "xvector-xvector-ravdess"
+    assert feature_tag("x@3/4") == "x-encoder" and feature_tag("IS10") == "is10"
+    assert feature_label({"feature_set": "xvector@saved_models/xvector-ravdess/3"}) == "xvector (xvector-ravdess)"
+    assert feature_label({"feature_set": "x@3/4"}) == "x (3/4)" and feature_label({}) == "?"
+    with pytest.raises(FeatureError, match="is not an encoder"):
+        encoder_name("IS10")

@@ -31,7 +31,7 @@ import numpy as np
 
 from tfvae.config import ConfigError, TrainConfig
 from tfvae.data import Corpus, DataError, Split, concat_splits
-from tfvae.features import FeatureError, check_trainable
+from tfvae.features import FeatureError, check_trainable, encoder_name, is_encoder
 from tfvae.stages import CLOCK
 from tfvae.stream import materialize
 from tfvae.table1 import model_key
@@ -194,7 +194,7 @@ def report_suffix(feature_set: str, tag: str | None = None) -> str:
         return tag
     if feature_set == "IS10":
         return ""
-    return feature_set.split("@", 1)[0].lower() if "@" in feature_set else feature_set.lower()
+    return encoder_name(feature_set)[0].lower() if is_encoder(feature_set) else feature_set.lower()
 
 
 def main(argv=None) -> int:

@@ -84,8 +84,7 @@ def feature_kind(feature_set: str) -> str:
         return "audio"
     if fs == EMBEDDINGS:
         return "embeddings"
-    arch, sep, path = fs.partition("@")
-    if sep and arch.strip() and path.strip():
+    if is_encoder(fs):
         return "encoder"
     raise FeatureError(
         f"feature set {feature_set!r} is unknown; choose an openSMILE set ({', '.join(FEATURE_SETS)}), "
@@ -115,15 +114,31 @@ def check_trainable(feature_set: str) -> str:
     return feature_set
 
 
+def is_encoder(feature_set: str) -> bool:
+    """Whether ``feature_set`` names an encoder (``"<arch>@<path>"``); never raises."""
+    arch, sep, path = str(feature_set).partition("@")
+    return bool(sep and arch.strip() and path.strip())
+
+
+def encoder_name(feature_set: str) -> tuple[str, str]:
+    """``"<arch>@<path>"`` -> (arch, the encoder's folder: the last part of ``path`` that is not a version
+    number; ``""`` if none); the one place that names an encoder feature set (file tags, report suffixes
+    and Table 1 labels derive from it). FeatureError if the set is not an encoder."""
+    import re
+
+    arch, path = split_encoder(feature_set)
+    parts = [p for p in re.split(r"[\\/]+", path.rstrip("/\\")) if p and not p.isdigit()]
+    return arch, parts[-1] if parts else ""
+
+
 def feature_tag(feature_set: str) -> str:
     """A file-name-safe short name: the set in lower case, or ``<arch>-<encoder folder>`` for an encoder."""
     import re
 
     if feature_kind(feature_set) != "encoder":
         return feature_set.lower()
-    arch, path = split_encoder(feature_set)
-    parts = [p for p in re.split(r"[\\/]+", path.rstrip("/\\")) if p and not p.isdigit()]
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{arch}-{parts[-1] if parts else 'encoder'}")
+    arch, folder = encoder_name(feature_set)
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{arch}-{folder or 'encoder'}")
 
 
 def _lookup(feature_set: str) -> tuple[str, int]:

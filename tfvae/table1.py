@@ -234,12 +234,13 @@ FEATURE_COLUMNS = ("Raw features", "A-VAE PP-SER", "A-VAE PP-SV", "LR-VAE origin
 
 def feature_label(meta: dict) -> str:
     """``IS10``, or ``<arch> (<encoder folder>)`` for speaker-encoder embeddings."""
+    from tfvae.features import encoder_name, is_encoder, split_encoder
+
     fs = str(meta.get("feature_set", "?"))
-    if "@" not in fs:
+    if not is_encoder(fs):
         return fs
-    arch, path = fs.split("@", 1)
-    names = [n for n in path.rstrip("/").split("/") if n and not n.isdigit()]
-    return f"{arch} ({names[-1] if names else path})"
+    arch, folder = encoder_name(fs)
+    return f"{arch} ({folder or split_encoder(fs)[1]})"
 
 
 def features_markdown(paths) -> str:
