@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import ssl
+import threading
 from concurrent import futures
 
 import grpc
@@ -31,9 +33,26 @@ def default_rest_threads() -> int:
         return 4 * (os.cpu_count() or 1)
 
 
+_LOOP: asyncio.AbstractEventLoop | None = None
+_LOOP_LOCK = threading.Lock()
+
+
+def grpc_loop() -> asyncio.AbstractEventLoop:
+    """The process's one event loop for ``grpc.aio`` servers, running in a daemon thread (gRPC's asyncio
+    stack is made for one loop per process, so every :class:`ServingApp` of a process shares it)."""
+    global _LOOP
+    with _LOOP_LOCK:
+        if _LOOP is None or _LOOP.is_closed():
+            _LOOP = asyncio.new_event_loop()
+            threading.Thread(target=_LOOP.run_forever, name="tfvae-grpc-loop", daemon=True).start()
+        return _LOOP
+
+
 class ServingApp:
     """REST and gRPC servers over one :class:`ModelManager`; ``start()`` / ``stop()``.
 
+    gRPC runs on ``grpc.aio`` in the process's gRPC event loop (:func:`grpc_loop`): requests are parsed
+    there, and models run in a batch thread (batching on) or in ``grpc_max_threads`` pool threads.
     REST limits: ``rest_api_num_threads`` workers run the predicts, ``rest_max_queue`` more may wait
     (beyond that: 503), a predict is answered within ``rest_api_timeout_in_ms`` (else 504), and a
     connection idle or a body still arriving after ``rest_idle_timeout_s`` is closed (408 for a body).
@@ -61,7 +80,10 @@ class ServingApp:
         self.policy = policy if policy is not None else SignaturePolicy.expose_all()
         self.ssl_config, self.rest_ssl_context = ssl_config, rest_ssl_context
         self._rest: RestServer | None = None
-        self._grpc: grpc.Server | None = None
+        self._grpc: grpc.aio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: threads that run gRPC predicts which are not batched
+        self.grpc_pool: futures.ThreadPoolExecutor | None = None
 
     def rest_predict(self, name: str, version: int | None, label: str | None, body: bytes,
                      info: RequestInfo) -> dict:
@@ -93,19 +115,11 @@ class ServingApp:
         self.manager.start()
         self.policy.log_exposure(self.manager)
         if self.port >= 0:
-            opts = [("grpc.max_receive_message_length", self.max_request_bytes),
-                    ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)]
-            self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=self.grpc_max_threads,
-                                                                thread_name_prefix="tfvae-grpc"), options=opts)
-            prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_PredictionService(self), self._grpc)
-            model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(self), self._grpc)
-            address = f"{self.host}:{self.port}"
-            bound = (self._grpc.add_secure_port(address, grpc_server_credentials(self.ssl_config))
-                     if self.ssl_config is not None else self._grpc.add_insecure_port(address))
-            if bound == 0:
-                raise OSError(f"cannot bind the gRPC port {self.host}:{self.port}")
-            self.port = bound
-            self._grpc.start()
+            self.grpc_pool = futures.ThreadPoolExecutor(max_workers=self.grpc_max_threads,
+                                                        thread_name_prefix="tfvae-grpc")
+            creds = grpc_server_credentials(self.ssl_config) if self.ssl_config is not None else None
+            self._loop = grpc_loop()
+            self.port = asyncio.run_coroutine_threadsafe(self._start_grpc(creds), self._loop).result(120)
             log.info("gRPC API at %s:%d (%s)", self.host, self.port, "plaintext" if self.ssl_config is None else
                      "TLS, client certificates required" if self.ssl_config.client_verify else "TLS")
         if rest is not None:
@@ -122,11 +136,34 @@ class ServingApp:
                             "--rest_api_port -1 turns REST off)")
         return self
 
+    async def _start_grpc(self, creds) -> int:
+        """(in the gRPC loop) Create, bind and start the ``grpc.aio`` server; the bound port."""
+        opts = [("grpc.max_receive_message_length", self.max_request_bytes),
+                ("grpc.max_send_message_length", -1), ("grpc.so_reuseport", 0)]
+        server = grpc.aio.server(options=opts)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_PredictionService(self), server)
+        model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelService(self), server)
+        address = f"{self.host}:{self.port}"
+        try:
+            bound = (server.add_secure_port(address, creds) if creds is not None
+                     else server.add_insecure_port(address))
+        except RuntimeError as e:
+            raise OSError(f"cannot bind the gRPC port {self.host}:{self.port} ({e})") from None
+        if bound == 0:
+            raise OSError(f"cannot bind the gRPC port {self.host}:{self.port}")
+        await server.start()
+        self._grpc = server
+        return bound
+
     def stop(self, grace: float = 2.0) -> None:
         """Stop accepting requests, give running ones up to ``grace`` seconds (REST: 2 s), stop polling."""
-        done = self._grpc.stop(grace) if self._grpc is not None else None
+        done = (asyncio.run_coroutine_threadsafe(self._grpc.stop(grace), self._loop)
+                if self._grpc is not None else None)
         if self._rest is not None:
             self._rest.stop(grace)
         if done is not None:
-            done.wait()
+            done.result(grace + 30)
+            self._grpc = None
+        if self.grpc_pool is not None:
+            self.grpc_pool.shutdown(wait=True, cancel_futures=True)
         self.manager.stop()

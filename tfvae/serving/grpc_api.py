@@ -1,5 +1,5 @@
 """TF Serving's gRPC API: TensorProto <-> array, and the ``PredictionService`` (Predict,
-GetModelMetadata) and ``ModelService`` (GetModelStatus) servicers."""
+GetModelMetadata) and ``ModelService`` (GetModelStatus) servicers of a ``grpc.aio`` server."""
 
 from __future__ import annotations
 
@@ -53,10 +53,14 @@ def predict_response(servable, request, outputs: dict) -> predict_pb2.PredictRes
 
 
 class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """Predict and GetModelMetadata on the ``grpc.aio`` server of :class:`~tfvae.serving.app.ServingApp`:
+    requests are parsed and checked in its event loop; the model runs in a batch thread (batching on)
+    or in the app's pool of ``grpc_max_threads`` threads, so the loop never waits for TensorFlow."""
+
     def __init__(self, app: "ServingApp"):
         self.app = app
 
-    def Predict(self, request, context):  # noqa: N802
+    async def Predict(self, request, context):  # noqa: N802
         info = RequestInfo("grpc")
         try:
             info.known_model(self.app.manager, request.model_spec.name)
@@ -68,7 +72,7 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 inputs = {k: np.zeros(0) for k in request.inputs}  # reported by predict's size check
             else:
                 inputs = {k: _tensor_to_array(k, t, sig.inputs[k]) for k, t in request.inputs.items()}
-            outputs = servable.predict(sig, inputs, request.output_filter)
+            outputs = await servable.predict_async(sig, inputs, request.output_filter, executor=self.app.grpc_pool)
             resp = predict_response(servable, request, outputs)
             self.app.metrics.observe(info, "OK")
             return resp
@@ -78,9 +82,9 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             log.exception("gRPC Predict failed")
             err = ServingError(grpc.StatusCode.INTERNAL, f"internal error: {type(e).__name__}: {e}")
         self.app.metrics.observe(info, err.code.name)
-        context.abort(err.code, err.message)
+        await context.abort(err.code, err.message)
 
-    def GetModelMetadata(self, request, context):  # noqa: N802
+    async def GetModelMetadata(self, request, context):  # noqa: N802
         try:
             if not request.model_spec.name:
                 raise _invalid("Missing ModelSpec")
@@ -92,14 +96,14 @@ class _PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             return self.app.policy.metadata_proto(self.app.manager.resolve_spec(request.model_spec))
         except ServingError as e:
             err = e
-        context.abort(err.code, err.message)
+        await context.abort(err.code, err.message)
 
 
 class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
     def __init__(self, app: "ServingApp"):
         self.app = app
 
-    def GetModelStatus(self, request, context):  # noqa: N802
+    async def GetModelStatus(self, request, context):  # noqa: N802
         try:
             spec = request.model_spec
             if not spec.name:
@@ -111,5 +115,4 @@ class _ModelService(model_service_pb2_grpc.ModelServiceServicer):
             return self.app.manager.status(spec.name, version)
         except ServingError as e:
             err = e
-        context.abort(err.code, err.message)
-
+        await context.abort(err.code, err.message)

@@ -117,21 +117,21 @@ class Servable:
             return self.batcher.run(key, lambda x, w: self._run(sig, x, w), inputs, rows, wanted)
         return self._run(sig, inputs, wanted)
 
-    def predict_async(self, sig: Signature, inputs: dict[str, np.ndarray], output_filter=()) -> "asyncio.Future":
-        """:meth:`predict` for an asyncio front end (e.g. a ``grpc.aio`` server), from its event loop:
-        invalid inputs (and a full batch queue) raise at once; else an ``asyncio.Future`` of the outputs,
-        resolved from the batch thread, without a thread of the front end waiting for it. A request that
-        is not batched (batching off, or inputs that cannot be batched) runs in the loop's thread."""
+    def predict_async(self, sig: Signature, inputs: dict[str, np.ndarray], output_filter=(),
+                      executor=None) -> "asyncio.Future":
+        """:meth:`predict` for an asyncio front end (the ``grpc.aio`` server), from its event loop: an
+        ``asyncio.Future`` of the outputs. With batching, the request is checked here (invalid inputs
+        and a full batch queue raise at once) and queued; the batch thread resolves the future, so no
+        thread waits for it. Any other request (batching off: checks included; inputs that cannot be
+        batched) runs in ``executor`` (a thread pool; None: the loop's default), never in the loop."""
+        loop = asyncio.get_running_loop()
+        if self.batcher is None:
+            return loop.run_in_executor(executor, self.predict, sig, inputs, output_filter)
         wanted = self._validate(sig, inputs, output_filter)
         queue = self._batch_queue(sig, inputs)
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
         if queue is None:
-            try:
-                fut.set_result(self._run(sig, inputs, wanted))
-            except Exception as e:  # noqa: BLE001 - the caller's await raises it
-                fut.set_exception(e)
-            return fut
+            return loop.run_in_executor(executor, self._run, sig, inputs, wanted)
+        fut = loop.create_future()
 
         def done(result, error):  # in a batch thread (or here, when run alone)
             loop.call_soon_threadsafe(_resolve, fut, result, error)
