@@ -5,19 +5,20 @@
 Default (also section 6 of ``bench/serving.py``): ``--batch_test_clients`` clients, each on its own
 channel, sending back to back, against a server without batching, one with it (``python -m tfvae.serve
 --enable_batching``; parameters from ``--batching_parameters_file`` or tfvae's defaults) and a no-op
-gRPC server (the ceiling of the Python gRPC stack), in ``--batch_test_rounds`` interleaved rounds of
-``--batch_test_requests`` requests per client: throughput (utterances/s, median of the rounds),
-p50/p99 latency per request, CPU per utterance of server and clients. Goal (2 cores): batched /
+``grpc.aio`` server (the ceiling of the Python gRPC stack the server runs on), in
+``--batch_test_rounds`` interleaved rounds of ``--batch_test_requests`` requests per client:
+throughput (utterances/s, median of the rounds), p50/p99 latency per request, CPU per utterance of
+server and clients. Goal (2 cores): batched /
 unbatched throughput >= 3 at batched p99 <= 20 ms.
 
 ``--designs`` measures, under the same load, the batching designs tried for that goal (each server a
 process of ``bench/serving_servers.py``), with two load generators: the threads above (one
 blocking stub per thread) and one asyncio loop driving the 8 clients (``grpc.aio`` channels, lower
-client CPU). Designs: tfvae's server without and with batching (``python -m tfvae.serve``); batching
-with one TF intra/inter-op thread; a ``grpc.aio`` front end awaiting ``Servable.predict_async``
-(batch thread); a ``grpc.aio`` front end that runs each batch in its event loop, closing a batch at
-the size of the last batch closed by its timeout (re-probing one more every 16 batches) or after a
-quiet gap of 150 us without a new request; and the no-op servers (sync and aio). Results:
+client CPU). Designs: tfvae's server without and with batching (``python -m tfvae.serve``), and with
+batching at one TF intra/inter-op thread; a ``grpc.aio`` front end that runs each batch in its event
+loop, closing a batch at the size of the last batch closed by its timeout (re-probing one more every
+16 batches) or after a quiet gap of 150 us without a new request; and the no-op servers (sync and
+aio). ``--baseline_repo`` adds the servers of another checkout (an A/B test of a change). Results:
 ``reports/serving/batching-designs.md``.
 
 Without ``--saved_model`` it exports an untrained model of the paper's size (1582 IS10 features,
@@ -206,43 +207,46 @@ def _grpc_load_aio(port: int, name: str, signature: str, x: np.ndarray, clients:
 
 #: --designs: (mode, what it is). "unbatched", "batched" and "ceiling" are the default section's.
 DESIGNS = (
-    ("unbatched", "python -m tfvae.serve (no batching; 16 gRPC threads)"),
-    ("batched", "python -m tfvae.serve --enable_batching (batch thread, waiting gRPC threads)"),
-    ("batched-1thread", "the same, TF at 1 intra-op / 1 inter-op thread"),
-    ("batched-aio", "grpc.aio front end awaiting Servable.predict_async (batch thread), TF 1 thread"),
+    ("unbatched", "python -m tfvae.serve (no batching; grpc.aio front end, model in a pool of 16 threads)"),
+    ("batched", "python -m tfvae.serve --enable_batching (grpc.aio front end awaiting the batch thread)"),
+    ("batched-1thread", "the same with --tensorflow_intra_op_parallelism 1 --tensorflow_inter_op_parallelism 1"),
     ("inloop-adaptive", "grpc.aio, batches run in the event loop, close at the last timed-out size, TF 1 thread"),
     ("inloop-gap", "grpc.aio, batches run in the event loop, close 150 us after the newest request, TF 1 thread"),
     ("ceiling", "no-op Predict servicer, grpc.server + 16 threads"),
     ("ceiling-aio", "no-op Predict servicer, grpc.aio"),
 )
 LOADERS = {"threads": _grpc_load, "asyncio": _grpc_load_aio}
+_CLI_MODES = {"unbatched": [], "batched": ["--enable_batching"],
+              "batched-1thread": ["--enable_batching", "--tensorflow_intra_op_parallelism", "1",
+                                  "--tensorflow_inter_op_parallelism", "1"]}
 
 
-def _command(mode: str, args, model_root: Path, name: str, tmp: Path, options, cli: bool) -> list[str]:
-    """The command line of the server of ``mode`` (see :data:`DESIGNS`)."""
+def _command(mode: str, args, model_root: Path, name: str, tmp: Path, options, cli: bool) -> tuple[list[str], Path]:
+    """The command line of the server of ``mode`` (see :data:`DESIGNS`; ``<mode>@base``: that mode of
+    ``python -m tfvae.serve`` from the ``--baseline_repo`` checkout) and the checkout it runs from."""
     ready, stats = tmp / f"ready-{mode}.json", tmp / f"stats-{mode}.json"
     child = [sys.executable, str(Path(__file__).resolve().with_name("serving_servers.py"))]
     if mode.startswith("ceiling"):
         return child + [json.dumps({"noop": True, "ready": str(ready), "grpc_max_threads": args.grpc_max_threads,
-                                    "aio": mode == "ceiling-aio"})]
-    if cli and mode in ("unbatched", "batched"):
+                                    "aio": mode == "ceiling-aio"})], REPO
+    design, _, base = mode.partition("@")
+    if design in _CLI_MODES and (cli or base):
         cmd = [sys.executable, "-m", "tfvae.serve", "--model_name", name, "--model_base_path", str(model_root),
                "--host", "127.0.0.1", "--port", "0", "--rest_api_port", "-1", "--ready_file", str(ready),
-               "--grpc_max_threads", str(args.grpc_max_threads), "--file_system_poll_wait_seconds", "0"]
-        if mode == "batched":
-            cmd.append("--enable_batching")
-            if args.batching_parameters_file:
-                cmd += ["--batching_parameters_file", str(args.batching_parameters_file)]
-        return cmd
+               "--grpc_max_threads", str(args.grpc_max_threads), "--file_system_poll_wait_seconds", "0",
+               *_CLI_MODES[design]]
+        if design != "unbatched" and args.batching_parameters_file:
+            cmd += ["--batching_parameters_file", str(args.batching_parameters_file)]
+        return cmd, Path(args.baseline_repo).resolve() if base else REPO
     spec = {"base": str(model_root), "name": name, "ready": str(ready), "stats": str(stats), "max_batch_size": 1024,
-            "grpc_max_threads": args.grpc_max_threads, "aio": mode == "batched-aio",
+            "grpc_max_threads": args.grpc_max_threads,
             "batching": None if mode == "unbatched" or mode.startswith("inloop") else {**options.__dict__}}
     if mode not in ("unbatched", "batched"):
         spec["intra_op"] = 1
     if mode.startswith("inloop"):
         spec.update(inloop=True, max_rows=options.max_batch_size, timeout=2 * options.batch_timeout_micros / 1e6,
                     close=mode.split("-")[1], gap=150e-6)
-    return child + [json.dumps(spec)]
+    return child + [json.dumps(spec)], REPO
 
 
 def _measure(args, model_root: Path, name: str, x: np.ndarray, tmp: Path, modes, loaders) -> dict:
@@ -269,9 +273,10 @@ def _measure(args, model_root: Path, name: str, x: np.ndarray, tmp: Path, modes,
     runs = {(ld, m): [] for ld in loaders for m in modes}
     try:
         for mode in modes:
+            cmd, repo = _command(mode, args, model_root, name, tmp, options, cli)
             with open(tmp / f"serve-{mode}.log", "w") as log:
-                procs[mode] = subprocess.Popen(_command(mode, args, model_root, name, tmp, options, cli),
-                                               stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+                procs[mode] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=repo,
+                                               env={**env, "PYTHONPATH": str(repo)})
         for mode in modes:
             ports[mode] = _wait_ready(procs[mode], tmp / f"ready-{mode}.json", tmp / f"serve-{mode}.log")["port"]
         for rnd in range(args.batch_test_rounds):
@@ -312,22 +317,28 @@ def _line(label: str, r: dict) -> str:
 
 
 def batching_section(args, model_root: Path, name: str, x: np.ndarray, tmp: Path) -> dict:
-    """Section 6: the same gRPC load against a server without batching, one with it, and a no-op gRPC
-    server (the ceiling of the gRPC stack); ``--batch_test_rounds`` interleaved rounds against the three
-    running servers, so that a disturbance of the machine hits all three alike. Throughput: the median
-    of the rounds; latency: p50/p99 of every request of every round."""
+    """Section 6: the same gRPC load against a server without batching, one with it, and a no-op
+    ``grpc.aio`` server (the ceiling of the gRPC stack the server runs on); ``--batch_test_rounds``
+    interleaved rounds against the running servers, so that a disturbance of the machine hits all alike.
+    Throughput: the median of the rounds; latency: p50/p99 of every request of every round."""
     print(f"\n6. {args.batch_test_clients} concurrent clients sending one utterance each over gRPC "
           f"({args.grpc_max_threads} gRPC threads)")
-    res = _measure(args, model_root, name, x, tmp, ("unbatched", "batched", "ceiling"), ("threads",))
-    out = {m: res["threads", m] for m in ("unbatched", "batched", "ceiling")}
-    for mode in ("unbatched", "batched"):
+    base = ("unbatched@base", "batched@base") if args.baseline_repo else ()
+    res = _measure(args, model_root, name, x, tmp, ("unbatched", "batched", *base, "ceiling-aio"), ("threads",))
+    out = {m: res["threads", m] for m in ("unbatched", "batched", *base)}
+    out["ceiling"] = res["threads", "ceiling-aio"]
+    for mode in ("unbatched", "batched", *base):
         print("   " + _line(f"{mode:<9}", out[mode]))
         if out[mode]["errors"]:
             print("     first errors:", out[mode]["first_errors"])
+    if base:
+        print(f"   (@base: python -m tfvae.serve of {args.baseline_repo}; this checkout / base: unbatched "
+              f"{out['unbatched']['throughput'] / out['unbatched@base']['throughput']:.2f}x, batched "
+              f"{out['batched']['throughput'] / out['batched@base']['throughput']:.2f}x)")
     c = out["ceiling"]
-    print(f"   gRPC ceiling (no-op Predict servicer, same clients): {c['throughput']:,.0f} req/s  p50 {c['p50']:.2f} ms"
-          f"  p99 {c['p99']:.2f} ms  (CPU per request: server {c['server_cpu_us']:.0f} us, clients "
-          f"{c['client_cpu_us']:.0f} us)")
+    print(f"   gRPC ceiling (no-op Predict servicer on grpc.aio, same clients): {c['throughput']:,.0f} req/s  "
+          f"p50 {c['p50']:.2f} ms  p99 {c['p99']:.2f} ms  (CPU per request: server {c['server_cpu_us']:.0f} us, "
+          f"clients {c['client_cpu_us']:.0f} us)")
     out["ratio"] = out["batched"]["throughput"] / out["unbatched"]["throughput"]
     ceiling = c["throughput"] / out["unbatched"]["throughput"]
     print(f"   batched/unbatched throughput ratio = {out['ratio']:.2f} (goal >= 3)")
@@ -341,12 +352,16 @@ def designs_section(args, model_root: Path, name: str, x: np.ndarray, tmp: Path)
     """``--designs``: every design of :data:`DESIGNS` under both load generators; a table of throughput,
     ratio to the unbatched server under the same load generator, p99 and CPU per utterance."""
     print(f"\nbatching designs: {args.batch_test_clients} concurrent clients sending one utterance each over gRPC")
-    modes = [m for m, _ in DESIGNS]
+    designs = list(DESIGNS)
+    if args.baseline_repo:
+        designs += [(f"{m}@base", f"{m}, python -m tfvae.serve of {args.baseline_repo}")
+                    for m in ("unbatched", "batched")]
+    modes = [m for m, _ in designs]
     res = _measure(args, model_root, name, x, tmp, modes, tuple(LOADERS))
     rows = []
     for ld in LOADERS:
         base = res[ld, "unbatched"]["throughput"]
-        for mode, what in DESIGNS:
+        for mode, what in designs:
             r = res[ld, mode]
             per_batch = f"{r['batch_stats']['rows'] / r['batch_stats']['batches']:.1f}" if "batch_stats" in r else ""
             rows.append((ld, mode, f"{r['throughput']:,.0f}", f"{r['throughput'] / base:.2f}", f"{r['p99']:.2f}",
@@ -358,7 +373,7 @@ def designs_section(args, model_root: Path, name: str, x: np.ndarray, tmp: Path)
     print("\n| " + " | ".join(head) + " |\n|" + "---|" * len(head))
     for row in rows:
         print("| " + " | ".join(row) + " |")
-    print("\n" + "\n".join(f"- {m}: {w}" for m, w in DESIGNS))
+    print("\n" + "\n".join(f"- {m}: {w}" for m, w in designs))
     print("(utt/batch is counted over both load generators' rounds)")
     return {f"{ld}/{m}": {k: v for k, v in r.items() if k != "first_errors"} for (ld, m), r in res.items()}
 
@@ -371,6 +386,8 @@ def add_batching_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batching_parameters_file", help="TF Serving BatchingParameters (text format); "
                    "default: tfvae's defaults (tfvae.serving.batching.BatchingOptions)")
     p.add_argument("--grpc_max_threads", type=int, default=16, help="gRPC worker threads of the servers")
+    p.add_argument("--baseline_repo", help="also run the unbatched and batched servers of this other checkout of "
+                   "tfvae (e.g. a git worktree of an earlier commit), interleaved with this one's: an A/B test")
 
 
 def main() -> int:

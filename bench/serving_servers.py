@@ -5,8 +5,8 @@
 ``spec``: ``noop`` (a Predict that answers a fixed 1 x 128 tensor at once: the ceiling of the gRPC
 stack), else a :class:`~tfvae.serving.manager.ModelManager` over ``base``/``name`` served by
 :class:`~tfvae.serving.app.ServingApp` (gRPC only; ``batching``: BatchingOptions fields or null),
-or, bench-only prototypes, ``aio`` (a ``grpc.aio`` front end awaiting ``Servable.predict_async``) or
-``inloop`` (a ``grpc.aio`` front end that runs its batches in the event loop). ``intra_op``: TF's
+or, a bench-only prototype, ``inloop`` (a ``grpc.aio`` front end that runs its batches in its event
+loop). ``intra_op``: TF's
 intra/inter-op threads. The server writes ``{"port", "pid"}`` to ``ready`` and, on SIGTERM, stops
 and writes its batch counters to ``stats``.
 """
@@ -48,8 +48,6 @@ def _serve_child(spec: str) -> int:
     manager = ModelManager(model_name=spec["name"], model_base_path=spec["base"], poll_seconds=0,
                            config_poll_seconds=0, max_batch_size=spec["max_batch_size"],
                            batching=None if batching is None else BatchingOptions(**batching))
-    if spec.get("aio"):
-        return _aio_child(spec, manager)
     if spec.get("inloop"):
         return _inloop_child(spec, manager)
     app = ServingApp(manager, "127.0.0.1", rest_api_port=-1, port=0, grpc_max_threads=spec["grpc_max_threads"]).start()
@@ -65,49 +63,6 @@ def _serve_child(spec: str) -> int:
         for v, servable in state.versions.items():
             if servable.batcher is not None:
                 stats[f"{state.name}/{v}"] = servable.batcher.stats
-    Path(spec["stats"]).write_text(json.dumps(stats))
-    return 0
-
-
-def _aio_child(spec: dict, manager) -> int:
-    """A prototype, for this benchmark only: Predict on a ``grpc.aio`` server (one event-loop thread,
-    no worker pool) awaiting :meth:`Servable.predict_async`, so that no thread waits for a batch."""
-    import asyncio
-
-    import grpc
-    from tensorflow_serving.apis import prediction_service_pb2_grpc
-
-    from tfvae.serving.errors import ServingError
-    from tfvae.serving.grpc_api import _tensor_to_array, predict_response
-
-    class AioPrediction(prediction_service_pb2_grpc.PredictionServiceServicer):
-        async def Predict(self, request, context):  # noqa: N802
-            try:
-                servable = manager.resolve_spec(request.model_spec)
-                sig = servable.signature(request.model_spec.signature_name, "grpc")
-                inputs = {k: _tensor_to_array(k, t, sig.inputs.get(k)) for k, t in request.inputs.items()}
-                outputs = await servable.predict_async(sig, inputs, request.output_filter)
-            except ServingError as e:
-                await context.abort(e.code, e.message)
-            return predict_response(servable, request, outputs)
-
-    async def serve():
-        manager.start()
-        server = grpc.aio.server()
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(AioPrediction(), server)
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        Path(spec["ready"]).with_suffix(".tmp").write_text(json.dumps({"port": port, "pid": os.getpid()}))
-        os.replace(Path(spec["ready"]).with_suffix(".tmp"), spec["ready"])
-        await stop.wait()
-        await server.stop(1)
-        manager.stop()
-
-    asyncio.run(serve())
-    stats = {f"{st.name}/{v}": s.batcher.stats for st in manager.models.values() for v, s in st.versions.items()
-             if s.batcher is not None}
     Path(spec["stats"]).write_text(json.dumps(stats))
     return 0
 
