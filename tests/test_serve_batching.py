@@ -460,6 +460,38 @@ def test_grpc_clients_through_the_app_are_batched(model_root, reference, x):
     assert manager.resolve("enc").batcher.closed
 
 
+def test_no_grpc_thread_waits_for_a_batch(model_root, reference, x):
+    """gRPC runs on grpc.aio: with one pool thread, 8 concurrent one-row clients still meet in one batch
+    (a thread-per-request server could hold only one of them at a time); without batching the one pool
+    thread answers all 8."""
+    def call(stub, i):
+        req = predict_pb2.PredictRequest()
+        req.model_spec.name = "enc"
+        req.model_spec.signature_name = "identity_free"
+        req.inputs["features"].CopyFrom(tf.make_tensor_proto(x[i:i + 1]))
+        return tf.make_ndarray(stub.Predict(req, timeout=JOIN).outputs["latent"])
+
+    for batching in (BatchingOptions(max_batch_size=8, batch_timeout_micros=5_000_000), None):
+        manager = ModelManager(model_name="enc", model_base_path=str(model_root / "enc"), poll_seconds=0,
+                               config_poll_seconds=0, batching=batching)
+        app = ServingApp(manager, "127.0.0.1", rest_api_port=-1, port=0, grpc_max_threads=1).start()
+        channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
+        try:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            t0 = time.monotonic()
+            outs = _concurrently([lambda i=i: call(stub, i) for i in range(8)])
+            if batching is not None:
+                assert manager.resolve("enc").batcher.stats == {"batches": 1, "tasks": 8, "rows": 8,
+                                                                 "retried_batches": 0, "rejected": 0}
+                assert time.monotonic() - t0 < 4.0  # closed full, not by its 5 s timeout
+            for i, out in enumerate(outs):
+                np.testing.assert_allclose(out, reference["identity_free"](features=tf.constant(x[i:i + 1]))["latent"],
+                                           rtol=1e-5, atol=1e-6)
+        finally:
+            channel.close()
+            app.stop()
+
+
 def _cli_has_batching() -> bool:
     from tfvae.serve import parser
 
