@@ -77,6 +77,21 @@ def _concurrently(fns, timeout=JOIN):
     return out
 
 
+def _grpc_row(stub, x, i) -> np.ndarray:
+    """Row ``i`` of ``x`` through ``identity_free`` of model ``enc`` over gRPC: the latent row."""
+    req = predict_pb2.PredictRequest()
+    req.model_spec.name = "enc"
+    req.model_spec.signature_name = "identity_free"
+    req.inputs["features"].CopyFrom(tf.make_tensor_proto(x[i:i + 1]))
+    return tf.make_ndarray(stub.Predict(req, timeout=JOIN).outputs["latent"])
+
+
+def _assert_rows(outs, reference, x) -> None:
+    for i, out in enumerate(outs):
+        np.testing.assert_allclose(out, reference["identity_free"](features=tf.constant(x[i:i + 1]))["latent"],
+                                   rtol=1e-5, atol=1e-6)
+
+
 def _count_runs(servable):
     """Count the calls of the signatures (batches and requests run alone) of ``servable``."""
     calls = []
@@ -440,20 +455,10 @@ def test_grpc_clients_through_the_app_are_batched(model_root, reference, x):
     channel = grpc.insecure_channel(f"127.0.0.1:{app.port}")
     try:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-
-        def call(i):
-            req = predict_pb2.PredictRequest()
-            req.model_spec.name = "enc"
-            req.model_spec.signature_name = "identity_free"
-            req.inputs["features"].CopyFrom(tf.make_tensor_proto(x[i:i + 1]))
-            return tf.make_ndarray(stub.Predict(req, timeout=JOIN).outputs["latent"])
-
-        outs = _concurrently([lambda i=i: call(i) for i in range(8)])
+        outs = _concurrently([lambda i=i: _grpc_row(stub, x, i) for i in range(8)])
         stats = manager.resolve("enc").batcher.stats
         assert stats["tasks"] == 8 and stats["batches"] < 8, stats
-        for i, out in enumerate(outs):
-            np.testing.assert_allclose(out, reference["identity_free"](features=tf.constant(x[i:i + 1]))["latent"],
-                                       rtol=1e-5, atol=1e-6)
+        _assert_rows(outs, reference, x)
     finally:
         channel.close()
         app.stop()
@@ -464,13 +469,6 @@ def test_no_grpc_thread_waits_for_a_batch(model_root, reference, x):
     """gRPC runs on grpc.aio: with one pool thread, 8 concurrent one-row clients still meet in one batch
     (a thread-per-request server could hold only one of them at a time); without batching the one pool
     thread answers all 8."""
-    def call(stub, i):
-        req = predict_pb2.PredictRequest()
-        req.model_spec.name = "enc"
-        req.model_spec.signature_name = "identity_free"
-        req.inputs["features"].CopyFrom(tf.make_tensor_proto(x[i:i + 1]))
-        return tf.make_ndarray(stub.Predict(req, timeout=JOIN).outputs["latent"])
-
     for batching in (BatchingOptions(max_batch_size=8, batch_timeout_micros=5_000_000), None):
         manager = ModelManager(model_name="enc", model_base_path=str(model_root / "enc"), poll_seconds=0,
                                config_poll_seconds=0, batching=batching)
@@ -479,14 +477,12 @@ def test_no_grpc_thread_waits_for_a_batch(model_root, reference, x):
         try:
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
             t0 = time.monotonic()
-            outs = _concurrently([lambda i=i: call(stub, i) for i in range(8)])
+            outs = _concurrently([lambda i=i: _grpc_row(stub, x, i) for i in range(8)])
             if batching is not None:
                 assert manager.resolve("enc").batcher.stats == {"batches": 1, "tasks": 8, "rows": 8,
                                                                  "retried_batches": 0, "rejected": 0}
                 assert time.monotonic() - t0 < 4.0  # closed full, not by its 5 s timeout
-            for i, out in enumerate(outs):
-                np.testing.assert_allclose(out, reference["identity_free"](features=tf.constant(x[i:i + 1]))["latent"],
-                                           rtol=1e-5, atol=1e-6)
+            _assert_rows(outs, reference, x)
         finally:
             channel.close()
             app.stop()
@@ -537,19 +533,13 @@ def test_cli_enable_batching_and_a_bad_parameters_file(model_root, reference, x,
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
         def call(i):
-            req = predict_pb2.PredictRequest()
-            req.model_spec.name = "enc"
-            req.model_spec.signature_name = "identity_free"
-            req.inputs["features"].CopyFrom(tf.make_tensor_proto(x[i:i + 1]))
             t = time.perf_counter()
-            out = tf.make_ndarray(stub.Predict(req, timeout=JOIN).outputs["latent"])
+            out = _grpc_row(stub, x, i)
             return out, time.perf_counter() - t
 
         outs = _concurrently([lambda i=i: call(i) for i in range(4)])
         channel.close()
-        for i, (out, waited) in enumerate(outs):
-            np.testing.assert_allclose(out, reference["identity_free"](features=tf.constant(x[i:i + 1]))["latent"],
-                                       rtol=1e-5, atol=1e-6)
+        _assert_rows([out for out, _ in outs], reference, x)
         assert min(w for _, w in outs) >= 0.15  # held for the file's 200 ms batch timeout: batching is on
     finally:
         proc.send_signal(signal.SIGTERM)
