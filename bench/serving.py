@@ -39,7 +39,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serving_batching import _export_default, _pct, add_batching_args, batching_section  # noqa: E402
+from serving_batching import _pct, add_batching_args, batching_section, prepare  # noqa: E402
 
 
 def _rss_mib(pid: int) -> float:
@@ -68,13 +68,8 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="tfvae-bench-"))
     try:
-        path = Path(args.saved_model) if args.saved_model else _export_default(tmp / "models")
+        path, fn, x = prepare(args, tmp)
         model_root, name = path.parent, path.parent.name
-        print(f"model: {path}  signature: {args.signature}  cores: {os.cpu_count()}  TF {tf.__version__}")
-        fn = tf.saved_model.load(str(path)).signatures[args.signature]
-        dim = fn.structured_input_signature[1]["features"].shape[-1]
-        rng = np.random.default_rng(0)
-        x = rng.lognormal(size=(128, dim)).astype(np.float32)
         results = {}
 
         if not args.only_batching:

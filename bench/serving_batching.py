@@ -378,6 +378,18 @@ def designs_section(args, model_root: Path, name: str, x: np.ndarray, tmp: Path)
     return {f"{ld}/{m}": {k: v for k, v in r.items() if k != "first_errors"} for (ld, m), r in res.items()}
 
 
+def prepare(args, tmp: Path) -> tuple[Path, object, np.ndarray]:
+    """The benchmarked version directory (``--saved_model`` or the exported paper-size model), its
+    ``--signature`` function (the in-process reference) and 128 seeded input rows; prints what it is."""
+    import tensorflow as tf
+
+    path = Path(args.saved_model) if args.saved_model else _export_default(tmp / "models")
+    print(f"model: {path}  signature: {args.signature}  cores: {os.cpu_count()}  TF {tf.__version__}")
+    fn = tf.saved_model.load(str(path)).signatures[args.signature]
+    dim = fn.structured_input_signature[1]["features"].shape[-1]
+    return path, fn, np.random.default_rng(0).lognormal(size=(128, dim)).astype(np.float32)
+
+
 def add_batching_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch_test_clients", type=int, default=8, help="concurrent one-utterance clients")
     p.add_argument("--batch_test_requests", type=int, default=500, help="requests per client per round")
@@ -398,17 +410,10 @@ def main() -> int:
     p.add_argument("--json_out", help="also write the results as JSON here")
     add_batching_args(p)
     args = p.parse_args()
-
-    import tensorflow as tf
-
     tmp = Path(tempfile.mkdtemp(prefix="tfvae-bench-"))
     try:
-        path = Path(args.saved_model) if args.saved_model else _export_default(tmp / "models")
+        path, _, x = prepare(args, tmp)
         model_root, name = path.parent, path.parent.name
-        print(f"model: {path}  signature: {args.signature}  cores: {os.cpu_count()}  TF {tf.__version__}")
-        fn = tf.saved_model.load(str(path)).signatures[args.signature]
-        dim = fn.structured_input_signature[1]["features"].shape[-1]
-        x = np.random.default_rng(0).lognormal(size=(128, dim)).astype(np.float32)
         out = (designs_section if args.designs else batching_section)(args, model_root, name, x, tmp)
         if args.json_out:
             Path(args.json_out).write_text(json.dumps(out, indent=1, default=lambda o: None))

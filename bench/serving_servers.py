@@ -53,8 +53,7 @@ def _serve_child(spec: str) -> int:
     app = ServingApp(manager, "127.0.0.1", rest_api_port=-1, port=0, grpc_max_threads=spec["grpc_max_threads"]).start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    Path(spec["ready"]).with_suffix(".tmp").write_text(json.dumps({"port": app.port, "pid": os.getpid()}))
-    os.replace(Path(spec["ready"]).with_suffix(".tmp"), spec["ready"])
+    _write_ready(spec, app.port)
     while not stop.wait(0.5):
         pass
     app.stop()
@@ -67,6 +66,37 @@ def _serve_child(spec: str) -> int:
     return 0
 
 
+def _write_ready(spec: dict, port: int) -> None:
+    """Tell the bench this server listens on ``port`` (written whole, then renamed into place)."""
+    Path(spec["ready"]).with_suffix(".tmp").write_text(json.dumps({"port": port, "pid": os.getpid()}))
+    os.replace(Path(spec["ready"]).with_suffix(".tmp"), spec["ready"])
+
+
+def _serve_aio(spec: dict, add_servicer, before=None, after=None) -> None:
+    """Run a ``grpc.aio`` server (``add_servicer(server)`` adds its servicer) on a free loopback port until
+    SIGTERM; ``before`` / ``after`` run in the loop before it starts and after it stops."""
+    import asyncio
+
+    import grpc
+
+    async def serve():
+        if before is not None:
+            before()
+        server = grpc.aio.server()
+        add_servicer(server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        _write_ready(spec, port)
+        await stop.wait()
+        await server.stop(1)
+        if after is not None:
+            after()
+
+    asyncio.run(serve())
+
+
 def _inloop_child(spec: dict, manager) -> int:
     """A prototype, for ``--designs`` only: Predict on a ``grpc.aio`` server that batches in its event
     loop and runs each batch there (no batch thread, no thread handoff). A batch closes at
@@ -75,7 +105,6 @@ def _inloop_child(spec: dict, manager) -> int:
     batches; ``gap``: ``gap`` s after its newest request."""
     import asyncio
 
-    import grpc
     from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     from tfvae.serving.errors import ServingError
@@ -150,21 +179,8 @@ def _inloop_child(spec: dict, manager) -> int:
                 await context.abort(e.code, e.message)
             return predict_response(servable, request, outputs)
 
-    async def serve():
-        manager.start()
-        server = grpc.aio.server()
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(InLoopPrediction(), server)
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        stop = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        Path(spec["ready"]).with_suffix(".tmp").write_text(json.dumps({"port": port, "pid": os.getpid()}))
-        os.replace(Path(spec["ready"]).with_suffix(".tmp"), spec["ready"])
-        await stop.wait()
-        await server.stop(1)
-        manager.stop()
-
-    asyncio.run(serve())
+    _serve_aio(spec, lambda server: prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        InLoopPrediction(), server), before=manager.start, after=manager.stop)
     Path(spec["stats"]).write_text(json.dumps({"inloop": {"batches": st["batches"], "rows": st["rows"]}}))
     return 0
 
@@ -189,25 +205,12 @@ def _noop_child(spec: dict) -> int:
             return resp
 
     if spec.get("aio"):
-        import asyncio
-
         class AioNoop(prediction_service_pb2_grpc.PredictionServiceServicer):
             async def Predict(self, request, context):  # noqa: N802
                 return resp
 
-        async def serve():
-            server = grpc.aio.server()
-            prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(AioNoop(), server)
-            port = server.add_insecure_port("127.0.0.1:0")
-            await server.start()
-            stop = asyncio.Event()
-            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-            Path(spec["ready"]).with_suffix(".tmp").write_text(json.dumps({"port": port, "pid": os.getpid()}))
-            os.replace(Path(spec["ready"]).with_suffix(".tmp"), spec["ready"])
-            await stop.wait()
-            await server.stop(1)
-
-        asyncio.run(serve())
+        _serve_aio(spec, lambda server: prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+            AioNoop(), server))
         return 0
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=spec["grpc_max_threads"]))
@@ -216,8 +219,7 @@ def _noop_child(spec: dict) -> int:
     server.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    Path(spec["ready"]).with_suffix(".tmp").write_text(json.dumps({"port": port, "pid": os.getpid()}))
-    os.replace(Path(spec["ready"]).with_suffix(".tmp"), spec["ready"])
+    _write_ready(spec, port)
     while not stop.wait(0.5):
         pass
     server.stop(1).wait()
