@@ -94,7 +94,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max_batch_size", type=int, default=1024, help="largest batch a request may send")
     p.add_argument("--max_request_bytes", type=int, default=64 << 20,
                    help="largest REST body / gRPC message accepted")
-    p.add_argument("--grpc_max_threads", type=int, default=16, help="gRPC worker threads")
+    p.add_argument("--grpc_max_threads", type=int, default=16,
+                   help="threads that run gRPC predicts which are not batched (gRPC itself runs on grpc.aio)")
     p.add_argument("--rest_api_num_threads", type=int, default=default_rest_threads(),
                    help="REST worker threads running predicts (0: TF Serving's default, 4 per CPU)")
     p.add_argument("--rest_api_timeout_in_ms", type=int, default=30000,

@@ -4,7 +4,7 @@
 - :mod:`.servable`: one loaded SavedModel version (signatures, validated predict, warm-up);
 - :mod:`.manager`: the models of a ``models.config``, their versions and hot reload;
 - :mod:`.rest`: TF Serving's JSON REST API (predict, status, metadata) on aiohttp, with its limits;
-- :mod:`.grpc_api`: the ``PredictionService`` and ``ModelService`` gRPC servicers;
+- :mod:`.grpc_api`: the ``PredictionService`` and ``ModelService`` gRPC servicers (``grpc.aio``);
 - :mod:`.policy`: which signatures each model exposes (privacy views by default);
 - :mod:`.tls`: TLS for gRPC (TF Serving's ``SSLConfig``) and REST;
 - :mod:`.metrics`: request counts and latencies in Prometheus' format;
