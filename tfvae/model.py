@@ -20,8 +20,8 @@ Loss terms (running means in one Keras metric, :class:`TermMeans`; all per examp
   factorised latent the paper relies on).
   Options that rebalance eq. 1 (issue: representation quality): ``decoder_variance`` ``learned``
   (one trainable log-variance per feature) or ``calibrated`` (sigma-VAE: the batch MSE as a shared
-  variance), ``kl_warmup`` (KL weight ramped from 0) and ``free_bits`` (KL per node below this many
-  nats is free).
+  variance), ``kl_warmup`` (KL weight ramped from 0), ``free_bits`` (KL per node below this many
+  nats is free) and ``kl_identity_weight`` (a KL weight per node, ramping towards the identity end).
 - ``hsic``: linear-kernel HSIC (mean squared cross-correlation) between the attributes' nominal bands
   of the latent sample (the emotion and identity halves for the paper's attributes; the mean over
   pairs of bands for more), weighted by ``hsic_weight`` (LR-VAE only); with
