@@ -42,6 +42,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from serving_batching import _pct, add_batching_args, batching_section, prepare  # noqa: E402
 
 
+def _latencies(call, n: int, warmup: int = 100) -> list[float]:
+    """Seconds of each of ``n`` calls ``call(i)``, after ``warmup`` untimed ones."""
+    for i in range(warmup):
+        call(i)
+    ts = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        call(i)
+        ts.append(time.perf_counter() - t0)
+    return ts
+
+
 def _rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -76,13 +88,8 @@ def main() -> int:
             # 1. in process
             for b in (1, 128):
                 xb = x[:b]
-                for _ in range(50):
-                    fn(features=tf.constant(xb))["latent"].numpy()
-                ts = []
-                for _ in range(args.iterations if b == 1 else args.iterations // 4):
-                    t0 = time.perf_counter()
-                    fn(features=tf.constant(xb))["latent"].numpy()
-                    ts.append(time.perf_counter() - t0)
+                ts = _latencies(lambda i: fn(features=tf.constant(xb))["latent"].numpy(),
+                                args.iterations if b == 1 else args.iterations // 4, warmup=50)
                 p50, p99 = _pct(ts)
                 results[f"inproc_b{b}"] = (p50, p99, b * len(ts) / sum(ts))
                 print(f"in-process batch {b:>3}: p50 {p50:.3f} ms  p99 {p99:.3f} ms  {b * len(ts) / sum(ts):,.0f} utt/s")
@@ -127,13 +134,7 @@ def main() -> int:
 
                 # 2. REST, one client
                 conn = http.client.HTTPConnection("127.0.0.1", rest_port, timeout=60)
-                for i in range(100):
-                    rest_once(conn, bodies[i % 16])
-                ts = []
-                for i in range(args.iterations):
-                    t0 = time.perf_counter()
-                    rest_once(conn, bodies[i % 16])
-                    ts.append(time.perf_counter() - t0)
+                ts = _latencies(lambda i: rest_once(conn, bodies[i % 16]), args.iterations)
                 conn.close()
                 results["rest_b1"] = (*_pct(ts), len(ts) / sum(ts))
                 print(f"REST one client, 1 utterance:  p50 {results['rest_b1'][0]:.3f} ms  "
@@ -141,13 +142,7 @@ def main() -> int:
 
                 # 3. gRPC, one client
                 reqs = [grpc_req(1, i) for i in range(16)]
-                for i in range(100):
-                    stub.Predict(reqs[i % 16], timeout=60)
-                ts = []
-                for i in range(args.iterations):
-                    t0 = time.perf_counter()
-                    stub.Predict(reqs[i % 16], timeout=60)
-                    ts.append(time.perf_counter() - t0)
+                ts = _latencies(lambda i: stub.Predict(reqs[i % 16], timeout=60), args.iterations)
                 results["grpc_b1"] = (*_pct(ts), len(ts) / sum(ts))
                 print(f"gRPC one client, 1 utterance:  p50 {results['grpc_b1'][0]:.3f} ms  "
                       f"p99 {results['grpc_b1'][1]:.3f} ms  {results['grpc_b1'][2]:,.0f} req/s")

@@ -31,3 +31,21 @@ def small_corpus(demo_data_dir):
     from tfvae.data import load_corpus
 
     return load_corpus("tfvae_demo/is10_small", "IS10", data_dir=demo_data_dir)
+
+
+@pytest.fixture(scope="session")
+def tiny_lrvae():
+    """``tiny_lrvae(dim, latent_dim)``: a built LR-VAE with one-layer MLPs (3 emotions, 4 speakers), its
+    normaliser adapted on seeded data: for serving tests that need a SavedModel, not a trained one."""
+    import numpy as np
+
+    from tfvae.model import LRVAE
+
+    def build(dim: int, latent_dim: int) -> LRVAE:
+        m = LRVAE(dim, 3, 4, latent_dim=latent_dim, encoder_units=(8,), decoder_units=(8,), head_units=(4,),
+                  seed=0)
+        m.build()
+        m.adapt_normalizer(np.random.default_rng(0).normal(size=(32, dim)).astype(np.float32))
+        return m
+
+    return build

@@ -22,7 +22,6 @@ from tfvae import serve
 from tfvae.erasure import LinearEraser
 from tfvae.export import METADATA_FILE, export_encoder, export_protected
 from tfvae.masking import keep_mask
-from tfvae.model import LRVAE
 from tfvae.serving.app import ServingApp
 from tfvae.serving.manager import ModelManager
 from tfvae.serving.policy import METADATA_FILE as POLICY_METADATA_FILE
@@ -36,11 +35,9 @@ GONE = "no_such_signature"
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory):
+def models(tmp_path_factory, tiny_lrvae):
     root = tmp_path_factory.mktemp("policy_models")
-    m = LRVAE(DIM, 3, 4, latent_dim=N, encoder_units=(8,), decoder_units=(8,), head_units=(4,), seed=0)
-    m.build()
-    m.adapt_normalizer(np.random.default_rng(0).normal(size=(32, DIM)).astype(np.float32))
+    m = tiny_lrvae(DIM, N)
     masks = {"identity_free": keep_mask(N, "identity_free", 4), "emotion_free": keep_mask(N, "emotion_free", 4)}
     eraser = LinearEraser(mean=np.zeros(N), projection=np.eye(N)[:1].T @ np.eye(N)[:1])
     full = export_encoder(m, root, "full", masks, {"emotion_names": ["a", "b", "c"]},

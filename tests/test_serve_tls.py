@@ -27,7 +27,6 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 from tfvae import serve
 from tfvae.export import export_encoder
 from tfvae.masking import keep_mask
-from tfvae.model import LRVAE
 from tfvae.serving.app import ServingApp
 from tfvae.serving.manager import ModelManager
 from tfvae.serving.tls import read_ssl_config, rest_ssl_context
@@ -92,11 +91,9 @@ def pki(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory):
+def config(tmp_path_factory, tiny_lrvae):
     root = tmp_path_factory.mktemp("tls_models")
-    m = LRVAE(DIM, 3, 4, latent_dim=N, encoder_units=(8,), decoder_units=(8,), head_units=(4,), seed=0)
-    m.build()
-    m.adapt_normalizer(np.random.default_rng(0).normal(size=(32, DIM)).astype(np.float32))
+    m = tiny_lrvae(DIM, N)
     export_encoder(m, root, "tiny", {"identity_free": keep_mask(N, "identity_free", 4)},
                    {"emotion_names": ["a", "b", "c"]})
     return root / "models.config"
