@@ -153,17 +153,19 @@ def main() -> int:
                     stub.Predict(big[i % 4], timeout=60)
                 lat, errs = [], []
 
-                def batch_client(k):
+                def grpc_client(k, reqs, n, lat, errs):
+                    """``n`` predicts of ``reqs`` (from the k-th) on its own stub: latency and error of each."""
                     own = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-                    for i in range(args.batch_requests):
+                    for i in range(n):
                         t0 = time.perf_counter()
                         try:
-                            own.Predict(big[(i + k) % 4], timeout=60)
+                            own.Predict(reqs[(i + k) % len(reqs)], timeout=60)
                         except Exception as e:  # noqa: BLE001
                             errs.append(repr(e))
                         lat.append(time.perf_counter() - t0)
 
-                threads = [threading.Thread(target=batch_client, args=(k,)) for k in range(args.batch_clients)]
+                threads = [threading.Thread(target=grpc_client, args=(k, big, args.batch_requests, lat, errs))
+                           for k in range(args.batch_clients)]
                 t0 = time.perf_counter()
                 for t in threads:
                     t.start()
@@ -193,17 +195,8 @@ def main() -> int:
                         lat["rest"].append(time.perf_counter() - t0)
                     c.close()
 
-                def grpc_client(k):
-                    own = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-                    for i in range(args.requests):
-                        t0 = time.perf_counter()
-                        try:
-                            own.Predict(reqs[(i + k) % 16], timeout=60)
-                        except Exception as e:  # noqa: BLE001
-                            load_errs.append(repr(e))
-                        lat["grpc"].append(time.perf_counter() - t0)
-
-                threads = [threading.Thread(target=rest_client if k % 2 == 0 else grpc_client, args=(k,))
+                threads = [threading.Thread(target=rest_client, args=(k,)) if k % 2 == 0 else
+                           threading.Thread(target=grpc_client, args=(k, reqs, args.requests, lat["grpc"], load_errs))
                            for k in range(args.clients)]
                 t0 = time.perf_counter()
                 for t in threads:

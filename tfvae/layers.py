@@ -161,3 +161,14 @@ class CosineMarginClassifier(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "units": self.units, "margin": self.margin, "scale": self.scale}
+
+
+def dense_stack(units: Sequence[int], l2: float, name: str, out: int | None = None) -> keras.Sequential:
+    """ReLU ``Dense`` layers of ``units`` (then a linear ``Dense(out)``), L2 ``l2`` on kernels and biases:
+    the encoder, decoder, classifiers and discriminators of :class:`tfvae.model.LRVAE`."""
+    reg = keras.regularizers.L2(l2) if l2 else None
+    layers = [keras.layers.Dense(u, activation="relu", kernel_regularizer=reg, bias_regularizer=reg,
+                                 name=f"{name}_dense{i}") for i, u in enumerate(units)]
+    if out is not None:
+        layers.append(keras.layers.Dense(out, kernel_regularizer=reg, bias_regularizer=reg, name=f"{name}_out"))
+    return keras.Sequential(layers, name=name)

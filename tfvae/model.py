@@ -18,10 +18,8 @@ Loss terms (running means in one Keras metric, :class:`TermMeans`; all per examp
   dimensions, so unit weights in eq. 4 balance L_VAE against the cross-entropies; relative to
   the plain ELBO this weights KL by beta = kl_weight * D / N (a beta-VAE, which favours the
   factorised latent the paper relies on).
-  Options that rebalance eq. 1 (issue: representation quality): ``decoder_variance`` ``learned``
-  (one trainable log-variance per feature) or ``calibrated`` (sigma-VAE: the batch MSE as a shared
-  variance), ``kl_warmup`` (KL weight ramped from 0), ``free_bits`` (KL per node below this many
-  nats is free) and ``kl_identity_weight`` (a KL weight per node, ramping towards the identity end).
+  Options that rebalance eq. 1 (``decoder_variance``, ``kl_warmup``, ``free_bits``,
+  ``kl_identity_weight``) are described in :class:`tfvae.config.TrainConfig`.
 - ``hsic``: linear-kernel HSIC (mean squared cross-correlation) between the attributes' nominal bands
   of the latent sample (the emotion and identity halves for the paper's attributes; the mean over
   pairs of bands for more), weighted by ``hsic_weight`` (LR-VAE only); with
@@ -53,21 +51,12 @@ from keras import ops
 from tfvae.attributes import DEFAULT as DEFAULT_ATTRIBUTES, parse_attributes
 from tfvae.config import LOSS_TERMS
 from tfvae.methods import _base, adversary_terms, loss_terms, method_parts
-from tfvae.layers import CosineMarginClassifier, GradientReversal, LayeredDropout, random_normal
+from tfvae.layers import CosineMarginClassifier, GradientReversal, LayeredDropout, dense_stack, random_normal
 from tfvae.schedules import LambdaSchedule, attribute_keep_rates
 from tfvae.terms import (TermMeans, band_independence, cross_correlation, in_xla, kl_node_weights, kl_per_node,
                          masked_acc, masked_ce, rbf_hsic, reconstruction_nll, sum_of_squares)
 
 tfd = tfp.distributions
-
-def _mlp(units: Sequence[int], l2: float, name: str, out: int | None = None) -> keras.Sequential:
-    reg = keras.regularizers.L2(l2) if l2 else None
-    layers = [keras.layers.Dense(u, activation="relu", kernel_regularizer=reg, bias_regularizer=reg,
-                                 name=f"{name}_dense{i}") for i, u in enumerate(units)]
-    if out is not None:
-        layers.append(keras.layers.Dense(out, kernel_regularizer=reg, bias_regularizer=reg, name=f"{name}_out"))
-    return keras.Sequential(layers, name=name)
-
 
 @keras.saving.register_keras_serializable(package="tfvae")
 class LRVAE(keras.Model):
@@ -159,8 +148,8 @@ class LRVAE(keras.Model):
         self.normalizer = keras.layers.Normalization(axis=-1, name="normalizer", dtype="float32")
         rep_dim = self.latent_dim if p["vae"] else self.input_dim
         if p["vae"]:
-            self.encoder = _mlp(self.encoder_units, l2, "encoder", out=2 * self.latent_dim)
-            self.decoder = _mlp(self.decoder_units, l2, "decoder", out=self.input_dim)
+            self.encoder = dense_stack(self.encoder_units, l2, "encoder", out=2 * self.latent_dim)
+            self.decoder = dense_stack(self.decoder_units, l2, "decoder", out=self.input_dim)
         # Layers live under fixed attribute names (``emo_dropout``, ``emo_head``, ``id_body``, ``id_adv_head``...)
         # so that the paper's two-attribute model keeps its checkpoint layout.
         if p["layered"]:
@@ -173,21 +162,21 @@ class LRVAE(keras.Model):
             if a.name not in p["heads"]:
                 continue
             if a.is_identity:
-                self.id_body = _mlp(self.head_units, l2, "speaker_embedding")
+                self.id_body = dense_stack(self.head_units, l2, "speaker_embedding")
                 if speaker_head == "aam":
                     self.id_out = CosineMarginClassifier(self.n_speakers, aam_margin, aam_scale,
                                                          name="speaker_classifier")
                 else:
-                    self.id_out = _mlp((), l2, "speaker_classifier", out=self.n_speakers)
+                    self.id_out = dense_stack((), l2, "speaker_classifier", out=self.n_speakers)
             else:
-                setattr(self, f"{a.short}_head", _mlp(self.head_units, l2, f"{a.name}_classifier",
+                setattr(self, f"{a.short}_head", dense_stack(self.head_units, l2, f"{a.name}_classifier",
                                                       out=self.n_classes[a.name]))
         self.grls = []
         for (pred, branch), term in self.adversary_terms.items():
             a = self._attr(pred)
             grl = GradientReversal(self.lambda_schedule.max_lambda, name=f"{term}_reversal")
             suffix = "" if term == f"{a.short}_adv" else f"_on_{branch}"
-            head = _mlp(self.head_units, l2, ("speaker" if a.is_identity else a.name) + "_discriminator" + suffix,
+            head = dense_stack(self.head_units, l2, ("speaker" if a.is_identity else a.name) + "_discriminator" + suffix,
                         out=self.n_classes[pred])
             setattr(self, f"{term}_grl", grl)
             setattr(self, f"{term}_head", head)
