@@ -35,6 +35,8 @@ def test_unknown_method_is_rejected_by_the_cli(capsys):
     ({"keep_min": 0.8, "keep_max": 0.5}, "keep_min (0.8) <= keep_max (0.5)"),
     ({"epochs": 0}, "epochs=0 must be >= 1"),
     ({"encoder_units": ()}, "encoder_units=() must be a non-empty list"),
+    ({"hidden_dropout": 1.0}, "hidden_dropout=1.0 must be a rate in [0, 1)"),
+    ({"hidden_dropout": -0.1}, "hidden_dropout=-0.1 must be >= 0"),
 ])
 def test_validate_names_the_bad_option(overrides, message):
     cfg = TrainConfig(**overrides)

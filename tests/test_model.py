@@ -231,6 +231,38 @@ def test_kl_identity_weight_ramps_the_kl_of_each_node(small_corpus):
     assert LRVAE.from_config(m.get_config()).kl_identity_weight == 0.25
 
 
+def test_encoder_skip_adds_a_linear_map_of_the_input(small_corpus):
+    x = small_corpus.splits["test"].features[:6]
+    m = _model(small_corpus, encoder_skip=True)
+    x_std = m.normalizer(x)
+    mlp, lin = m.encoder(x_std).numpy(), m.encoder_linear(x_std).numpy()
+    assert len(m.encoder_linear.layers) == 1 and m.encoder_linear.layers[0].kernel.shape == (small_corpus.dim, 64)
+    np.testing.assert_allclose(m.encode(x).numpy(), (mlp + lin)[:, :32], rtol=1e-5, atol=1e-5)
+    w = m.encoder_linear.layers[0].kernel
+    w.assign(2.0 * w)  # the mean moves by exactly the linear part's change
+    np.testing.assert_allclose(m.encode(x).numpy(), (mlp + 2 * lin)[:, :32], rtol=1e-4, atol=1e-4)
+    assert not hasattr(_model(small_corpus), "encoder_linear")
+    assert LRVAE.from_config(m.get_config()).encoder_skip is True
+
+
+def test_hidden_dropout_acts_in_training_only_and_spares_the_discriminators(small_corpus):
+    x = small_corpus.splits["test"].features[:32]
+    m = _model(small_corpus, hidden_dropout=0.5)
+    names = [layer.name for layer in m.encoder.layers]
+    assert names == ["encoder_dense0", "encoder_dropout0", "encoder_dense1", "encoder_dropout1", "encoder_out"]
+    assert [layer.name for layer in m.id_body.layers][1::2] == ["speaker_embedding_dropout0",
+                                                                "speaker_embedding_dropout1"]
+    assert not any("dropout" in layer.name for layer in m.emo_adv_head.layers)
+    x_std = m.normalizer(x)
+    h = m.encoder.layers[0](x_std)
+    dropped = m.encoder.layers[1](h, training=True).numpy()
+    zero = dropped == 0
+    assert 0.4 < zero[h.numpy() > 0].mean() < 0.6  # half the active units are dropped
+    np.testing.assert_allclose(dropped[~zero], 2.0 * h.numpy()[~zero], rtol=1e-5)  # the rest scaled by 1/(1-p)
+    np.testing.assert_array_equal(m.encode(x).numpy(), m.encode(x).numpy())  # inference: no dropout
+    assert LRVAE.from_config(m.get_config()).hidden_dropout == 0.5
+
+
 def test_hsic_term_and_aam_head(small_corpus):
     batch = _batch(small_corpus)
     m = _model(small_corpus, hsic_weight=2.0, speaker_head="aam", aam_margin=0.3, aam_scale=10.0)

@@ -11,8 +11,11 @@ def test_grid_parsing_types_and_errors():
     assert parse_grid("latent_dim=32,64;adv_lambda=0.3,1") == {"latent_dim": [32, 64], "adv_lambda": [0.3, 1.0]}
     assert parse_grid("keep_schedule=linear,exponential jit_compile=true") == \
         {"keep_schedule": ["linear", "exponential"], "jit_compile": [True]}
+    assert parse_grid("encoder_units=512x256,1024;encoder_skip=false,yes") == \
+        {"encoder_units": [(512, 256), (1024,)], "encoder_skip": [False, True]}
     for bad, msg in (("latent_dim", "not of the form"), ("seed=1,2", "not a tunable"), ("nope=1", "not a tunable"),
-                     ("latent_dim=a", "bad value for latent_dim"), ("encoder_units=1,2", "cannot be searched"),
+                     ("latent_dim=a", "bad value for latent_dim"), ("encoder_units=512x0", "sizes must be positive"),
+                     ("encoder_units=5x", "bad value for encoder_units"), ("encoder_skip=maybe", "not true or false"),
                      ("", "empty")):
         with pytest.raises(ConfigError, match=msg):
             parse_grid(bad)

@@ -151,6 +151,12 @@ class TrainConfig:
         "linear", "Kernel of the HSIC penalty: linear (cross-correlation) or rbf (Gaussian kernels, median bandwidth: "
         "also penalises non-linear dependence between the latent halves).", choices=HSIC_KERNELS)
     input_noise: float = _opt(0.0, "Std of Gaussian noise added to the standardised encoder input in training.")
+    hidden_dropout: float = _opt(
+        0.0, "Dropout rate after each hidden layer of the encoder and of the attribute heads (not the "
+        "discriminators), against over-fitting the few training speakers of small corpora.")
+    encoder_skip: bool = _opt(
+        False, "Add a linear map of the standardised input to the encoder MLP's output (mean and "
+        "log-variance): a path that generalises to unseen speakers as linear models on raw features do.")
     emo_weight: float = _opt(1.0, "Weight of L_emo (emotion cross-entropy).")
     id_weight: float = _opt(1.0, "Weight of L_id (speaker-ID cross-entropy).")
     emo_adv_weight: float = _opt(1.0, "Weight of L_emo-adv (emotion discriminator on the speaker branch).")
@@ -251,7 +257,7 @@ class TrainConfig:
             errs.append(f"keep rates must satisfy 0 <= keep_min ({self.keep_min}) <= keep_max ({self.keep_max}) <= 1")
         for name in ("vae_weight", "kl_weight", "emo_weight", "id_weight", "emo_adv_weight",
                      "id_adv_weight", "adv_lambda", "l2", "cut_tolerance", "select_after", "free_bits", "kl_identity_weight",
-                     "aam_margin", "hsic_weight", "input_noise", "in_memory_mb", "encoded_memory_mb",
+                     "aam_margin", "hsic_weight", "input_noise", "hidden_dropout", "in_memory_mb", "encoded_memory_mb",
                      "shuffle_buffer"):
             if getattr(self, name) < 0:
                 errs.append(f"{name}={getattr(self, name)} must be >= 0")
@@ -264,6 +270,8 @@ class TrainConfig:
             errs.append(f"disc_lr_scale={self.disc_lr_scale} must be > 0")
         if self.aam_scale <= 0:
             errs.append(f"aam_scale={self.aam_scale} must be > 0")
+        if self.hidden_dropout >= 1:
+            errs.append(f"hidden_dropout={self.hidden_dropout} must be a rate in [0, 1)")
         if self.select_after > 1:
             errs.append(f"select_after={self.select_after} must be a fraction in [0, 1]")
         if self.learning_rate <= 0:

@@ -163,12 +163,19 @@ class CosineMarginClassifier(keras.layers.Layer):
         return {**super().get_config(), "units": self.units, "margin": self.margin, "scale": self.scale}
 
 
-def dense_stack(units: Sequence[int], l2: float, name: str, out: int | None = None) -> keras.Sequential:
-    """ReLU ``Dense`` layers of ``units`` (then a linear ``Dense(out)``), L2 ``l2`` on kernels and biases:
-    the encoder, decoder, classifiers and discriminators of :class:`tfvae.model.LRVAE`."""
+def dense_stack(units: Sequence[int], l2: float, name: str, out: int | None = None,
+                dropout: float = 0.0, seed: int | None = None) -> keras.Sequential:
+    """ReLU ``Dense`` layers of ``units`` (each followed by ``Dropout(dropout)`` in training when
+    ``dropout`` > 0), then a linear ``Dense(out)``; L2 ``l2`` on kernels and biases: the encoder,
+    decoder, classifiers and discriminators of :class:`tfvae.model.LRVAE`."""
     reg = keras.regularizers.L2(l2) if l2 else None
-    layers = [keras.layers.Dense(u, activation="relu", kernel_regularizer=reg, bias_regularizer=reg,
-                                 name=f"{name}_dense{i}") for i, u in enumerate(units)]
+    layers = []
+    for i, u in enumerate(units):
+        layers.append(keras.layers.Dense(u, activation="relu", kernel_regularizer=reg, bias_regularizer=reg,
+                                         name=f"{name}_dense{i}"))
+        if dropout > 0:
+            layers.append(keras.layers.Dropout(dropout, seed=None if seed is None else seed + i,
+                                               name=f"{name}_dropout{i}"))
     if out is not None:
         layers.append(keras.layers.Dense(out, kernel_regularizer=reg, bias_regularizer=reg, name=f"{name}_out"))
     return keras.Sequential(layers, name=name)

@@ -80,6 +80,9 @@ class LRVAE(keras.Model):
         speaker_head: ``softmax`` or ``aam`` (:class:`tfvae.layers.CosineMarginClassifier`).
         hsic_weight: weight of the cross-correlation penalty between the two latent halves.
         input_noise: std of Gaussian noise on the standardised encoder input in training.
+        hidden_dropout: dropout rate after each hidden layer of the encoder and the attribute heads.
+        encoder_skip: add a linear map of the standardised input to the encoder's output (a path
+            that generalises to unseen speakers as linear models on the raw features do).
         attributes: attribute names in latent order (:func:`tfvae.attributes.parse_attributes`).
         n_classes: classes of class attributes other than emotion (e.g. ``{"gender": 2}``).
         adversaries: ``all``, ``none`` or ``predicted@branch,...`` (:func:`parse_adversaries`; lrvae).
@@ -98,7 +101,8 @@ class LRVAE(keras.Model):
                  aam_scale: float = 30.0, hsic_weight: float = 0.0, input_noise: float = 0.0,
                  hsic_kernel: str = "linear", attributes: Sequence[str] = DEFAULT_ATTRIBUTES,
                  n_classes: dict | None = None, adversaries: str = "all", band_width: float = 1.0,
-                 band_centres: Sequence[float] | None = None, kl_identity_weight: float = 1.0, **kwargs):
+                 band_centres: Sequence[float] | None = None, kl_identity_weight: float = 1.0,
+                 hidden_dropout: float = 0.0, encoder_skip: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.attributes = parse_attributes(attributes)
         self.parts = method_parts(method, protect, self.attributes, adversaries)
@@ -142,13 +146,17 @@ class LRVAE(keras.Model):
         if hsic_kernel not in ("linear", "rbf"):
             raise ValueError(f"hsic_kernel {hsic_kernel!r} is unknown; choose linear or rbf")
         self.hsic_kernel = hsic_kernel
+        self.hidden_dropout, self.encoder_skip = float(hidden_dropout), bool(encoder_skip)
+        drop = {"dropout": self.hidden_dropout, "seed": None if seed is None else seed + 101}
 
         p = self.parts
         # float32 under any mixed-precision policy: raw openSMILE features span many decades
         self.normalizer = keras.layers.Normalization(axis=-1, name="normalizer", dtype="float32")
         rep_dim = self.latent_dim if p["vae"] else self.input_dim
         if p["vae"]:
-            self.encoder = dense_stack(self.encoder_units, l2, "encoder", out=2 * self.latent_dim)
+            self.encoder = dense_stack(self.encoder_units, l2, "encoder", out=2 * self.latent_dim, **drop)
+            if self.encoder_skip:
+                self.encoder_linear = dense_stack((), l2, "encoder_linear", out=2 * self.latent_dim)
             self.decoder = dense_stack(self.decoder_units, l2, "decoder", out=self.input_dim)
         # Layers live under fixed attribute names (``emo_dropout``, ``emo_head``, ``id_body``, ``id_adv_head``...)
         # so that the paper's two-attribute model keeps its checkpoint layout.
@@ -162,7 +170,7 @@ class LRVAE(keras.Model):
             if a.name not in p["heads"]:
                 continue
             if a.is_identity:
-                self.id_body = dense_stack(self.head_units, l2, "speaker_embedding")
+                self.id_body = dense_stack(self.head_units, l2, "speaker_embedding", **drop)
                 if speaker_head == "aam":
                     self.id_out = CosineMarginClassifier(self.n_speakers, aam_margin, aam_scale,
                                                          name="speaker_classifier")
@@ -170,7 +178,7 @@ class LRVAE(keras.Model):
                     self.id_out = dense_stack((), l2, "speaker_classifier", out=self.n_speakers)
             else:
                 setattr(self, f"{a.short}_head", dense_stack(self.head_units, l2, f"{a.name}_classifier",
-                                                      out=self.n_classes[a.name]))
+                                                             out=self.n_classes[a.name], **drop))
         self.grls = []
         for (pred, branch), term in self.adversary_terms.items():
             a = self._attr(pred)
@@ -215,6 +223,8 @@ class LRVAE(keras.Model):
         rep = self.latent_dim if self.parts["vae"] else d
         if self.parts["vae"]:
             self.encoder.build((None, d))
+            if self.encoder_skip:
+                self.encoder_linear.build((None, d))
             self.decoder.build((None, self.latent_dim))
             if self.decoder_variance == "learned":
                 self.decoder_log_scale = self.add_weight(name="decoder_log_scale", shape=(d,), initializer="zeros")
@@ -264,7 +274,10 @@ class LRVAE(keras.Model):
         x_std = self.normalizer(x)
         if training and self.input_noise > 0:
             x_std = x_std + self.input_noise * random_normal(ops.shape(x_std), self.seed_generator)
-        params = ops.cast(self.encoder(x_std, training=training), "float32")
+        params = self.encoder(x_std, training=training)
+        if self.encoder_skip:
+            params = params + self.encoder_linear(x_std)
+        params = ops.cast(params, "float32")
         mean, log_var = ops.split(params, 2, axis=-1)
         log_var = ops.clip(log_var, -12.0, 8.0)
         return tfd.MultivariateNormalDiag(loc=mean, scale_diag=ops.exp(0.5 * log_var))
@@ -476,6 +489,7 @@ class LRVAE(keras.Model):
             "hsic_kernel": self.hsic_kernel, "attributes": [a.name for a in self.attributes],
             "n_classes": dict(self.n_classes), "adversaries": self.adversaries, "band_width": self.band_width,
             "band_centres": None if self.band_centres is None else list(self.band_centres),
+            "hidden_dropout": self.hidden_dropout, "encoder_skip": self.encoder_skip,
         }
 
 
@@ -496,6 +510,7 @@ def build_model(cfg, input_dim: int, n_emotions: int, n_speakers: int, total_ste
         decoder_variance=cfg.decoder_variance, kl_warmup_steps=int(round(cfg.kl_warmup * total_steps)),
         free_bits=cfg.free_bits, kl_identity_weight=cfg.kl_identity_weight, speaker_head=cfg.speaker_head,
         aam_margin=cfg.aam_margin, aam_scale=cfg.aam_scale,
-        hsic_weight=cfg.hsic_weight, hsic_kernel=cfg.hsic_kernel, input_noise=cfg.input_noise, name="lrvae")
+        hsic_weight=cfg.hsic_weight, hsic_kernel=cfg.hsic_kernel, input_noise=cfg.input_noise,
+        hidden_dropout=cfg.hidden_dropout, encoder_skip=cfg.encoder_skip, name="lrvae")
     model.build()
     return model

@@ -36,7 +36,8 @@ APPLIES = {"adv_lambda": _ADV, "disc_lr_scale": _ADV, "lambda_schedule": _ADV, "
            "mask_groups": _LAYERED, "cut_tolerance": _LAYERED, "cut_attackers": _LAYERED, "latent_dim": _VAE,
            "kl_weight": _VAE, "vae_weight": _VAE, "decoder_variance": _VAE, "kl_warmup": _VAE, "free_bits": _VAE,
            "kl_identity_weight": _LAYERED,
-           "hsic_weight": _LAYERED, "hsic_kernel": _LAYERED,
+           "hsic_weight": _LAYERED, "hsic_kernel": _LAYERED, "encoder_skip": _VAE, "encoder_units": _VAE,
+           "decoder_units": _VAE,
            "speaker_head": {"dnn", "vae", "a-vae", "lrvae-noadv", "lrvae"}}
 #: Options that must not be tuned (they are not hyperparameters of the model).
 NOT_TUNABLE = {"dataset", "data_dir", "manual_dir", "feature_set", "method", "protect", "seed", "strategy",
@@ -45,7 +46,8 @@ NOT_TUNABLE = {"dataset", "data_dir", "manual_dir", "feature_set", "method", "pr
 
 def parse_grid(text: str) -> dict[str, list]:
     """``"latent_dim=32,64;adv_lambda=0.3,1"`` -> ``{"latent_dim": [32, 64], "adv_lambda": [0.3, 1.0]}``,
-    each value converted to the type of the :class:`TrainConfig` field."""
+    each value converted to the type of the :class:`TrainConfig` field; a list of sizes is written
+    with ``x`` (``encoder_units=512x256,1024``)."""
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     grid = {}
     for part in filter(None, (p.strip() for p in text.replace(" ", ";").split(";"))):
@@ -56,8 +58,11 @@ def parse_grid(text: str) -> dict[str, list]:
             raise ConfigError(f"--grid: {key!r} is not a tunable option of python -m tfvae.train")
         default = getattr(TrainConfig(), key)
         if isinstance(default, tuple):
-            raise ConfigError(f"--grid: {key!r} takes a list of sizes and cannot be searched")
-        cast = (lambda v: v.lower() in ("1", "true", "yes")) if isinstance(default, bool) else type(default)
+            cast = _sizes
+        elif isinstance(default, bool):
+            cast = _flag
+        else:
+            cast = type(default)
         try:
             grid[key] = [cast(v) for v in values.split(",")]
         except ValueError as e:
@@ -65,6 +70,19 @@ def parse_grid(text: str) -> dict[str, list]:
     if not grid:
         raise ConfigError("--grid is empty")
     return grid
+
+
+def _flag(text: str) -> bool:
+    if text.lower() not in ("1", "true", "yes", "0", "false", "no"):
+        raise ValueError(f"{text!r} is not true or false")
+    return text.lower() in ("1", "true", "yes")
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    sizes = tuple(int(u) for u in text.split("x"))
+    if any(u < 1 for u in sizes):
+        raise ValueError(f"{text!r}: sizes must be positive")
+    return sizes
 
 
 def candidates(grid: dict[str, list], method: str, search: str = "grid", trials: int = 0, seed: int = 0) -> list[dict]:
@@ -189,7 +207,8 @@ def load_tuned(path: str | Path, folds: list, dataset: str, seed: int) -> list[d
         raise ConfigError(f"--tuned {path} was made for dataset {meta.get('dataset')!r}, seed {meta.get('seed')} and "
                           f"{len(made)} fold(s); this run has dataset {dataset!r}, seed {seed} and {len(want)} fold(s) "
                           "with other test speakers: tune again with the same options")
-    return [{k: v["chosen"] for k, v in f["models"].items()} for f in doc["folds"]]
+    return [{k: {o: tuple(x) if isinstance(x, list) else x for o, x in v["chosen"].items()}  # sizes: JSON lists
+             for k, v in f["models"].items()} for f in doc["folds"]]
 
 
 def markdown(name: str, doc: dict) -> str:
