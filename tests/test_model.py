@@ -263,6 +263,37 @@ def test_hidden_dropout_acts_in_training_only_and_spares_the_discriminators(smal
     assert LRVAE.from_config(m.get_config()).hidden_dropout == 0.5
 
 
+def test_mixup_mixes_features_and_every_cross_entropy(small_corpus):
+    batch = _batch(small_corpus)
+    m = _model(small_corpus, mixup=0.4)
+    x = batch["features"].numpy()
+    y = {"emotion": batch["emotion"], "identity": batch["speaker"]}
+    mixed, (lam, y_b) = m._mix(batch["features"], y)
+    lam = float(lam)
+    assert 0.5 <= lam < 1.0
+    other = (mixed.numpy() - lam * x) / (1.0 - lam)
+    rows = [int(np.argmin(np.abs(x - r).sum(axis=1))) for r in other]  # each row's partner is a batch row
+    np.testing.assert_allclose(other, x[rows], rtol=1e-3, atol=1e-2 * np.abs(x).max())
+    assert sorted(rows) == list(range(len(x)))  # a permutation of the batch
+    np.testing.assert_array_equal(y_b["identity"].numpy(), batch["speaker"].numpy()[rows])
+    np.testing.assert_array_equal(y_b["emotion"].numpy(), batch["emotion"].numpy()[rows])
+    # every CE term is lam * CE(labels) + (1 - lam) * CE(shuffled labels), on the logits of the mixed batch
+    shuffled = np.roll(np.arange(len(x)), 1)
+    y_s = {k: tf.gather(v, shuffled) for k, v in y.items()}
+    m._mix = lambda feats, labels: (0.7 * feats + 0.3 * tf.gather(feats, shuffled), (0.7, y_s))
+    seen = {}
+    forward = m.forward
+    m.forward = lambda feats, training=False, labels=None: seen.setdefault("out", forward(feats, training, labels))
+    _, terms = m.compute_losses(batch, training=True)
+    ce = keras.losses.sparse_categorical_crossentropy
+    for term, name in (("emo", "emotion"), ("id", "identity"), ("emo_adv", "emotion"), ("id_adv", "identity")):
+        logits = seen["out"][f"{term}_logits"]
+        want = 0.7 * np.mean(ce(y[name], logits, from_logits=True)) + 0.3 * np.mean(ce(y_s[name], logits,
+                                                                                        from_logits=True))
+        assert float(terms[term]) == pytest.approx(float(want), rel=1e-5), term
+    assert LRVAE.from_config(m.get_config()).mixup == 0.4
+
+
 def test_hsic_term_and_aam_head(small_corpus):
     batch = _batch(small_corpus)
     m = _model(small_corpus, hsic_weight=2.0, speaker_head="aam", aam_margin=0.3, aam_scale=10.0)

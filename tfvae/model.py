@@ -81,6 +81,10 @@ class LRVAE(keras.Model):
         hsic_weight: weight of the cross-correlation penalty between the two latent halves.
         input_noise: std of Gaussian noise on the standardised encoder input in training.
         hidden_dropout: dropout rate after each hidden layer of the encoder and the attribute heads.
+        mixup: alpha of mixup (Zhang et al. 2018) in training: each batch is mixed with a shuffled copy
+            of itself by lam ~ Kumaraswamy(alpha, alpha) (Beta's closed-form cousin: XLA has no gamma
+            sampler; the larger share kept first), every cross-entropy
+            term is lam * CE(labels) + (1 - lam) * CE(shuffled labels); 0 = off.
         encoder_skip: add a linear map of the standardised input to the encoder's output (a path
             that generalises to unseen speakers as linear models on the raw features do).
         attributes: attribute names in latent order (:func:`tfvae.attributes.parse_attributes`).
@@ -102,7 +106,7 @@ class LRVAE(keras.Model):
                  hsic_kernel: str = "linear", attributes: Sequence[str] = DEFAULT_ATTRIBUTES,
                  n_classes: dict | None = None, adversaries: str = "all", band_width: float = 1.0,
                  band_centres: Sequence[float] | None = None, kl_identity_weight: float = 1.0,
-                 hidden_dropout: float = 0.0, encoder_skip: bool = False, **kwargs):
+                 hidden_dropout: float = 0.0, encoder_skip: bool = False, mixup: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.attributes = parse_attributes(attributes)
         self.parts = method_parts(method, protect, self.attributes, adversaries)
@@ -146,7 +150,7 @@ class LRVAE(keras.Model):
         if hsic_kernel not in ("linear", "rbf"):
             raise ValueError(f"hsic_kernel {hsic_kernel!r} is unknown; choose linear or rbf")
         self.hsic_kernel = hsic_kernel
-        self.hidden_dropout, self.encoder_skip = float(hidden_dropout), bool(encoder_skip)
+        self.hidden_dropout, self.encoder_skip, self.mixup = float(hidden_dropout), bool(encoder_skip), float(mixup)
         drop = {"dropout": self.hidden_dropout, "seed": None if seed is None else seed + 101}
 
         p = self.parts
@@ -346,8 +350,18 @@ class LRVAE(keras.Model):
         ``terms`` holds every unweighted term, accuracies and the ``selection`` value.
         """
         y = {a.name: data[a.label] for a in self.attributes}
+        x, mixed = data["features"], None
+        if training and self.mixup > 0:
+            x, mixed = self._mix(x, y)
         id_name = next(a.name for a in self.attributes if a.is_identity)
-        out = self.forward(data["features"], training=training, labels=y[id_name] if training else None)
+        out = self.forward(x, training=training, labels=y[id_name] if training else None)
+
+        def ce(name, logits):  # (mean CE, count) of one head or adversary; under mixup, of both label sets
+            if mixed is None:
+                return masked_ce(y[name], logits)
+            lam, y_b = mixed
+            (first, n), (second, _) = masked_ce(y[name], logits), masked_ce(y_b[name], logits)
+            return lam * first + (1.0 - lam) * second, n
         terms, counts = {}, {}
         if self.parts["vae"]:
             terms["recon"] = self._recon(out["x_loc"], out["x_std"])
@@ -359,10 +373,10 @@ class LRVAE(keras.Model):
         for a in self.attributes:
             if a.name in self.parts["heads"]:
                 logits = out[f"{a.short}_logits"]
-                terms[a.short], counts[a.short] = masked_ce(y[a.name], logits)
+                terms[a.short], counts[a.short] = ce(a.name, logits)
                 terms[f"{a.short}_acc"] = masked_acc(y[a.name], logits)
         for (pred, _), term in self.adversary_terms.items():
-            terms[term], counts[term] = masked_ce(y[pred], out[f"{term}_logits"])
+            terms[term], counts[term] = ce(pred, out[f"{term}_logits"])
         w = self.loss_weights
         terms["l2"] = self._weight_penalty()
         terms["selection"] = sum(w[t] * terms[t] for t in ("vae", *(a.short for a in self.attributes)) if t in terms)
@@ -371,6 +385,17 @@ class LRVAE(keras.Model):
             loss = loss + self.hsic_weight * terms["hsic"]
         terms["_counts"] = counts
         return loss, terms
+
+    def _mix(self, x, y):
+        """Mixup of a batch with a shuffled copy: ``(mixed features, (lam, shuffled labels))``."""
+        n = ops.shape(x)[0]
+        u = keras.random.uniform((), 1e-6, 1.0 - 1e-6, seed=self.seed_generator)
+        lam = (1.0 - (1.0 - u) ** (1.0 / self.mixup)) ** (1.0 / self.mixup)  # inverse CDF of Kumaraswamy(a, a)
+        lam = ops.maximum(lam, 1.0 - lam)
+        perm = keras.random.shuffle(ops.arange(n), seed=self.seed_generator)
+        x = ops.cast(x, "float32")
+        return lam * x + (1.0 - lam) * ops.take(x, perm, axis=0), (lam, {k: ops.take(v, perm, axis=0)
+                                                                       for k, v in y.items()})
 
     def _independence(self, z):
         """The HSIC penalty between the attributes' nominal bands (:func:`tfvae.terms.band_independence`)."""
@@ -489,7 +514,7 @@ class LRVAE(keras.Model):
             "hsic_kernel": self.hsic_kernel, "attributes": [a.name for a in self.attributes],
             "n_classes": dict(self.n_classes), "adversaries": self.adversaries, "band_width": self.band_width,
             "band_centres": None if self.band_centres is None else list(self.band_centres),
-            "hidden_dropout": self.hidden_dropout, "encoder_skip": self.encoder_skip,
+            "hidden_dropout": self.hidden_dropout, "encoder_skip": self.encoder_skip, "mixup": self.mixup,
         }
 
 
@@ -511,6 +536,6 @@ def build_model(cfg, input_dim: int, n_emotions: int, n_speakers: int, total_ste
         free_bits=cfg.free_bits, kl_identity_weight=cfg.kl_identity_weight, speaker_head=cfg.speaker_head,
         aam_margin=cfg.aam_margin, aam_scale=cfg.aam_scale,
         hsic_weight=cfg.hsic_weight, hsic_kernel=cfg.hsic_kernel, input_noise=cfg.input_noise,
-        hidden_dropout=cfg.hidden_dropout, encoder_skip=cfg.encoder_skip, name="lrvae")
+        hidden_dropout=cfg.hidden_dropout, encoder_skip=cfg.encoder_skip, mixup=cfg.mixup, name="lrvae")
     model.build()
     return model
