@@ -294,6 +294,26 @@ def test_mixup_mixes_features_and_every_cross_entropy(small_corpus):
     assert LRVAE.from_config(m.get_config()).mixup == 0.4
 
 
+def test_guard_term_is_the_linear_leakage_of_each_adversary_pair(small_corpus):
+    from tfvae.terms import linear_leakage
+
+    batch = _batch(small_corpus)
+    m = _model(small_corpus, guard_weight=5.0)
+    seen = {}
+    forward = m.forward
+    m.forward = lambda feats, training=False, labels=None: seen.setdefault("out", forward(feats, training, labels))
+    loss, terms = m.compute_losses(batch, training=False)
+    z = seen["out"]["z"]
+    want = 0.5 * (float(linear_leakage(z, batch["emotion"], m.n_emotions, m.id_dropout.keep_rates))
+                  + float(linear_leakage(z, batch["speaker"], m.n_speakers, m.emo_dropout.keep_rates)))
+    assert float(terms["guard"]) == pytest.approx(want, rel=1e-5) and want > 0
+    rest = sum(m.loss_weights[t] * terms[t] for t in ("vae", "emo", "id", "emo_adv", "id_adv")) + terms["l2"]
+    assert float(loss) == pytest.approx(float(rest + 5.0 * terms["guard"]), rel=1e-5)
+    assert "guard" in m.trackers and "guard" not in _model(small_corpus).trackers
+    assert "guard" not in _model(small_corpus, method="lrvae-noadv", guard_weight=5.0).trackers  # no pairs
+    assert LRVAE.from_config(m.get_config()).guard_weight == 5.0
+
+
 def test_hsic_term_and_aam_head(small_corpus):
     batch = _batch(small_corpus)
     m = _model(small_corpus, hsic_weight=2.0, speaker_head="aam", aam_margin=0.3, aam_scale=10.0)

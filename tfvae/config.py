@@ -157,6 +157,10 @@ class TrainConfig:
     mixup: float = _opt(
         0.0, "Mixup alpha: each training batch is mixed with a shuffled copy of itself by lam ~ Kumaraswamy(alpha, "
         "alpha) (a Beta-like law XLA can sample) and every cross-entropy term is mixed likewise (0 = off).")
+    guard_weight: float = _opt(
+        0.0, "Weight of the linear-guardedness penalty: for every adversary pair, the squared correlation "
+        "between the attribute's labels and its branch's expected input (the training-time form of LEACE's "
+        "condition; tfvae.terms.linear_leakage). 0 = off.")
     encoder_skip: bool = _opt(
         False, "Add a linear map of the standardised input to the encoder MLP's output (mean and "
         "log-variance): a path that generalises to unseen speakers as linear models on raw features do.")
@@ -260,7 +264,7 @@ class TrainConfig:
             errs.append(f"keep rates must satisfy 0 <= keep_min ({self.keep_min}) <= keep_max ({self.keep_max}) <= 1")
         for name in ("vae_weight", "kl_weight", "emo_weight", "id_weight", "emo_adv_weight",
                      "id_adv_weight", "adv_lambda", "l2", "cut_tolerance", "select_after", "free_bits", "kl_identity_weight",
-                     "aam_margin", "hsic_weight", "input_noise", "hidden_dropout", "mixup", "in_memory_mb", "encoded_memory_mb",
+                     "aam_margin", "hsic_weight", "input_noise", "hidden_dropout", "mixup", "guard_weight", "in_memory_mb", "encoded_memory_mb",
                      "shuffle_buffer"):
             if getattr(self, name) < 0:
                 errs.append(f"{name}={getattr(self, name)} must be >= 0")

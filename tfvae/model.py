@@ -54,7 +54,7 @@ from tfvae.methods import _base, adversary_terms, loss_terms, method_parts
 from tfvae.layers import CosineMarginClassifier, GradientReversal, LayeredDropout, dense_stack, random_normal
 from tfvae.schedules import LambdaSchedule, attribute_keep_rates
 from tfvae.terms import (TermMeans, band_independence, cross_correlation, in_xla, kl_node_weights, kl_per_node,
-                         masked_acc, masked_ce, rbf_hsic, reconstruction_nll, sum_of_squares)
+                         linear_leakage, masked_acc, masked_ce, rbf_hsic, reconstruction_nll, sum_of_squares)
 
 tfd = tfp.distributions
 
@@ -85,6 +85,9 @@ class LRVAE(keras.Model):
             of itself by lam ~ Kumaraswamy(alpha, alpha) (Beta's closed-form cousin: XLA has no gamma
             sampler; the larger share kept first), every cross-entropy
             term is lam * CE(labels) + (1 - lam) * CE(shuffled labels); 0 = off.
+        guard_weight: weight of the linear-guardedness penalty (:func:`tfvae.terms.linear_leakage`) of
+            every adversary pair: the attribute's labels against its branch's expected input (``z``
+            weighted by the branch's keep rates); 0 = off.
         encoder_skip: add a linear map of the standardised input to the encoder's output (a path
             that generalises to unseen speakers as linear models on the raw features do).
         attributes: attribute names in latent order (:func:`tfvae.attributes.parse_attributes`).
@@ -106,7 +109,8 @@ class LRVAE(keras.Model):
                  hsic_kernel: str = "linear", attributes: Sequence[str] = DEFAULT_ATTRIBUTES,
                  n_classes: dict | None = None, adversaries: str = "all", band_width: float = 1.0,
                  band_centres: Sequence[float] | None = None, kl_identity_weight: float = 1.0,
-                 hidden_dropout: float = 0.0, encoder_skip: bool = False, mixup: float = 0.0, **kwargs):
+                 hidden_dropout: float = 0.0, encoder_skip: bool = False, mixup: float = 0.0,
+                 guard_weight: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.attributes = parse_attributes(attributes)
         self.parts = method_parts(method, protect, self.attributes, adversaries)
@@ -195,8 +199,10 @@ class LRVAE(keras.Model):
             self.grls.append(grl)
 
         self.use_hsic = p["layered"] and self.hsic_weight > 0
+        self.guard_weight = float(guard_weight)
+        self.use_guard = bool(self.adversary_terms) and self.guard_weight > 0
         self.term_names = ([t for t in ("recon", "kl") if p["vae"]] + [t for t in self.loss_terms if p.get(t)]
-                           + (["hsic"] if self.use_hsic else []))
+                           + (["hsic"] if self.use_hsic else []) + (["guard"] if self.use_guard else []))
         tracked = ["loss", "selection", *self.term_names, "l2"]
         tracked += [f"{a.short}_acc" for a in self.attributes if a.name in p["heads"]]
         tracked += ["grl_lambda"] if self.grls else []
@@ -377,12 +383,16 @@ class LRVAE(keras.Model):
                 terms[f"{a.short}_acc"] = masked_acc(y[a.name], logits)
         for (pred, _), term in self.adversary_terms.items():
             terms[term], counts[term] = ce(pred, out[f"{term}_logits"])
+        if self.use_guard:
+            terms["guard"] = self._guard(out["z"] if self.parts["vae"] else out["x_std"], y)
         w = self.loss_weights
         terms["l2"] = self._weight_penalty()
         terms["selection"] = sum(w[t] * terms[t] for t in ("vae", *(a.short for a in self.attributes)) if t in terms)
         loss = sum(w[t] * terms[t] for t in self.loss_terms if t in terms) + terms["l2"]
         if self.use_hsic:
             loss = loss + self.hsic_weight * terms["hsic"]
+        if self.use_guard:
+            loss = loss + self.guard_weight * terms["guard"]
         terms["_counts"] = counts
         return loss, terms
 
@@ -396,6 +406,16 @@ class LRVAE(keras.Model):
         x = ops.cast(x, "float32")
         return lam * x + (1.0 - lam) * ops.take(x, perm, axis=0), (lam, {k: ops.take(v, perm, axis=0)
                                                                        for k, v in y.items()})
+
+    def _guard(self, rep, y):
+        """Mean linear leakage of each adversary pair's attribute on its branch (eq. 4's adversaries,
+        as a closed-form statistic instead of a discriminator)."""
+        vals = []
+        for pred, branch in self.adversary_terms:
+            weights = self._attr(branch).short + "_dropout"
+            weights = getattr(self, weights).keep_rates if self.parts["layered"] else None
+            vals.append(linear_leakage(rep, y[pred], self.n_classes[pred], weights))
+        return vals[0] if len(vals) == 1 else ops.mean(ops.stack(vals))
 
     def _independence(self, z):
         """The HSIC penalty between the attributes' nominal bands (:func:`tfvae.terms.band_independence`)."""
@@ -515,6 +535,7 @@ class LRVAE(keras.Model):
             "n_classes": dict(self.n_classes), "adversaries": self.adversaries, "band_width": self.band_width,
             "band_centres": None if self.band_centres is None else list(self.band_centres),
             "hidden_dropout": self.hidden_dropout, "encoder_skip": self.encoder_skip, "mixup": self.mixup,
+            "guard_weight": self.guard_weight,
         }
 
 
@@ -536,6 +557,7 @@ def build_model(cfg, input_dim: int, n_emotions: int, n_speakers: int, total_ste
         free_bits=cfg.free_bits, kl_identity_weight=cfg.kl_identity_weight, speaker_head=cfg.speaker_head,
         aam_margin=cfg.aam_margin, aam_scale=cfg.aam_scale,
         hsic_weight=cfg.hsic_weight, hsic_kernel=cfg.hsic_kernel, input_noise=cfg.input_noise,
-        hidden_dropout=cfg.hidden_dropout, encoder_skip=cfg.encoder_skip, mixup=cfg.mixup, name="lrvae")
+        hidden_dropout=cfg.hidden_dropout, encoder_skip=cfg.encoder_skip, mixup=cfg.mixup,
+        guard_weight=cfg.guard_weight, name="lrvae")
     model.build()
     return model

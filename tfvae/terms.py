@@ -61,6 +61,26 @@ def rbf_hsic(z, split: int):
     return ops.sum(kx * ky) / ops.maximum(ops.square(n - 1.0), 1.0)
 
 
+def linear_leakage(rep, labels, n_classes: int, node_weights=None):
+    """Linear guardedness penalty, the training-time form of LEACE's condition (Belrose et al. 2023):
+    the mean over nodes (weighted by ``node_weights``, e.g. a branch's keep rates) of the summed squared
+    correlation between a batch-standardised node of ``rep`` and the centred one-hot ``labels``
+    (rows with label -1 left out). 0 exactly when every class has the same mean representation."""
+    labels = ops.cast(labels, "int32")
+    known = ops.cast(labels >= 0, "float32")[:, None]
+    n = ops.maximum(ops.sum(known), 1.0)
+    rep = ops.cast(rep, "float32")
+    r = (rep - ops.sum(rep * known, axis=0, keepdims=True) / n) * known
+    r = r / ops.sqrt(ops.sum(ops.square(r), axis=0, keepdims=True) / n + 1e-6)
+    y = ops.one_hot(ops.maximum(labels, 0), n_classes) * known
+    y = (y - ops.sum(y, axis=0, keepdims=True) / n) * known
+    c = ops.matmul(ops.transpose(r), y) / n  # nodes x classes
+    if node_weights is None:
+        return ops.mean(ops.sum(ops.square(c), axis=1))
+    w = ops.cast(ops.convert_to_tensor(node_weights), "float32")
+    return ops.sum(ops.square(w) * ops.sum(ops.square(c), axis=1)) / ops.maximum(ops.sum(ops.square(w)), 1e-6)
+
+
 def band_independence(z, k: int, hsic=cross_correlation):
     """The mean of ``hsic`` over every pair of the K nominal bands of ``z`` (K equal node ranges in
     latent order); with two attributes, ``hsic(z, N // 2)`` between the two halves."""
