@@ -1,0 +1,117 @@
+"""The objective of :class:`tfvae.model.LRVAE` (paper eq. 4), a mixin of the model class.
+
+``L = w_vae L_VAE + w_emo L_emo + w_id L_id + w_emo-adv L_emo-adv + w_id-adv L_id-adv + L2``, each
+term visible as a metric; beyond the paper, the optional HSIC penalty between the latent bands, the
+linear-guardedness penalty of the adversary pairs, and mixup of the cross-entropy terms (the options
+are documented on :class:`tfvae.model.LRVAE`).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from tfvae.terms import (band_independence, cross_correlation, in_xla, kl_per_node, linear_leakage, masked_acc,
+                         masked_ce, rbf_hsic, reconstruction_nll, sum_of_squares)
+
+
+class Objective:
+    """Eq. 4 over the parts :class:`tfvae.model.LRVAE` builds (``self.parts``, heads, adversaries)."""
+
+    def compute_losses(self, data: dict, training: bool = False):
+        """Return ``(loss, terms)`` for a batch ``{"features", <each attribute's label>}`` (``emotion``,
+        ``speaker``, ``gender``...; label -1 = unknown, it counts in no term of that attribute).
+
+        ``terms`` holds every unweighted term, accuracies and the ``selection`` value.
+        """
+        y = {a.name: data[a.label] for a in self.attributes}
+        x, mixed = data["features"], None
+        if training and self.mixup > 0:
+            x, mixed = self._mix(x, y)
+        id_name = next(a.name for a in self.attributes if a.is_identity)
+        out = self.forward(x, training=training, labels=y[id_name] if training else None)
+
+        def ce(name, logits):  # (mean CE, count) of one head or adversary; under mixup, of both label sets
+            if mixed is None:
+                return masked_ce(y[name], logits)
+            lam, y_b = mixed
+            (first, n), (second, _) = masked_ce(y[name], logits), masked_ce(y_b[name], logits)
+            return lam * first + (1.0 - lam) * second, n
+        terms, counts = {}, {}
+        if self.parts["vae"]:
+            terms["recon"] = self._recon(out["x_loc"], out["x_std"])
+            terms["kl"] = self._kl(out["q"], out["z"])
+            beta = self.kl_weight * (ops.convert_to_tensor(self.kl_anneal) if training and self.kl_warmup_steps else 1.0)
+            terms["vae"] = terms["recon"] + beta * terms["kl"]
+        if self.use_hsic:
+            terms["hsic"] = self._independence(out["z"])
+        for a in self.attributes:
+            if a.name in self.parts["heads"]:
+                logits = out[f"{a.short}_logits"]
+                terms[a.short], counts[a.short] = ce(a.name, logits)
+                terms[f"{a.short}_acc"] = masked_acc(y[a.name], logits)
+        for (pred, _), term in self.adversary_terms.items():
+            terms[term], counts[term] = ce(pred, out[f"{term}_logits"])
+        if self.use_guard:
+            terms["guard"] = self._guard(out["z"] if self.parts["vae"] else out["x_std"], y)
+        w = self.loss_weights
+        terms["l2"] = self._weight_penalty()
+        terms["selection"] = sum(w[t] * terms[t] for t in ("vae", *(a.short for a in self.attributes)) if t in terms)
+        loss = sum(w[t] * terms[t] for t in self.loss_terms if t in terms) + terms["l2"]
+        if self.use_hsic:
+            loss = loss + self.hsic_weight * terms["hsic"]
+        if self.use_guard:
+            loss = loss + self.guard_weight * terms["guard"]
+        terms["_counts"] = counts
+        return loss, terms
+
+    def _mix(self, x, y):
+        """Mixup of a batch with a shuffled copy: ``(mixed features, (lam, shuffled labels))``."""
+        n = ops.shape(x)[0]
+        u = keras.random.uniform((), 1e-6, 1.0 - 1e-6, seed=self.seed_generator)
+        lam = (1.0 - (1.0 - u) ** (1.0 / self.mixup)) ** (1.0 / self.mixup)  # inverse CDF of Kumaraswamy(a, a)
+        lam = ops.maximum(lam, 1.0 - lam)
+        perm = keras.random.shuffle(ops.arange(n), seed=self.seed_generator)
+        x = ops.cast(x, "float32")
+        return lam * x + (1.0 - lam) * ops.take(x, perm, axis=0), (lam, {k: ops.take(v, perm, axis=0)
+                                                                       for k, v in y.items()})
+
+    def _guard(self, rep, y):
+        """Mean linear leakage of each adversary pair's attribute on its branch (eq. 4's adversaries,
+        as a closed-form statistic instead of a discriminator)."""
+        vals = []
+        for pred, branch in self.adversary_terms:
+            weights = self._attr(branch).short + "_dropout"
+            weights = getattr(self, weights).keep_rates if self.parts["layered"] else None
+            vals.append(linear_leakage(rep, y[pred], self.n_classes[pred], weights))
+        return vals[0] if len(vals) == 1 else ops.mean(ops.stack(vals))
+
+    def _independence(self, z):
+        """The HSIC penalty between the attributes' nominal bands (:func:`tfvae.terms.band_independence`)."""
+        return band_independence(z, len(self.attributes), rbf_hsic if self.hsic_kernel == "rbf" else cross_correlation)
+
+    def _weight_penalty(self):
+        """The L2 term of eq. 4: the sum of the weights' regularisation losses (``self.losses``).
+
+        Compiled by XLA, each weight matrix's ``l2 * sum(w ** 2)`` is reduced by
+        :func:`tfvae.terms.sum_of_squares` (the same sum up to float rounding; XLA's own reduction would cost
+        more than the rest of the loss); otherwise it is exactly ``sum(self.losses)``.
+        """
+        losses = self.losses
+        if not losses:
+            return ops.zeros(())
+        if in_xla():
+            regularized = [v for v in self.trainable_weights if getattr(v, "regularizer", None) is not None]
+            if len(regularized) == len(losses):  # nothing but weight regularisers (the model adds no loss)
+                losses = [v.regularizer.l2 * sum_of_squares(v) if type(v.regularizer) is keras.regularizers.L2
+                          else v.regularizer(v) for v in regularized]
+        return ops.cast(ops.sum(losses), "float32")
+
+    def _recon(self, x_loc, x_std):
+        """-log p(x|z) per feature (nats), under the decoder variance of ``decoder_variance``."""
+        log_scale = self.decoder_log_scale if self.decoder_variance == "learned" else None
+        return reconstruction_nll(x_loc, x_std, self.decoder_variance, log_scale)
+
+    def _kl(self, q, z):
+        """KL(q(z|x) || N(0, I)) per latent node; with ``free_bits``, nodes under the floor cost nothing."""
+        return kl_per_node(q, z, self.free_bits, self._kl_weights)
