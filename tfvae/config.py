@@ -5,7 +5,8 @@ argparse parser is generated from the fields, so the help text lives in one plac
 Defaults follow the paper (section 3.1): Adam, learning rate 5e-4, batch 128,
 L2 1e-6 on all weights and biases, ReLU, and unit weights in eq. 4. Beyond the paper, the
 defaults chosen on RAVDESS validation actors (reports/ravdess/quality.md): a 64-node latent, a
-learned decoder variance, an HSIC weight of 1 between the latent halves and lambda 0.3.
+learned decoder variance, an HSIC weight of 1 between the latent halves, lambda 0.3 and mixup with
+alpha 1.
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ class TrainConfig:
         0.0, "Dropout rate after each hidden layer of the encoder and of the attribute heads (not the "
         "discriminators), against over-fitting the few training speakers of small corpora.")
     mixup: float = _opt(
-        0.0, "Mixup alpha: each training batch is mixed with a shuffled copy of itself by lam ~ Kumaraswamy(alpha, "
+        1.0, "Mixup alpha: each training batch is mixed with a shuffled copy of itself by lam ~ Kumaraswamy(alpha, "
         "alpha) (a Beta-like law XLA can sample) and every cross-entropy term is mixed likewise (0 = off).")
     guard_weight: float = _opt(
         0.0, "Weight of the linear-guardedness penalty: for every adversary pair, the squared correlation "
