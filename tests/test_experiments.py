@@ -207,3 +207,17 @@ def test_three_attribute_table1_reports_gender_leakage_and_gaps(demo_data_dir, t
         assert len(views["keep_gender"]["positions"]) == 2 and len(views["keep_emotion"]["positions"]) == 1
     md = (out / "table1-emotion_gender_identity.md").read_text()
     assert "## Fairness by gender" in md and "| LR-VAE keep_gender | gender |" in md
+
+
+def test_tune_attackers_choose_the_suite_of_the_inner_objective(small_corpus, monkeypatch, tmp_path):
+    import tfvae.evaluate
+    from tfvae.config import TrainConfig
+
+    calls = []
+    real = tfvae.evaluate.attacker_suite
+    monkeypatch.setattr(tfvae.evaluate, "attacker_suite", lambda fast: calls.append(fast) or real(fast))
+    for attackers, fast in (("fast", True), ("full", False)):
+        res = experiments.train_and_evaluate(TrainConfig(), small_corpus, None, "raw", None, tmp_path, tuning=True,
+                                             tune_attackers=attackers)
+        assert calls[-1] is fast and "origin" in res["views"]
+    assert experiments.parser().parse_args(["tune", "--tune_attackers", "full"]).tune_attackers == "full"

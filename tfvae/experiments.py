@@ -87,16 +87,16 @@ def raw_corpus(corpus: Corpus, seed: int) -> Corpus:
 # ----------------------------------------------------------------------------------- one model
 def train_and_evaluate(cfg: TrainConfig, corpus: Corpus, strategy, method: str, protect: str | None,
                        run_dir: Path, tuning: bool = False, keep_outputs: bool = False,
-                       evaluate: bool = True) -> dict:
+                       evaluate: bool = True, tune_attackers: str = "fast") -> dict:
     """Train one model (checkpoint and cuts chosen on validation) and evaluate every view of it on
     the corpus' test split; ``raw`` evaluates the standardised input features instead. ``tuning``:
-    the fast attackers and no bootstrap (the inner objective of nested tuning)."""
+    no bootstrap and the attackers of ``tune_attackers`` (the inner objective of nested tuning)."""
     from tfvae.evaluate import BOOTSTRAP, EvalSplits, attacker_suite, evaluate_model, evaluate_view
 
     from tfvae.train import extra_labels
 
     CLOCK.lap("load")  # reading the corpus and making folds, before the first model
-    fast = tuning or cfg.eval_attackers == "fast"
+    fast = (tuning and tune_attackers == "fast") or cfg.eval_attackers == "fast"
     data = raw_corpus(corpus, cfg.seed) if method == "raw" else corpus
     # the same test split either way; the class tasks of the attributes (emotion and, e.g., gender)
     ev = EvalSplits(data, seed=cfg.seed, bootstrap=0 if tuning else BOOTSTRAP, tasks=extra_labels(cfg))
@@ -180,11 +180,14 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--search", choices=("grid", "random"), default="grid",
                         help="tune only: the whole grid, or --trials settings drawn from it with --seed")
         sp.add_argument("--trials", type=int, default=8, help="tune only: settings drawn by --search random")
+        sp.add_argument("--tune_attackers", choices=("fast", "full"), default="fast",
+                        help="tune only: attackers of the inner objective on validation speakers: the fast ones "
+                             "(logistic regression, PCA/LDA + cosine) or the whole suite (its worst case)")
     return p
 
 
 EXTRA = ("experiment", "folds", "validation_speakers", "reports_dir", "methods", "tuned", "curve_attackers", "grid",
-         "search", "trials", "report_tag")
+         "search", "trials", "report_tag", "tune_attackers")
 
 
 def report_suffix(feature_set: str, tag: str | None = None) -> str:
@@ -230,7 +233,8 @@ def _models(experiment: str, methods: str | None):
 
 def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speakers: int | None, reports_dir: str,
         argv, methods: str | None = None, tuned: str | None = None, curve_attackers: str = "logreg,lda_cosine",
-        grid: str | None = None, search: str = "grid", trials: int = 8, report_tag: str | None = None) -> Path:
+        grid: str | None = None, search: str = "grid", trials: int = 8, report_tag: str | None = None,
+        tune_attackers: str = "fast") -> Path:
     import os
 
     from tqdm.auto import tqdm
@@ -302,6 +306,7 @@ def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speaker
             "tuned_file": tuned, "tuning": tuned_per_fold if tuned else None,
             "subsampling": subsampling(corpora[0])}
     if experiment == "tune":
+        meta["tune_attackers"] = tune_attackers
         return _tune(cfg, corpora, test_speakers, strategy, run_root, models, grid_d, grid, search, trials, meta,
                      out, ds_name, t0)
     results = [run_fold(cfg, c, strategy, run_root / f"fold{i}", models=models, tuned=tuned_per_fold[i],
@@ -334,7 +339,8 @@ def _tune(cfg, corpora, test_speakers, strategy, run_root, models, grid_d, grid,
 
     folds = []
     for i, c in enumerate(tqdm(corpora, desc="tune folds", unit="fold")):
-        chosen = tune_fold(cfg, c, strategy, run_root / f"tune-fold{i}", models, grid_d, search, trials)
+        chosen = tune_fold(cfg, c, strategy, run_root / f"tune-fold{i}", models, grid_d, search, trials,
+                           attackers=meta["tune_attackers"])
         folds.append({"fold": i, "test_speakers": test_speakers[i], "models": chosen})
     meta.update(grid=grid, search=search, trials=trials if search == "random" else None,
                 wall_seconds=time.time() - t0, settings="tuning run", tuning=None)
