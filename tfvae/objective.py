@@ -81,9 +81,8 @@ class Objective:
         as a closed-form statistic instead of a discriminator)."""
         vals = []
         for pred, branch in self.adversary_terms:
-            weights = self._attr(branch).short + "_dropout"
-            weights = getattr(self, weights).keep_rates if self.parts["layered"] else None
-            vals.append(linear_leakage(rep, y[pred], self.n_classes[pred], weights))
+            keep = getattr(self, f"{self._attr(branch).short}_dropout").keep_rates if self.parts["layered"] else None
+            vals.append(linear_leakage(rep, y[pred], self.n_classes[pred], keep))
         return vals[0] if len(vals) == 1 else ops.mean(ops.stack(vals))
 
     def _independence(self, z):
