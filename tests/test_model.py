@@ -314,6 +314,25 @@ def test_guard_term_is_the_linear_leakage_of_each_adversary_pair(small_corpus):
     assert LRVAE.from_config(m.get_config()).guard_weight == 5.0
 
 
+def test_mixup_within_an_attribute_pairs_rows_that_share_its_label(small_corpus):
+    batch = _batch(small_corpus)
+    y = {"emotion": batch["emotion"], "identity": batch["speaker"]}
+    for attr, label in (("emotion", "emotion"), ("identity", "speaker")):
+        m = _model(small_corpus, mixup=1.0, mixup_within=attr)
+        partners = set()
+        for _ in range(3):
+            _, (_, y_b) = m._mix(batch["features"], y)
+            np.testing.assert_array_equal(y_b[attr].numpy(), batch[label].numpy())  # same label, always
+            partners.add(tuple(y_b["identity" if attr == "emotion" else "emotion"].numpy().tolist()))
+        assert len(partners) > 1  # the partners themselves are drawn at random
+    lone = {"emotion": tf.constant([0, 1, 1, 2]), "identity": tf.constant([0, 0, 1, 1])}
+    _, (_, y_b) = _model(small_corpus, mixup=1.0, mixup_within="emotion")._mix(tf.eye(4, small_corpus.dim), lone)
+    np.testing.assert_array_equal(y_b["identity"].numpy()[[0, 3]], [0, 1])  # alone with its label: keeps itself
+    np.testing.assert_array_equal(sorted(y_b["identity"].numpy()[[1, 2]]), [0, 1])  # the two emotion-1 rows swap
+    with pytest.raises(ValueError, match="mixup_within 'gender' is not one of the attributes"):
+        _model(small_corpus, mixup=1.0, mixup_within="gender")
+
+
 def test_hsic_term_and_aam_head(small_corpus):
     batch = _batch(small_corpus)
     m = _model(small_corpus, hsic_weight=2.0, speaker_head="aam", aam_margin=0.3, aam_scale=10.0)

@@ -158,6 +158,9 @@ class TrainConfig:
     mixup: float = _opt(
         1.0, "Mixup alpha: each training batch is mixed with a shuffled copy of itself by lam ~ Kumaraswamy(alpha, "
         "alpha) (a Beta-like law XLA can sample) and every cross-entropy term is mixed likewise (0 = off).")
+    mixup_within: str = _opt(
+        "", "Mixup partners share this attribute's label (e.g. emotion: only voices are mixed; identity: only "
+        "emotions are mixed); empty = any two utterances of the batch.")
     guard_weight: float = _opt(
         0.0, "Weight of the linear-guardedness penalty: for every adversary pair, the squared correlation "
         "between the attribute's labels and its branch's expected input (the training-time form of LEACE's "
@@ -229,6 +232,8 @@ class TrainConfig:
             order = [a.name for a in attrs]
             if self.protect != "both" and self.protect not in order:
                 errs.append(f"protect={self.protect!r} is unknown; choose both or one of {', '.join(order)}")
+            if self.mixup_within and self.mixup_within not in order:
+                errs.append(f"mixup_within={self.mixup_within!r} is not an attribute; choose one of {', '.join(order)}")
             if self.protect == "both" and self.method == "a-vae" and not {"emotion", "identity"} <= set(order):
                 errs.append("protect=both trains an A-VAE for emotion and for identity; name one attribute instead")
             self.view_map()

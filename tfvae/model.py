@@ -89,6 +89,7 @@ class LRVAE(Objective, keras.Model):
             of itself by lam ~ Kumaraswamy(alpha, alpha) (Beta's closed-form cousin: XLA has no gamma
             sampler; the larger share kept first), every cross-entropy
             term is lam * CE(labels) + (1 - lam) * CE(shuffled labels); 0 = off.
+        mixup_within: an attribute whose label mixup partners share (``""``: any two utterances).
         guard_weight: weight of the linear-guardedness penalty (:func:`tfvae.terms.linear_leakage`) of
             every adversary pair: the attribute's labels against its branch's expected input (``z``
             weighted by the branch's keep rates); 0 = off.
@@ -114,7 +115,7 @@ class LRVAE(Objective, keras.Model):
                  n_classes: dict | None = None, adversaries: str = "all", band_width: float = 1.0,
                  band_centres: Sequence[float] | None = None, kl_identity_weight: float = 1.0,
                  hidden_dropout: float = 0.0, encoder_skip: bool = False, mixup: float = 0.0,
-                 guard_weight: float = 0.0, **kwargs):
+                 guard_weight: float = 0.0, mixup_within: str = "", **kwargs):
         super().__init__(**kwargs)
         self.attributes = parse_attributes(attributes)
         self.parts = method_parts(method, protect, self.attributes, adversaries)
@@ -159,6 +160,9 @@ class LRVAE(Objective, keras.Model):
             raise ValueError(f"hsic_kernel {hsic_kernel!r} is unknown; choose linear or rbf")
         self.hsic_kernel = hsic_kernel
         self.hidden_dropout, self.encoder_skip, self.mixup = float(hidden_dropout), bool(encoder_skip), float(mixup)
+        if mixup_within and mixup_within not in [a.name for a in self.attributes]:
+            raise ValueError(f"mixup_within {mixup_within!r} is not one of the attributes")
+        self.mixup_within = mixup_within
         drop = {"dropout": self.hidden_dropout, "seed": None if seed is None else seed + 101}
 
         p = self.parts
@@ -440,7 +444,7 @@ class LRVAE(Objective, keras.Model):
             "hsic_kernel": self.hsic_kernel, "attributes": [a.name for a in self.attributes],
             "n_classes": dict(self.n_classes), "adversaries": self.adversaries, "band_width": self.band_width,
             "band_centres": None if self.band_centres is None else list(self.band_centres),
-            "hidden_dropout": self.hidden_dropout, "encoder_skip": self.encoder_skip, "mixup": self.mixup,
+            "hidden_dropout": self.hidden_dropout, "encoder_skip": self.encoder_skip, "mixup": self.mixup, "mixup_within": self.mixup_within,
             "guard_weight": self.guard_weight,
         }
 
@@ -464,6 +468,6 @@ def build_model(cfg, input_dim: int, n_emotions: int, n_speakers: int, total_ste
         aam_margin=cfg.aam_margin, aam_scale=cfg.aam_scale,
         hsic_weight=cfg.hsic_weight, hsic_kernel=cfg.hsic_kernel, input_noise=cfg.input_noise,
         hidden_dropout=cfg.hidden_dropout, encoder_skip=cfg.encoder_skip, mixup=cfg.mixup,
-        guard_weight=cfg.guard_weight, name="lrvae")
+        mixup_within=cfg.mixup_within, guard_weight=cfg.guard_weight, name="lrvae")
     model.build()
     return model

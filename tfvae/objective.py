@@ -66,12 +66,22 @@ class Objective:
         return loss, terms
 
     def _mix(self, x, y):
-        """Mixup of a batch with a shuffled copy: ``(mixed features, (lam, shuffled labels))``."""
+        """Mixup of a batch with a shuffled copy: ``(mixed features, (lam, shuffled labels))``; with
+        ``mixup_within``, each row's partner is drawn among the other rows with its label of that attribute
+        (a row without one keeps itself)."""
         n = ops.shape(x)[0]
         u = keras.random.uniform((), 1e-6, 1.0 - 1e-6, seed=self.seed_generator)
         lam = (1.0 - (1.0 - u) ** (1.0 / self.mixup)) ** (1.0 / self.mixup)  # inverse CDF of Kumaraswamy(a, a)
         lam = ops.maximum(lam, 1.0 - lam)
-        perm = keras.random.shuffle(ops.arange(n), seed=self.seed_generator)
+        if self.mixup_within:
+            label = y[self.mixup_within]
+            rows = ops.arange(n)
+            same = ops.logical_and(ops.equal(label[:, None], label[None, :]), ops.not_equal(rows[:, None], rows[None, :]))
+            gumbel = -ops.log(-ops.log(keras.random.uniform((n, n), 1e-6, 1.0 - 1e-6, seed=self.seed_generator)))
+            perm = ops.argmax(ops.where(same, gumbel, -1e9), axis=1)  # a uniform draw among the allowed partners
+            perm = ops.where(ops.any(same, axis=1), perm, rows)
+        else:
+            perm = keras.random.shuffle(ops.arange(n), seed=self.seed_generator)
         x = ops.cast(x, "float32")
         return lam * x + (1.0 - lam) * ops.take(x, perm, axis=0), (lam, {k: ops.take(v, perm, axis=0)
                                                                        for k, v in y.items()})
