@@ -167,7 +167,7 @@ class TrainConfig:
         "condition; tfvae.terms.linear_leakage). 0 = off.")
     encoder_skip: bool = _opt(
         False, "Add a linear map of the standardised input to the encoder MLP's output (mean and "
-        "log-variance): a path that generalises to unseen speakers as linear models on raw features do.")
+        "log-variance), a linear path like the raw-feature models that verify unseen speakers best.")
     emo_weight: float = _opt(1.0, "Weight of L_emo (emotion cross-entropy).")
     id_weight: float = _opt(1.0, "Weight of L_id (speaker-ID cross-entropy).")
     emo_adv_weight: float = _opt(1.0, "Weight of L_emo-adv (emotion discriminator on the speaker branch).")

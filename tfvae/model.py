@@ -93,8 +93,9 @@ class LRVAE(Objective, keras.Model):
         guard_weight: weight of the linear-guardedness penalty (:func:`tfvae.terms.linear_leakage`) of
             every adversary pair: the attribute's labels against its branch's expected input (``z``
             weighted by the branch's keep rates); 0 = off.
-        encoder_skip: add a linear map of the standardised input to the encoder's output (a path
-            that generalises to unseen speakers as linear models on the raw features do).
+        encoder_skip: add a linear map of the standardised input to the encoder's output (a linear
+            path like the raw-feature models that verify unseen speakers best; it did not help on
+            RAVDESS, reports/ravdess/quality.md run T).
         attributes: attribute names in latent order (:func:`tfvae.attributes.parse_attributes`).
         n_classes: classes of class attributes other than emotion (e.g. ``{"gender": 2}``).
         adversaries: ``all``, ``none`` or ``predicted@branch,...`` (:func:`parse_adversaries`; lrvae).
