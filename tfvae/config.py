@@ -270,7 +270,8 @@ class TrainConfig:
             errs.append(f"keep rates must satisfy 0 <= keep_min ({self.keep_min}) <= keep_max ({self.keep_max}) <= 1")
         for name in ("vae_weight", "kl_weight", "emo_weight", "id_weight", "emo_adv_weight",
                      "id_adv_weight", "adv_lambda", "l2", "cut_tolerance", "select_after", "free_bits", "kl_identity_weight",
-                     "aam_margin", "hsic_weight", "input_noise", "hidden_dropout", "mixup", "guard_weight", "in_memory_mb", "encoded_memory_mb",
+                     "aam_margin", "hsic_weight", "input_noise", "hidden_dropout", "mixup", "guard_weight",
+                     "in_memory_mb", "encoded_memory_mb",
                      "shuffle_buffer"):
             if getattr(self, name) < 0:
                 errs.append(f"{name}={getattr(self, name)} must be >= 0")

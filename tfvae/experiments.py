@@ -306,9 +306,8 @@ def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speaker
             "tuned_file": tuned, "tuning": tuned_per_fold if tuned else None,
             "subsampling": subsampling(corpora[0])}
     if experiment == "tune":
-        meta["tune_attackers"] = tune_attackers
         return _tune(cfg, corpora, test_speakers, strategy, run_root, models, grid_d, grid, search, trials, meta,
-                     out, ds_name, t0)
+                     out, ds_name, t0, tune_attackers)
     results = [run_fold(cfg, c, strategy, run_root / f"fold{i}", models=models, tuned=tuned_per_fold[i],
                         keep_outputs=experiment == "masking", evaluate=experiment == "table1")
                for i, c in enumerate(tqdm(corpora, desc=f"{experiment} folds", unit="fold"))]
@@ -332,7 +331,7 @@ class _Reports:
 
 
 def _tune(cfg, corpora, test_speakers, strategy, run_root, models, grid_d, grid, search, trials, meta, out_dir,
-          ds_name, t0) -> Path:  # out_dir: a _Reports
+          ds_name, t0, attackers: str = "fast") -> Path:  # out_dir: a _Reports
     from tqdm.auto import tqdm
 
     from tfvae.tuning import markdown, tune_fold
@@ -340,9 +339,9 @@ def _tune(cfg, corpora, test_speakers, strategy, run_root, models, grid_d, grid,
     folds = []
     for i, c in enumerate(tqdm(corpora, desc="tune folds", unit="fold")):
         chosen = tune_fold(cfg, c, strategy, run_root / f"tune-fold{i}", models, grid_d, search, trials,
-                           attackers=meta["tune_attackers"])
+                           attackers=attackers)
         folds.append({"fold": i, "test_speakers": test_speakers[i], "models": chosen})
-    meta.update(grid=grid, search=search, trials=trials if search == "random" else None,
+    meta.update(grid=grid, search=search, trials=trials if search == "random" else None, tune_attackers=attackers,
                 wall_seconds=time.time() - t0, settings="tuning run", tuning=None)
     doc = {"meta": meta, "folds": folds}
     (out_dir / "tuning.json").write_text(json.dumps(doc, indent=2, default=float))

@@ -76,7 +76,8 @@ class Objective:
         if self.mixup_within:
             label = y[self.mixup_within]
             rows = ops.arange(n)
-            same = ops.logical_and(ops.equal(label[:, None], label[None, :]), ops.not_equal(rows[:, None], rows[None, :]))
+            same = ops.logical_and(ops.equal(label[:, None], label[None, :]),
+                                   ops.not_equal(rows[:, None], rows[None, :]))
             gumbel = -ops.log(-ops.log(keras.random.uniform((n, n), 1e-6, 1.0 - 1e-6, seed=self.seed_generator)))
             perm = ops.argmax(ops.where(same, gumbel, -1e9), axis=1)  # a uniform draw among the allowed partners
             perm = ops.where(ops.any(same, axis=1), perm, rows)
