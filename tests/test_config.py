@@ -38,6 +38,8 @@ def test_unknown_method_is_rejected_by_the_cli(capsys):
     ({"hidden_dropout": 1.0}, "hidden_dropout=1.0 must be a rate in [0, 1)"),
     ({"mixup_within": "accent"}, "mixup_within='accent' is not an attribute; choose one of emotion, identity"),
     ({"hidden_dropout": -0.1}, "hidden_dropout=-0.1 must be >= 0"),
+    ({"disc_steps": 0}, "disc_steps=0 must be >= 1"),
+    ({"ema_epochs": -1.0}, "ema_epochs=-1.0 must be >= 0"),
 ])
 def test_validate_names_the_bad_option(overrides, message):
     cfg = TrainConfig(**overrides)

@@ -99,7 +99,9 @@ def test_a_backup_of_another_configuration_is_not_resumed(small_corpus, tmp_path
 
 @pytest.mark.parametrize("options", [["--jit_compile"], ["--precision", "mixed_bfloat16"],
                                      ["--precision", "mixed_float16"],
-                                     ["--jit_compile", "--precision", "mixed_bfloat16"]])
+                                     ["--jit_compile", "--precision", "mixed_bfloat16"],
+                                     ["--jit_compile", "--disc_steps", "2", "--ema_epochs", "1"],
+                                     ["--precision", "mixed_float16", "--disc_steps", "2"]])
 def test_xla_and_mixed_precision_train_with_finite_losses(small_corpus, tmp_path, options):
     from tfvae.distribute import make_strategy
     from tfvae.train import encode_splits, fit_model
@@ -123,6 +125,9 @@ def test_xla_and_mixed_precision_train_with_finite_losses(small_corpus, tmp_path
             assert all(terms[k].dtype == "float32" for k in ("recon", "kl", "emo", "id", "emo_adv", "id_adv"))
         if policy == "mixed_float16":
             assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        if "--disc_steps" in options:  # two discriminator updates a step: one extra, one joint
+            assert int(model.disc_optimizer.iterations) == int(model.optimizer.iterations) == 3 * 5
+            assert isinstance(model.disc_optimizer, keras.optimizers.LossScaleOptimizer) == (policy == "mixed_float16")
         z = encode_splits(model, small_corpus)["test"]["latent"]
         assert z.dtype == np.float32 and np.all(np.isfinite(z))
     finally:
@@ -161,3 +166,30 @@ def test_xla_compiles_the_whole_step_on_one_replica(small_corpus):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     for k, v in runs["gradients only"][1].items():
         assert abs(runs["whole"][1][k] - v) <= 1e-5 * max(1.0, abs(v)), k
+
+
+def test_weight_averaging_validates_selects_and_keeps_the_averaged_weights(small_corpus, tmp_path):
+    from tfvae.distribute import make_strategy
+    from tfvae.optimizers import ema_momentum
+    from tfvae.train import build_trainer
+
+    assert ema_momentum(2, 10) == pytest.approx(0.95) and ema_momentum(0.05, 4) == 0.0
+    # 80 training utterances / batch 16 = 5 steps per epoch: momentum 1 - 1 / (2 * 5)
+    cfg = TrainConfig.from_args([*SMALL, "--epochs", "3", "--batch_size", "16", "--ema_epochs", "2",
+                                 "--select_after", "1"])
+    model, trainer = build_trainer(cfg, small_corpus, make_strategy("default"), None)
+    assert model.optimizer.use_ema and model.optimizer.ema_momentum == pytest.approx(0.9)
+    result = trainer.fit(3, tmp_path)
+    averages = model.optimizer._model_variables_moving_average
+    assert result.best_epoch == 3  # select_after 1: the last epoch, whose average the optimizer still holds
+    for w, a in zip(model.trainable_variables, averages):
+        np.testing.assert_array_equal(w.numpy(), a.numpy(), err_msg=w.path)
+    # within the block the weights are the averages, afterwards the weights themselves again
+    for w in model.trainable_variables:
+        w.assign(w.numpy() + 1.0)
+    raw = [w.numpy().copy() for w in model.trainable_variables]
+    with trainer.averaged_weights():
+        assert all(np.array_equal(w.numpy(), a.numpy()) for w, a in zip(model.trainable_variables, averages))
+        swapped = trainer.evaluate()["score"]
+    assert all(np.array_equal(w.numpy(), r) for w, r in zip(model.trainable_variables, raw))
+    assert swapped != trainer.evaluate()["score"]

@@ -402,3 +402,30 @@ def test_l2_term_is_the_sum_of_the_regularisation_losses_with_and_without_xla(sm
     assert float(graph()) == expected, "without XLA: exactly sum(model.losses)"
     xla = tf.function(m._weight_penalty, jit_compile=True)
     np.testing.assert_allclose(float(xla()), expected, rtol=1e-5)  # reduced by matrix-vector products
+
+
+def test_discriminator_steps_update_the_discriminators_alone(small_corpus):
+    from tfvae.optimizers import FusedAdam
+
+    m = _model(small_corpus, disc_steps=3)
+    m.compile(optimizer=FusedAdam(1e-3))
+    m.disc_optimizer = FusedAdam(1e-2)
+    batch = _batch(small_corpus)
+    disc = {id(v) for v in m.discriminator_variables}
+    assert disc and len(disc) < len(m.trainable_variables)
+    assert all("discriminator" in v.path for v in m.discriminator_variables)
+    before = [v.numpy().copy() for v in m.trainable_variables]
+    adv = lambda: [float(m.compute_losses(batch)[1][t]) for t in ("emo_adv", "id_adv")]  # noqa: E731
+    start = adv()
+    for _ in range(15):
+        m.discriminator_step(batch, 1.0)
+    for v, b in zip(m.trainable_variables, before):
+        moved = not np.array_equal(v.numpy(), b)
+        assert moved == (id(v) in disc), v.path  # the encoder, decoder and heads are held fixed
+    assert all(after < first - 0.05 for after, first in zip(adv(), start)), (start, adv())
+    # a joint step: disc_steps - 1 = 2 extra discriminator updates, then one update of everything
+    m.train_step(batch)
+    assert int(m.disc_optimizer.iterations) == 15 + 2 and int(m.optimizer.iterations) == 1
+    assert LRVAE.from_config(m.get_config()).disc_steps == 3
+    with pytest.raises(ValueError, match="disc_steps must be >= 1, got 0"):
+        _model(small_corpus, disc_steps=0)

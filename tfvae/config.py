@@ -178,6 +178,13 @@ class TrainConfig:
     epochs: int = _opt(30, "Training epochs.")
     batch_size: int = _opt(128, "Batch size per replica; the global batch is this times the replicas.")
     learning_rate: float = _opt(5e-4, "Adam learning rate.")
+    disc_steps: int = _opt(
+        1, "Discriminator updates per encoder update: before each joint step (eq. 4), disc_steps - 1 updates of "
+        "the adversarial discriminators alone on the same batch, with their own Adam (1 = the paper).")
+    ema_epochs: float = _opt(
+        0.0, "Weight averaging: validate, select and keep an exponential moving average of the weights over about "
+        "this many epochs (Keras' optimizer EMA, momentum 1 - 1/(ema_epochs x steps per epoch)); 0 = the "
+        "weights themselves.")
     lr_schedule: str = _opt(
         "constant", "Learning rate over training: constant (the paper) or cosine (cosine decay from learning_rate "
         "to a tenth of it over all epochs).", choices=LR_SCHEDULES)
@@ -271,11 +278,11 @@ class TrainConfig:
         for name in ("vae_weight", "kl_weight", "emo_weight", "id_weight", "emo_adv_weight",
                      "id_adv_weight", "adv_lambda", "l2", "cut_tolerance", "select_after", "free_bits", "kl_identity_weight",
                      "aam_margin", "hsic_weight", "input_noise", "hidden_dropout", "mixup", "guard_weight",
-                     "in_memory_mb", "encoded_memory_mb",
+                     "ema_epochs", "in_memory_mb", "encoded_memory_mb",
                      "shuffle_buffer"):
             if getattr(self, name) < 0:
                 errs.append(f"{name}={getattr(self, name)} must be >= 0")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "disc_steps"):
             if getattr(self, name) < 1:
                 errs.append(f"{name}={getattr(self, name)} must be >= 1")
         if not 0.0 <= self.kl_warmup <= 1.0:

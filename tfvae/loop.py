@@ -16,7 +16,9 @@ default, mirrored and multi-worker.
 - **Checkpoint selection** sees both attributes: after each epoch the model's own heads are scored on
   the validation speakers (:func:`tfvae.evaluate.head_selection`: emotion UAR of the classifier, EER
   of the speaker-branch embedding on seeded validation trials) and the epoch with the lowest
-  ``val_score = (1 - val_uar) + val_eer`` is kept.
+  ``val_score = (1 - val_uar) + val_eer`` is kept. With weight averaging (the optimizer's ``use_ema``,
+  ``--ema_epochs``) the averaged weights are validated, selected and kept (:meth:`Loop.averaged_weights`);
+  training and its backups go on from the weights themselves.
 - **Fault tolerance.** A ``tf.train.CheckpointManager`` backs up the full training state (weights,
   optimizer slots, random-generator states, partial epoch metrics, epoch and step, history, best
   epoch) every ``backup_every`` steps and at each epoch end. Running the same command again
@@ -35,6 +37,7 @@ default, mirrored and multi-worker.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -115,9 +118,12 @@ class Loop:
         self.global_batch = self.batch_size * self.replicas
         self.train_pipe, self.val_pipe = train_pipe, val_pipe
         self.steps_per_epoch = self.steps(self.train_pipe.size)
-        if not model.optimizer.built:
-            with strategy.scope():
-                model.optimizer.build(model.trainable_variables)  # slots exist before a restore
+        disc_opt = getattr(model, "disc_optimizer", None)
+        with strategy.scope():  # slots exist before a restore
+            if not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+            if disc_opt is not None and not disc_opt.built:
+                disc_opt.build(model.discriminator_variables)
         # XLA on one replica: the whole step (forward, backward, optimizer update, metrics) is one XLA
         # cluster, as fast as a bare jit-compiled train step (bench/train_throughput.py); its logs leave
         # the cluster as one vector (each output of a cluster costs ~30 us a step on a CPU). With several
@@ -173,6 +179,7 @@ class Loop:
         self._state = tf.Variable("", dtype=tf.string, trainable=False, name="loop_state")
         self._checkpoint = tf.train.Checkpoint(
             weights=list(model.variables), optimizer=list(model.optimizer.variables),
+            **({"disc_optimizer": list(disc_opt.variables)} if disc_opt is not None else {}),
             metrics=[v for m in model.metrics for v in m.variables],
             progress=self._progress, state=self._state)
 
@@ -227,6 +234,29 @@ class Loop:
             logs = self._results(training=False)
         logs.update(self.selection_scores())
         return logs
+
+    @contextlib.contextmanager
+    def averaged_weights(self):
+        """Within the block, the model's trainable weights are the optimizer's moving average of them
+        (when it keeps one, ``use_ema``); afterwards they are the weights themselves again."""
+        opt = self.model.optimizer
+        opt = getattr(opt, "inner_optimizer", opt)  # a LossScaleOptimizer keeps its wrapped one's average
+        averages = getattr(opt, "_model_variables_moving_average", None) if getattr(opt, "use_ema", False) else None
+        if not averages:
+            yield
+            return
+        weights = self.model.trainable_variables
+        if len(weights) != len(averages):
+            raise ValueError(f"the optimizer averages {len(averages)} variables, the model has {len(weights)}")
+        pairs = [(w, a) for w, a in zip(weights, averages) if a is not None]
+        saved = [w.numpy() for w, _ in pairs]
+        for w, a in pairs:
+            w.assign(a)
+        try:
+            yield
+        finally:
+            for (w, _), value in zip(pairs, saved):
+                w.assign(value)
 
     def cached_step_function(self, batch):
         """The train step on one fixed distributed ``batch`` (no input pipeline): for benchmarks."""
@@ -301,13 +331,14 @@ class Loop:
                     if backup_every and step % backup_every == 0 and step < self.steps_per_epoch:
                         backup(epoch, step)
                 train_logs = self._results(training=True)
-                val_logs = self.evaluate()
-                row = {**train_logs, **{f"val_{k}": v for k, v in val_logs.items()}}
-                for k, v in row.items():
-                    history.setdefault(k, []).append(v)
-                if epoch + 1 >= select_from_epoch and row["val_score"] < best[0]:
-                    best = (row["val_score"], epoch + 1)
-                    model.save_weights(str(best_path))
+                with self.averaged_weights():
+                    val_logs = self.evaluate()
+                    row = {**train_logs, **{f"val_{k}": v for k, v in val_logs.items()}}
+                    for k, v in row.items():
+                        history.setdefault(k, []).append(v)
+                    if epoch + 1 >= select_from_epoch and row["val_score"] < best[0]:
+                        best = (row["val_score"], epoch + 1)
+                        model.save_weights(str(best_path))
                 for split, logs in (("train", train_logs), ("validation", val_logs)):
                     if split in writers:
                         with writers[split].as_default():
@@ -321,7 +352,8 @@ class Loop:
                 w.flush()
             if best[1] == 0:  # select_from_epoch beyond the last epoch: keep the last one
                 best = (history["val_score"][-1], epochs)
-                model.save_weights(str(best_path))
+                with self.averaged_weights():
+                    model.save_weights(str(best_path))
             # a resumed non-chief worker may have saved no best weights of its own: read the chief's
             model.load_weights(str(best_path if best_path.exists() else chief_dir / best_path.name))
             if tmp is None:

@@ -93,6 +93,8 @@ class LRVAE(Objective, keras.Model):
         guard_weight: weight of the linear-guardedness penalty (:func:`tfvae.terms.linear_leakage`) of
             every adversary pair: the attribute's labels against its branch's expected input (``z``
             weighted by the branch's keep rates); 0 = off.
+        disc_steps: discriminator updates per joint step (the extra ``disc_steps - 1`` with
+            ``disc_optimizer``, :meth:`tfvae.objective.Objective.discriminator_step`); 1 = the paper.
         encoder_skip: add a linear map of the standardised input to the encoder's output (a linear
             path like the raw-feature models that verify unseen speakers best; it did not help on
             RAVDESS, reports/ravdess/quality.md run T).
@@ -116,7 +118,7 @@ class LRVAE(Objective, keras.Model):
                  n_classes: dict | None = None, adversaries: str = "all", band_width: float = 1.0,
                  band_centres: Sequence[float] | None = None, kl_identity_weight: float = 1.0,
                  hidden_dropout: float = 0.0, encoder_skip: bool = False, mixup: float = 0.0,
-                 guard_weight: float = 0.0, mixup_within: str = "", **kwargs):
+                 guard_weight: float = 0.0, mixup_within: str = "", disc_steps: int = 1, **kwargs):
         super().__init__(**kwargs)
         self.attributes = parse_attributes(attributes)
         self.parts = method_parts(method, protect, self.attributes, adversaries)
@@ -164,6 +166,10 @@ class LRVAE(Objective, keras.Model):
         if mixup_within and mixup_within not in [a.name for a in self.attributes]:
             raise ValueError(f"mixup_within {mixup_within!r} is not one of the attributes")
         self.mixup_within = mixup_within
+        if int(disc_steps) < 1:
+            raise ValueError(f"disc_steps must be >= 1, got {disc_steps}")
+        #: discriminator updates per joint step; the extra ones use ``disc_optimizer`` (set by the trainer)
+        self.disc_steps, self.disc_optimizer = int(disc_steps), None
         drop = {"dropout": self.hidden_dropout, "seed": None if seed is None else seed + 101}
 
         p = self.parts
@@ -416,7 +422,11 @@ class LRVAE(Objective, keras.Model):
                 grl.lambda_.assign(lam)
         if self.parts["vae"] and self.kl_warmup_steps:
             self.kl_anneal.assign(ops.minimum(ops.cast(self.optimizer.iterations, "float32") / self.kl_warmup_steps, 1.0))
-        grads, loss, terms = (gradient_fn or self.compute_gradients)(data, self.replica_share(data))
+        share = self.replica_share(data)
+        if self.disc_optimizer is not None:
+            for _ in range(self.disc_steps - 1):
+                self.discriminator_step(data, share)
+        grads, loss, terms = (gradient_fn or self.compute_gradients)(data, share)
         self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
         return self._record(loss, terms, ops.cast(ops.shape(data["features"])[0], "float32"), training=True)
 
@@ -446,7 +456,7 @@ class LRVAE(Objective, keras.Model):
             "n_classes": dict(self.n_classes), "adversaries": self.adversaries, "band_width": self.band_width,
             "band_centres": None if self.band_centres is None else list(self.band_centres),
             "hidden_dropout": self.hidden_dropout, "encoder_skip": self.encoder_skip, "mixup": self.mixup, "mixup_within": self.mixup_within,
-            "guard_weight": self.guard_weight,
+            "guard_weight": self.guard_weight, "disc_steps": self.disc_steps,
         }
 
 
@@ -469,6 +479,6 @@ def build_model(cfg, input_dim: int, n_emotions: int, n_speakers: int, total_ste
         aam_margin=cfg.aam_margin, aam_scale=cfg.aam_scale,
         hsic_weight=cfg.hsic_weight, hsic_kernel=cfg.hsic_kernel, input_noise=cfg.input_noise,
         hidden_dropout=cfg.hidden_dropout, encoder_skip=cfg.encoder_skip, mixup=cfg.mixup,
-        mixup_within=cfg.mixup_within, guard_weight=cfg.guard_weight, name="lrvae")
+        mixup_within=cfg.mixup_within, guard_weight=cfg.guard_weight, disc_steps=cfg.disc_steps, name="lrvae")
     model.build()
     return model

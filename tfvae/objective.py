@@ -3,12 +3,14 @@
 ``L = w_vae L_VAE + w_emo L_emo + w_id L_id + w_emo-adv L_emo-adv + w_id-adv L_id-adv + L2``, each
 term visible as a metric; beyond the paper, the optional HSIC penalty between the latent bands, the
 linear-guardedness penalty of the adversary pairs, and mixup of the cross-entropy terms (the options
-are documented on :class:`tfvae.model.LRVAE`).
+are documented on :class:`tfvae.model.LRVAE`); with ``disc_steps`` > 1, extra updates of the
+discriminators alone (:meth:`Objective.discriminator_step`).
 """
 
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from tfvae.terms import (band_independence, cross_correlation, in_xla, kl_per_node, linear_leakage, masked_acc,
@@ -64,6 +66,21 @@ class Objective:
             loss = loss + self.guard_weight * terms["guard"]
         terms["_counts"] = counts
         return loss, terms
+
+    @property
+    def discriminator_variables(self) -> list:
+        """The trainable variables of the adversarial discriminators (behind the gradient reversals)."""
+        return [v for term in self.adversary_terms.values() for v in getattr(self, f"{term}_head").trainable_variables]
+
+    def discriminator_step(self, data: dict, share):
+        """One update of the discriminators alone with ``disc_optimizer`` (``disc_steps``): the gradient of
+        eq. 4 with respect to their variables is that of their own cross-entropies; the encoder is not
+        updated. ``share``: this replica's share of the global batch (:meth:`replica_share`)."""
+        variables = self.discriminator_variables
+        with tf.GradientTape() as tape:
+            loss, _ = self.compute_losses(data, training=True)
+            scaled = self.disc_optimizer.scale_loss(loss * share)
+        self.disc_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
 
     def _mix(self, x, y):
         """Mixup of a batch with a shuffled copy: ``(mixed features, (lam, shuffled labels))``; with

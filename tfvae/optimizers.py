@@ -11,6 +11,9 @@ with several replicas, and for AMSGrad, it falls back to Keras' own update.
 path contains the substring, e.g. ``{"discriminator": 5.0}``: the adversarial discriminators then
 learn faster than the encoder they fight (Adam normalises gradient scale, so a loss weight cannot
 do this).
+
+:func:`ema_momentum` turns a weight-averaging horizon in epochs into the per-step momentum of Keras'
+optimizer EMA (``use_ema``), so one default carries across corpora of any size.
 """
 
 from __future__ import annotations
@@ -51,3 +54,9 @@ class FusedAdam(keras.optimizers.Adam):
             lr=ops.cast(learning_rate, dtype), beta1=ops.cast(self.beta_1, dtype),
             beta2=ops.cast(self.beta_2, dtype), epsilon=ops.cast(self.epsilon, dtype),
             grad=ops.cast(gradient, dtype), use_locking=False)
+
+
+def ema_momentum(epochs: float, steps_per_epoch: int) -> float:
+    """Per-step momentum of an exponential moving average of the weights whose horizon (mean age of
+    the averaged steps) is about ``epochs`` epochs: ``1 - 1 / (epochs * steps_per_epoch)``, at least 0."""
+    return max(0.0, 1.0 - 1.0 / (float(epochs) * max(1, int(steps_per_epoch))))

@@ -100,7 +100,7 @@ def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None
     from tfvae.distribute import scaled_learning_rate
     from tfvae.loop import Trainer
     from tfvae.model import build_model
-    from tfvae.optimizers import FusedAdam
+    from tfvae.optimizers import FusedAdam, ema_momentum
 
     keras.mixed_precision.set_global_policy(cfg.precision)
     keras.utils.set_random_seed(cfg.seed)  # here: building a dataset first must not change results
@@ -114,10 +114,16 @@ def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None
         multipliers = {"discriminator": cfg.disc_lr_scale} if cfg.disc_lr_scale != 1 else None
         if cfg.lr_schedule == "cosine":
             lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps_per_epoch * cfg.epochs, alpha=0.1)
-        optimizer = FusedAdam(lr, lr_multipliers=multipliers)
-        if cfg.precision == "mixed_float16":  # dynamic loss scaling keeps float16 gradients finite
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-        model.compile(optimizer=optimizer)
+        ema = {"use_ema": True, "ema_momentum": ema_momentum(cfg.ema_epochs, steps_per_epoch)} if cfg.ema_epochs else {}
+
+        def adam(**kwargs):
+            optimizer = FusedAdam(lr, lr_multipliers=multipliers, **kwargs)
+            if cfg.precision == "mixed_float16":  # dynamic loss scaling keeps float16 gradients finite
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+            return optimizer
+        model.compile(optimizer=adam(**ema))
+        if cfg.disc_steps > 1 and model.discriminator_variables:
+            model.disc_optimizer = adam()
     model.adapt_normalizer(corpus.splits["train"].features)
     trainer = Trainer(model, strategy, corpus, cfg.batch_size, seed=cfg.seed, jit_compile=cfg.jit_compile,
                       role=cluster_role(strategy), verbose=cfg.verbose, shuffle_buffer=cfg.shuffle_buffer,
