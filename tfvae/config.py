@@ -151,6 +151,9 @@ class TrainConfig:
     hsic_kernel: str = _opt(
         "linear", "Kernel of the HSIC penalty: linear (cross-correlation) or rbf (Gaussian kernels, median bandwidth: "
         "also penalises non-linear dependence between the latent halves).", choices=HSIC_KERNELS)
+    club_weight: float = _opt(
+        0.0, "Weight of the CLUB mutual-information upper bound (Cheng et al. 2020) between the attributes' latent "
+        "bands, each pair with a learned Gaussian variational net (LR-VAE only; 0 = off).")
     input_noise: float = _opt(0.0, "Std of Gaussian noise added to the standardised encoder input in training.")
     hidden_dropout: float = _opt(
         0.0, "Dropout rate after each hidden layer of the encoder and of the attribute heads (not the "
@@ -277,7 +280,7 @@ class TrainConfig:
             errs.append(f"keep rates must satisfy 0 <= keep_min ({self.keep_min}) <= keep_max ({self.keep_max}) <= 1")
         for name in ("vae_weight", "kl_weight", "emo_weight", "id_weight", "emo_adv_weight",
                      "id_adv_weight", "adv_lambda", "l2", "cut_tolerance", "select_after", "free_bits", "kl_identity_weight",
-                     "aam_margin", "hsic_weight", "input_noise", "hidden_dropout", "mixup", "guard_weight",
+                     "aam_margin", "hsic_weight", "club_weight", "input_noise", "hidden_dropout", "mixup", "guard_weight",
                      "ema_epochs", "in_memory_mb", "encoded_memory_mb",
                      "shuffle_buffer"):
             if getattr(self, name) < 0:

@@ -53,6 +53,7 @@ import tensorflow_probability as tfp
 from keras import ops
 
 from tfvae.attributes import DEFAULT as DEFAULT_ATTRIBUTES, parse_attributes
+from tfvae.club import ClubEstimator, band_pairs
 from tfvae.config import LOSS_TERMS
 from tfvae.methods import _base, adversary_terms, loss_terms, method_parts
 from tfvae.layers import CosineMarginClassifier, GradientReversal, LayeredDropout, dense_stack, random_normal
@@ -93,6 +94,8 @@ class LRVAE(Objective, keras.Model):
         guard_weight: weight of the linear-guardedness penalty (:func:`tfvae.terms.linear_leakage`) of
             every adversary pair: the attribute's labels against its branch's expected input (``z``
             weighted by the branch's keep rates); 0 = off.
+        club_weight: weight of the CLUB bound between the attributes' bands (:mod:`tfvae.club`; its
+            variational nets learn from the ``club_fit`` term); 0 = off.
         disc_steps: discriminator updates per joint step (the extra ``disc_steps - 1`` with
             ``disc_optimizer``, :meth:`tfvae.objective.Objective.discriminator_step`); 1 = the paper.
         encoder_skip: add a linear map of the standardised input to the encoder's output (a linear
@@ -118,7 +121,8 @@ class LRVAE(Objective, keras.Model):
                  n_classes: dict | None = None, adversaries: str = "all", band_width: float = 1.0,
                  band_centres: Sequence[float] | None = None, kl_identity_weight: float = 1.0,
                  hidden_dropout: float = 0.0, encoder_skip: bool = False, mixup: float = 0.0,
-                 guard_weight: float = 0.0, mixup_within: str = "", disc_steps: int = 1, **kwargs):
+                 guard_weight: float = 0.0, mixup_within: str = "", disc_steps: int = 1,
+                 club_weight: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.attributes = parse_attributes(attributes)
         self.parts = method_parts(method, protect, self.attributes, adversaries)
@@ -214,10 +218,16 @@ class LRVAE(Objective, keras.Model):
             self.grls.append(grl)
 
         self.use_hsic = p["layered"] and self.hsic_weight > 0
+        self.club_weight = float(club_weight)
+        self.use_club = p["layered"] and self.club_weight > 0
+        if self.use_club:  # one variational net q(b|a) per pair of bands
+            self.club_estimators = [ClubEstimator(int(b.shape[-1]), name=f"club_{k}") for k, (_, b) in
+                                    enumerate(band_pairs(np.zeros((1, rep_dim)), len(self.attributes)))]
         self.guard_weight = float(guard_weight)
         self.use_guard = bool(self.adversary_terms) and self.guard_weight > 0
         self.term_names = ([t for t in ("recon", "kl") if p["vae"]] + [t for t in self.loss_terms if p.get(t)]
-                           + (["hsic"] if self.use_hsic else []) + (["guard"] if self.use_guard else []))
+                           + (["hsic"] if self.use_hsic else []) + (["guard"] if self.use_guard else [])
+                           + (["club", "club_fit"] if self.use_club else []))
         tracked = ["loss", "selection", *self.term_names, "l2"]
         tracked += [f"{a.short}_acc" for a in self.attributes if a.name in p["heads"]]
         tracked += ["grl_lambda"] if self.grls else []
@@ -266,6 +276,8 @@ class LRVAE(Objective, keras.Model):
         for term in self.adversary_terms.values():
             getattr(self, f"{term}_grl").build((None, rep))
             getattr(self, f"{term}_head").build((None, rep))
+        for est, (a, _) in zip(getattr(self, "club_estimators", []), band_pairs(np.zeros((1, rep)), len(self.attributes))):
+            est.build(a.shape)
         self.built = True
 
     def adapt_normalizer(self, features) -> None:
@@ -456,7 +468,7 @@ class LRVAE(Objective, keras.Model):
             "n_classes": dict(self.n_classes), "adversaries": self.adversaries, "band_width": self.band_width,
             "band_centres": None if self.band_centres is None else list(self.band_centres),
             "hidden_dropout": self.hidden_dropout, "encoder_skip": self.encoder_skip, "mixup": self.mixup, "mixup_within": self.mixup_within,
-            "guard_weight": self.guard_weight, "disc_steps": self.disc_steps,
+            "guard_weight": self.guard_weight, "disc_steps": self.disc_steps, "club_weight": self.club_weight,
         }
 
 
@@ -479,6 +491,7 @@ def build_model(cfg, input_dim: int, n_emotions: int, n_speakers: int, total_ste
         aam_margin=cfg.aam_margin, aam_scale=cfg.aam_scale,
         hsic_weight=cfg.hsic_weight, hsic_kernel=cfg.hsic_kernel, input_noise=cfg.input_noise,
         hidden_dropout=cfg.hidden_dropout, encoder_skip=cfg.encoder_skip, mixup=cfg.mixup,
-        mixup_within=cfg.mixup_within, guard_weight=cfg.guard_weight, disc_steps=cfg.disc_steps, name="lrvae")
+        mixup_within=cfg.mixup_within, guard_weight=cfg.guard_weight, disc_steps=cfg.disc_steps,
+        club_weight=cfg.club_weight, name="lrvae")
     model.build()
     return model

@@ -2,7 +2,7 @@
 
 ``L = w_vae L_VAE + w_emo L_emo + w_id L_id + w_emo-adv L_emo-adv + w_id-adv L_id-adv + L2``, each
 term visible as a metric; beyond the paper, the optional HSIC penalty between the latent bands, the
-linear-guardedness penalty of the adversary pairs, and mixup of the cross-entropy terms (the options
+linear-guardedness penalty of the adversary pairs, the CLUB bound between the bands (:mod:`tfvae.club`), and mixup of the cross-entropy terms (the options
 are documented on :class:`tfvae.model.LRVAE`); with ``disc_steps`` > 1, extra updates of the
 discriminators alone (:meth:`Objective.discriminator_step`).
 """
@@ -13,6 +13,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from tfvae.club import band_pairs
 from tfvae.terms import (band_independence, cross_correlation, in_xla, kl_per_node, linear_leakage, masked_acc,
                          masked_ce, rbf_hsic, reconstruction_nll, sum_of_squares)
 
@@ -47,6 +48,10 @@ class Objective:
             terms["vae"] = terms["recon"] + beta * terms["kl"]
         if self.use_hsic:
             terms["hsic"] = self._independence(out["z"])
+        if self.use_club:
+            fits, bounds = zip(*(est(a, b) for est, (a, b) in
+                                 zip(self.club_estimators, band_pairs(out["z"], len(self.attributes)))))
+            terms["club"], terms["club_fit"] = ops.mean(ops.stack(bounds)), ops.mean(ops.stack(fits))
         for a in self.attributes:
             if a.name in self.parts["heads"]:
                 logits = out[f"{a.short}_logits"]
@@ -64,13 +69,17 @@ class Objective:
             loss = loss + self.hsic_weight * terms["hsic"]
         if self.use_guard:
             loss = loss + self.guard_weight * terms["guard"]
+        if self.use_club:  # the bound trains the encoder, the fit the variational nets (tfvae.club)
+            loss = loss + self.club_weight * terms["club"] + terms["club_fit"]
         terms["_counts"] = counts
         return loss, terms
 
     @property
     def discriminator_variables(self) -> list:
-        """The trainable variables of the adversarial discriminators (behind the gradient reversals)."""
-        return [v for term in self.adversary_terms.values() for v in getattr(self, f"{term}_head").trainable_variables]
+        """The trainable variables of the critics: the adversarial discriminators (behind the gradient
+        reversals) and the CLUB variational nets."""
+        return [v for term in self.adversary_terms.values() for v in getattr(self, f"{term}_head").trainable_variables] \
+            + [v for est in getattr(self, "club_estimators", []) for v in est.trainable_variables]
 
     def discriminator_step(self, data: dict, share):
         """One update of the discriminators alone with ``disc_optimizer`` (``disc_steps``): the gradient of
