@@ -277,7 +277,7 @@ def test_privacy_check_flags_the_full_export(exported, small_corpus):
 @pytest.fixture(scope="module")
 def run_dir(small_corpus, tmp_path_factory):
     from tfvae.config import TrainConfig
-    from tfvae.model import build_model
+    from tfvae.model_builder import build_model
 
     c = small_corpus
     d = tmp_path_factory.mktemp("runs") / "demo-run"

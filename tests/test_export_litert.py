@@ -22,7 +22,7 @@ PAPER_FILES = ["emotion_free-privacy_safe.tflite", "emotion_free.tflite", "emoti
 def _write_run(d, c, cfg, masks, summary, model_kw=None, erasers=True):
     """A run directory with the files load_run reads (an untrained model: export does not care)."""
     from tfvae.erasure import save_erasers, view_erasers
-    from tfvae.model import build_model
+    from tfvae.model_builder import build_model
 
     d.mkdir(parents=True)
     model = build_model(cfg, c.dim, len(c.emotion_names), len(c.speaker_index()), total_steps=1, **(model_kw or {}))

@@ -151,6 +151,10 @@ class TrainConfig:
     hsic_kernel: str = _opt(
         "linear", "Kernel of the HSIC penalty: linear (cross-correlation) or rbf (Gaussian kernels, median bandwidth: "
         "also penalises non-linear dependence between the latent halves).", choices=HSIC_KERNELS)
+    lda_target: float = _opt(
+        0.0, "Weight of the distilled speaker projection: a linear read-out of the identity branch predicts the "
+        "training speakers' PCA + LDA projection of the input (tfvae.distill; metric lda, the fraction of its "
+        "variance missed); 0 = off.")
     club_weight: float = _opt(
         0.0, "Weight of the CLUB mutual-information upper bound (Cheng et al. 2020) between the attributes' latent "
         "bands, each pair with a learned Gaussian variational net (LR-VAE only; 0 = off).")
@@ -280,7 +284,7 @@ class TrainConfig:
             errs.append(f"keep rates must satisfy 0 <= keep_min ({self.keep_min}) <= keep_max ({self.keep_max}) <= 1")
         for name in ("vae_weight", "kl_weight", "emo_weight", "id_weight", "emo_adv_weight",
                      "id_adv_weight", "adv_lambda", "l2", "cut_tolerance", "select_after", "free_bits", "kl_identity_weight",
-                     "aam_margin", "hsic_weight", "club_weight", "input_noise", "hidden_dropout", "mixup", "guard_weight",
+                     "aam_margin", "hsic_weight", "club_weight", "lda_target", "input_noise", "hidden_dropout", "mixup", "guard_weight",
                      "ema_epochs", "in_memory_mb", "encoded_memory_mb",
                      "shuffle_buffer"):
             if getattr(self, name) < 0:

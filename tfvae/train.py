@@ -99,7 +99,8 @@ def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None
     from tfvae.distribute import role as cluster_role
     from tfvae.distribute import scaled_learning_rate
     from tfvae.loop import Trainer
-    from tfvae.model import build_model
+    from tfvae.distill import fit_speaker_projection, projection_dim, standardised_sample
+    from tfvae.model_builder import build_model
     from tfvae.optimizers import FusedAdam, ema_momentum
 
     keras.mixed_precision.set_global_policy(cfg.precision)
@@ -108,9 +109,11 @@ def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None
     steps_per_epoch = math.ceil(len(corpus.splits["train"]) / (cfg.batch_size * replicas))
     lr = scaled_learning_rate(cfg.learning_rate, replicas, cfg.lr_scaling)
     with strategy.scope():
-        model = build_model(cfg, corpus.dim, len(corpus.emotion_names), len(corpus.speaker_index()),
+        n_speakers = len(corpus.speaker_index())
+        model = build_model(cfg, corpus.dim, len(corpus.emotion_names), n_speakers,
                             total_steps=steps_per_epoch * cfg.epochs, protect=protect,
-                            n_classes=class_counts(cfg, corpus))
+                            n_classes=class_counts(cfg, corpus),
+                            lda_target_dim=projection_dim(len(corpus.splits["train"]), corpus.dim, n_speakers))
         multipliers = {"discriminator": cfg.disc_lr_scale} if cfg.disc_lr_scale != 1 else None
         if cfg.lr_schedule == "cosine":
             lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps_per_epoch * cfg.epochs, alpha=0.1)
@@ -125,6 +128,10 @@ def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None
         if cfg.disc_steps > 1 and model.discriminator_variables:
             model.disc_optimizer = adam()
     model.adapt_normalizer(corpus.splits["train"].features)
+    if getattr(model, "use_lda_target", False):  # fitted on the training speakers, after the normaliser
+        rows, x_std = standardised_sample(corpus.splits["train"].features, model.normalizer, seed=cfg.seed)
+        model.set_speaker_projection(*fit_speaker_projection(x_std, corpus.splits["train"].speaker[rows],
+                                                             seed=cfg.seed))
     trainer = Trainer(model, strategy, corpus, cfg.batch_size, seed=cfg.seed, jit_compile=cfg.jit_compile,
                       role=cluster_role(strategy), verbose=cfg.verbose, shuffle_buffer=cfg.shuffle_buffer,
                       labels=extra_labels(cfg))
