@@ -4,8 +4,8 @@ term of eq. 4 beyond the paper.
 On small corpora the raw features verify unseen speakers better than any learned latent
 (``reports/ravdess/quality.md``): a PCA + LDA projection fitted on a handful of training speakers
 generalises, an MLP encoder trained on them does not. :func:`fit_speaker_projection` fits that
-projection on the training split (PCA, then LDA on the speaker labels; standardised input, whitened
-output) and folds it into one affine map; :class:`SpeakerProjectionTarget` holds the map fixed and a
+projection on the training split (PCA, then LDA on the speaker labels, on standardised input) and
+folds it into one affine map; :class:`SpeakerProjectionTarget` holds the map fixed and a
 linear read-out of the identity branch, and returns the fraction of the target's variance the
 read-out misses. LDA keeps what separates speakers relative to what varies within a speaker, so the
 target carries little of the emotion each speaker acts.
@@ -24,7 +24,7 @@ PCA_DIMS = 128
 def fit_speaker_projection(x_std, speakers, pca_dims: int = PCA_DIMS, max_rows: int = 50_000,
                            seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``(kernel [D, r], bias [r])`` with ``x_std @ kernel + bias`` the PCA + LDA projection of
-    standardised features, each output of zero mean and unit variance on the training rows
+    standardised features, centred on the training rows and scaled by one factor to a mean variance of 1
     (r = min(speakers - 1, PCA components)); at most ``max_rows`` seeded rows are used."""
     from sklearn.decomposition import PCA
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
@@ -48,8 +48,10 @@ def fit_speaker_projection(x_std, speakers, pca_dims: int = PCA_DIMS, max_rows: 
     bias = project(np.zeros((1, x_std.shape[1])))[0]
     kernel = project(np.eye(x_std.shape[1])) - bias
     out = x_std @ kernel + bias
-    mean, std = out.mean(axis=0), np.maximum(out.std(axis=0), 1e-8)
-    return (kernel / std).astype(np.float32), ((bias - mean) / std).astype(np.float32)
+    # one scale for all outputs: LDA's own scaling (unit within-speaker variance) keeps the directions that
+    # separate speakers large and the rest small; the outputs' mean variance becomes 1
+    mean, scale = out.mean(axis=0), max(float(np.sqrt(out.var(axis=0).mean())), 1e-8)
+    return (kernel / scale).astype(np.float32), ((bias - mean) / scale).astype(np.float32)
 
 
 def projection_dim(rows: int, dim: int, speakers: int, pca_dims: int = PCA_DIMS) -> int:
@@ -72,7 +74,8 @@ def standardised_sample(features, normalizer, max_rows: int = 50_000, seed: int 
 class SpeakerProjectionTarget(keras.layers.Layer):
     """A fixed affine speaker projection of the standardised input and a trainable linear read-out of
     the identity branch; ``call(branch, x_std)`` is the read-out's mean squared error over the
-    projection's ``units`` unit-variance outputs (1 - R^2 when it predicts the batch mean)."""
+    projection's ``units`` outputs (their mean variance is 1: the fraction of the target's variance
+    the read-out misses)."""
 
     def __init__(self, units: int, **kwargs):
         super().__init__(**kwargs)
