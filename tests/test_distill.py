@@ -1,4 +1,4 @@
-"""tfvae.distill: the PCA + LDA speaker projection distilled into the identity branch (--lda_target)."""
+"""tfvae.distill: PCA + LDA class projections distilled into the attributes' branches (--lda_target)."""
 
 import subprocess
 import sys
@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from tfvae.distill import SpeakerProjectionTarget, fit_speaker_projection, projection_dim
+from tfvae.distill import ProjectionTarget, fit_class_projection, projection_dim
 
 
 def _acted(rng, speakers=6, per=40, dim=20):
@@ -25,7 +25,7 @@ def test_projection_separates_speakers_and_ignores_what_varies_within_them():
 
     rng = np.random.default_rng(0)
     x, spk, emo = _acted(rng)
-    kernel, bias = fit_speaker_projection(x, spk)
+    kernel, bias = fit_class_projection(x, spk)
     assert kernel.shape == (20, 5) and bias.shape == (5,) and projection_dim(len(x), 20, 6) == 5
     out = x @ kernel + bias
     np.testing.assert_allclose(out.mean(0), 0.0, atol=1e-4)
@@ -43,14 +43,16 @@ def test_projection_separates_speakers_and_ignores_what_varies_within_them():
 
 def test_projection_rejects_bad_input():
     x = np.zeros((10, 4), np.float32)
-    with pytest.raises(ValueError, match="one speaker label per feature row"):
-        fit_speaker_projection(x, np.zeros(9))
-    with pytest.raises(ValueError, match="at least 2 training speakers"):
-        fit_speaker_projection(x, np.zeros(10))
+    with pytest.raises(ValueError, match="one label per feature row"):
+        fit_class_projection(x, np.zeros(9))
+    with pytest.raises(ValueError, match="at least 2 known classes"):
+        fit_class_projection(x, np.zeros(10))
+    with pytest.raises(ValueError, match="at least 2 known classes"):  # unknown labels (-1) are left out
+        fit_class_projection(x, np.array([0] * 5 + [-1] * 5))
 
 
 def test_target_is_the_readouts_mean_squared_error():
-    target = SpeakerProjectionTarget(2, name="id_target")
+    target = ProjectionTarget(2, name="id_target")
     target.build((None, 3), 4)
     with pytest.raises(ValueError, match=r"projection of shape \(4, 3\)"):
         target.set_projection(np.zeros((4, 3)), np.zeros(3))
@@ -69,12 +71,16 @@ def test_train_cli_distils_and_load_run_rebuilds_the_target(demo_data_dir, tmp_p
     small = ["--dataset", "tfvae_demo/is10_small", "--latent_dim", "32", "--mask_groups", "8", "--encoder_units",
              "64", "--decoder_units", "64", "--head_units", "32", "--verbose", "2", "--eval_attackers", "fast"]
     cmd = [sys.executable, "-m", "tfvae.train", *small, "--data_dir", demo_data_dir, "--epochs", "3",
-           "--lda_target", "1", "--output_dir", str(tmp_path / "runs"), "--export_dir", str(tmp_path / "sm")]
+           "--lda_target", "1", "--lda_attributes", "emotion+identity", "--output_dir", str(tmp_path / "runs"), "--export_dir", str(tmp_path / "sm")]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    losses = [float(line.split(" lda: ")[1].split()[0]) for line in out.stdout.splitlines() if " lda: " in line]
-    assert len(losses) == 3 and losses[-1] < losses[0]  # the read-out learns the projection
+    for term in ("emo_lda", "id_lda"):
+        losses = [float(line.split(f" {term}: ")[1].split()[0]) for line in out.stdout.splitlines() if f" {term}: " in line]
+        assert len(losses) == 3 and losses[-1] < losses[0], (term, losses)  # the read-outs learn the projections
     model, _, _ = load_run(tmp_path / "runs" / "tfvae_demo-is10_small-IS10-lrvae")
-    assert model.use_lda_target and model.lda_target_dim == model.id_target.units
-    kernel = model.id_target.kernel.numpy()
-    assert kernel.shape == (model.input_dim, model.lda_target_dim) and np.abs(kernel).max() > 0  # loaded, not zeros
+    # LDA gives one direction fewer than classes
+    assert model.lda_target_dims == {"emotion": model.n_emotions - 1, "identity": model.n_speakers - 1} \
+        and model.n_emotions >= 3
+    for short, name in (("emo", "emotion"), ("id", "identity")):
+        kernel = getattr(model, f"{short}_target").kernel.numpy()
+        assert kernel.shape == (model.input_dim, model.lda_target_dims[name]) and np.abs(kernel).max() > 0  # loaded

@@ -152,9 +152,12 @@ class TrainConfig:
         "linear", "Kernel of the HSIC penalty: linear (cross-correlation) or rbf (Gaussian kernels, median bandwidth: "
         "also penalises non-linear dependence between the latent halves).", choices=HSIC_KERNELS)
     lda_target: float = _opt(
-        0.0, "Weight of the distilled speaker projection: a linear read-out of the identity branch predicts the "
-        "training speakers' PCA + LDA projection of the input (tfvae.distill; metric lda, the fraction of its "
-        "variance missed); 0 = off.")
+        0.0, "Weight of the distilled class projections: a linear read-out of each --lda_attributes branch predicts "
+        "the PCA + LDA projection of the input fitted on that attribute's training labels (tfvae.distill; metric "
+        "<short>_lda, the fraction of its variance missed); 0 = off.")
+    lda_attributes: str = _opt(
+        "identity", "Attributes (separated by , or +) whose branch distils its class projection with --lda_target "
+        "(identity: the training speakers' LDA space; emotion: the emotions').")
     club_weight: float = _opt(
         0.0, "Weight of the CLUB mutual-information upper bound (Cheng et al. 2020) between the attributes' latent "
         "bands, each pair with a learned Gaussian variational net (LR-VAE only; 0 = off).")
@@ -246,6 +249,10 @@ class TrainConfig:
             order = [a.name for a in attrs]
             if self.protect != "both" and self.protect not in order:
                 errs.append(f"protect={self.protect!r} is unknown; choose both or one of {', '.join(order)}")
+            bad = [n for n in self.lda_attribute_names() if n not in order]
+            if bad:
+                errs.append(f"lda_attributes names {', '.join(map(repr, bad))}, not an attribute; choose from "
+                            f"{', '.join(order)}")
             if self.mixup_within and self.mixup_within not in order:
                 errs.append(f"mixup_within={self.mixup_within!r} is not an attribute; choose one of {', '.join(order)}")
             if self.protect == "both" and self.method == "a-vae" and not {"emotion", "identity"} <= set(order):
@@ -337,6 +344,11 @@ class TrainConfig:
         from tfvae.attributes import parse_views
 
         return parse_views(self.views, self.attribute_list())
+
+    def lda_attribute_names(self) -> list[str]:
+        """The attributes of ``lda_attributes`` (separated by ``,`` or ``+``: ``emotion+identity`` fits a
+        ``tune --grid`` value)."""
+        return [n.strip() for n in self.lda_attributes.replace("+", ",").split(",") if n.strip()]
 
     def band_centre_list(self) -> tuple[float, ...] | None:
         if not self.band_centres.strip():

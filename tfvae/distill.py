@@ -1,14 +1,14 @@
-"""Distillation of a linear speaker space into the identity end of the latent (``--lda_target``), a
-term of eq. 4 beyond the paper.
+"""Distillation of linear class spaces of the raw features into the attributes' branches
+(``--lda_target``, ``--lda_attributes``), a term of eq. 4 beyond the paper.
 
 On small corpora the raw features verify unseen speakers better than any learned latent
 (``reports/ravdess/quality.md``): a PCA + LDA projection fitted on a handful of training speakers
-generalises, an MLP encoder trained on them does not. :func:`fit_speaker_projection` fits that
-projection on the training split (PCA, then LDA on the speaker labels, on standardised input) and
-folds it into one affine map; :class:`SpeakerProjectionTarget` holds the map fixed and a
-linear read-out of the identity branch, and returns the fraction of the target's variance the
-read-out misses. LDA keeps what separates speakers relative to what varies within a speaker, so the
-target carries little of the emotion each speaker acts.
+generalises, an MLP encoder trained on them does not. :func:`fit_class_projection` fits that
+projection on the training split (PCA, then LDA on an attribute's labels, on standardised input) and
+folds it into one affine map; :class:`ProjectionTarget` holds the map fixed and a linear read-out of
+the attribute's branch, and returns the fraction of the target's variance the read-out misses. LDA
+keeps what separates the classes relative to what varies within a class: the speaker projection
+carries little of the emotion each speaker acts, the emotion projection little of who acts it.
 """
 
 from __future__ import annotations
@@ -21,25 +21,28 @@ from keras import ops
 PCA_DIMS = 128
 
 
-def fit_speaker_projection(x_std, speakers, pca_dims: int = PCA_DIMS, max_rows: int = 50_000,
+def fit_class_projection(x_std, labels, pca_dims: int = PCA_DIMS, max_rows: int = 50_000,
                            seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``(kernel [D, r], bias [r])`` with ``x_std @ kernel + bias`` the PCA + LDA projection of
-    standardised features, centred on the training rows and scaled by one factor to a mean variance of 1
-    (r = min(speakers - 1, PCA components)); at most ``max_rows`` seeded rows are used."""
+    standardised features for class ``labels`` (speakers, emotions; integer labels < 0 are unknown and
+    left out), centred on the training rows and scaled by one factor to a mean variance of 1
+    (r = min(classes - 1, PCA components)); at most ``max_rows`` seeded rows are used."""
     from sklearn.decomposition import PCA
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
     x_std = np.asarray(x_std, np.float64)
-    speakers = np.asarray(speakers)
-    if x_std.ndim != 2 or len(x_std) != len(speakers):
-        raise ValueError(f"need one speaker label per feature row, got {x_std.shape} rows and {speakers.shape} labels")
-    if len(np.unique(speakers)) < 2:
-        raise ValueError("the speaker projection needs at least 2 training speakers")
+    labels = np.asarray(labels)
+    if x_std.ndim != 2 or len(x_std) != len(labels):
+        raise ValueError(f"need one label per feature row, got {x_std.shape} rows and {labels.shape} labels")
+    if labels.dtype.kind in "iu":
+        x_std, labels = x_std[labels >= 0], labels[labels >= 0]
+    if len(np.unique(labels)) < 2:
+        raise ValueError("a class projection needs at least 2 known classes in the training split")
     if len(x_std) > max_rows:
         keep = np.sort(np.random.default_rng(seed).choice(len(x_std), max_rows, replace=False))
-        x_std, speakers = x_std[keep], speakers[keep]
+        x_std, labels = x_std[keep], labels[keep]
     pca = PCA(min(pca_dims, x_std.shape[1], len(x_std) - 1), random_state=seed).fit(x_std)
-    lda = LinearDiscriminantAnalysis().fit(pca.transform(x_std), speakers)
+    lda = LinearDiscriminantAnalysis().fit(pca.transform(x_std), labels)
 
     def project(x):
         return lda.transform(pca.transform(x))
@@ -54,10 +57,10 @@ def fit_speaker_projection(x_std, speakers, pca_dims: int = PCA_DIMS, max_rows: 
     return (kernel / scale).astype(np.float32), ((bias - mean) / scale).astype(np.float32)
 
 
-def projection_dim(rows: int, dim: int, speakers: int, pca_dims: int = PCA_DIMS) -> int:
-    """Outputs of :func:`fit_speaker_projection` for ``rows`` training rows of ``dim`` features and
-    ``speakers`` training speakers (LDA gives at most classes - 1 directions)."""
-    return max(1, min(int(speakers) - 1, pca_dims, int(dim), int(rows) - 1))
+def projection_dim(rows: int, dim: int, classes: int, pca_dims: int = PCA_DIMS) -> int:
+    """Outputs of :func:`fit_class_projection` for ``rows`` training rows of ``dim`` features and
+    ``classes`` classes (LDA gives at most classes - 1 directions)."""
+    return max(1, min(int(classes) - 1, pca_dims, int(dim), int(rows) - 1))
 
 
 def standardised_sample(features, normalizer, max_rows: int = 50_000, seed: int = 0):
@@ -71,9 +74,9 @@ def standardised_sample(features, normalizer, max_rows: int = 50_000, seed: int 
 
 
 @keras.saving.register_keras_serializable(package="tfvae")
-class SpeakerProjectionTarget(keras.layers.Layer):
-    """A fixed affine speaker projection of the standardised input and a trainable linear read-out of
-    the identity branch; ``call(branch, x_std)`` is the read-out's mean squared error over the
+class ProjectionTarget(keras.layers.Layer):
+    """A fixed affine class projection of the standardised input and a trainable linear read-out of
+    an attribute's branch; ``call(branch, x_std)`` is the read-out's mean squared error over the
     projection's ``units`` outputs (their mean variance is 1: the fraction of the target's variance
     the read-out misses)."""
 
@@ -90,7 +93,7 @@ class SpeakerProjectionTarget(keras.layers.Layer):
         self.readout.build(branch_shape)
 
     def set_projection(self, kernel, bias) -> None:
-        """The map of :func:`fit_speaker_projection`."""
+        """The map of :func:`fit_class_projection`."""
         kernel, bias = np.asarray(kernel, np.float32), np.asarray(bias, np.float32)
         if kernel.shape != tuple(self.kernel.shape) or bias.shape != tuple(self.bias.shape):
             raise ValueError(f"projection of shape {kernel.shape} + {bias.shape}; this target holds "

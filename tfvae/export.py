@@ -383,7 +383,7 @@ def load_run(run_dir: str | Path):
     with h5py.File(weights, "r") as h5:
         n_emotions = _last_dense_units(h5, "emo_head") or _last_dense_units(h5, "emo_adv_head") or 2
         n_speakers = _last_dense_units(h5, "id_out") or _last_dense_units(h5, "id_adv_head") or 2
-        lda_target_dim = _last_dense_units(h5, "id_target") or 0
+        lda_target_dims = {a.name: _last_dense_units(h5, f"{a.short}_target") for a in cfg.attribute_list()}
     protect = summary.get("protect")
     if cfg.method == "a-vae" and protect is None:
         protect = run_dir.name.rsplit("-", 1)[-1] if run_dir.name.endswith(("-identity", "-emotion")) else \
@@ -391,7 +391,7 @@ def load_run(run_dir: str | Path):
     label_names = summary.get("label_names") or {}
     n_classes = {a: len(v) for a, v in label_names.items() if a != "emotion"}
     model = build_model(cfg, input_dim, n_emotions, n_speakers, total_steps=1, protect=protect, n_classes=n_classes,
-                        lda_target_dim=lda_target_dim)
+                        lda_target_dims={k: v for k, v in lda_target_dims.items() if v})
     model.load_weights(str(weights))
     mask_info = json.loads((run_dir / "mask.json").read_text())
     masks = {k: np.asarray(v, np.float32) for k, v in mask_info.get("masks", {}).items()}

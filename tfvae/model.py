@@ -54,7 +54,7 @@ from keras import ops
 
 from tfvae.attributes import DEFAULT as DEFAULT_ATTRIBUTES, parse_attributes
 from tfvae.club import ClubEstimator, band_pairs
-from tfvae.distill import SpeakerProjectionTarget
+from tfvae.distill import ProjectionTarget
 from tfvae.config import LOSS_TERMS
 from tfvae.methods import _base, adversary_terms, loss_terms, method_parts
 from tfvae.layers import CosineMarginClassifier, GradientReversal, LayeredDropout, dense_stack, random_normal
@@ -95,8 +95,8 @@ class LRVAE(Objective, keras.Model):
         guard_weight: weight of the linear-guardedness penalty (:func:`tfvae.terms.linear_leakage`) of
             every adversary pair: the attribute's labels against its branch's expected input (``z``
             weighted by the branch's keep rates); 0 = off.
-        lda_target_weight, lda_target_dim: weight and outputs of the distilled speaker projection
-            (:mod:`tfvae.distill`; :meth:`set_speaker_projection` sets it); 0 = off.
+        lda_target_weight, lda_target_dims: weight and ``{attribute: outputs}`` of the distilled class
+            projections (:mod:`tfvae.distill`; :meth:`set_class_projection` sets each); 0 = off.
         club_weight: weight of the CLUB bound between the attributes' bands (:mod:`tfvae.club`; its
             variational nets learn from the ``club_fit`` term); 0 = off.
         disc_steps: discriminator updates per joint step (the extra ``disc_steps - 1`` with
@@ -125,7 +125,8 @@ class LRVAE(Objective, keras.Model):
                  band_centres: Sequence[float] | None = None, kl_identity_weight: float = 1.0,
                  hidden_dropout: float = 0.0, encoder_skip: bool = False, mixup: float = 0.0,
                  guard_weight: float = 0.0, mixup_within: str = "", disc_steps: int = 1,
-                 club_weight: float = 0.0, lda_target_weight: float = 0.0, lda_target_dim: int = 0, **kwargs):
+                 club_weight: float = 0.0, lda_target_weight: float = 0.0,
+                 lda_target_dims: dict | None = None, **kwargs):
         super().__init__(**kwargs)
         self.attributes = parse_attributes(attributes)
         self.parts = method_parts(method, protect, self.attributes, adversaries)
@@ -221,11 +222,17 @@ class LRVAE(Objective, keras.Model):
             self.grls.append(grl)
 
         self.use_hsic = p["layered"] and self.hsic_weight > 0
-        self.lda_target_weight, self.lda_target_dim = float(lda_target_weight), int(lda_target_dim)
-        self.use_lda_target = p["vae"] and self.lda_target_weight > 0 and \
-            any(a.is_identity for a in self.attributes)
-        if self.use_lda_target:  # the fixed speaker projection, set by set_speaker_projection
-            self.id_target = SpeakerProjectionTarget(self.lda_target_dim, name="speaker_projection_target")
+        self.lda_target_weight = float(lda_target_weight)
+        self.lda_target_dims = {k: int(v) for k, v in (lda_target_dims or {}).items()}
+        unknown = set(self.lda_target_dims) - {a.name for a in self.attributes}
+        if unknown:
+            raise ValueError(f"lda_target_dims names {sorted(unknown)}, not attributes of this model")
+        #: the attributes whose branch distils a class projection (fixed maps, set by set_class_projection)
+        self.lda_attributes = [a for a in self.attributes if a.name in self.lda_target_dims] \
+            if p["vae"] and self.lda_target_weight > 0 else []
+        for a in self.lda_attributes:
+            setattr(self, f"{a.short}_target", ProjectionTarget(self.lda_target_dims[a.name],
+                                                                name=f"{a.name}_projection_target"))
         self.club_weight = float(club_weight)
         self.use_club = p["layered"] and self.club_weight > 0
         if self.use_club:  # one variational net q(b|a) per pair of bands
@@ -235,7 +242,7 @@ class LRVAE(Objective, keras.Model):
         self.use_guard = bool(self.adversary_terms) and self.guard_weight > 0
         self.term_names = ([t for t in ("recon", "kl") if p["vae"]] + [t for t in self.loss_terms if p.get(t)]
                            + (["hsic"] if self.use_hsic else []) + (["guard"] if self.use_guard else [])
-                           + (["club", "club_fit"] if self.use_club else []) + (["lda"] if self.use_lda_target else []))
+                           + (["club", "club_fit"] if self.use_club else []) + [f"{a.short}_lda" for a in self.lda_attributes])
         tracked = ["loss", "selection", *self.term_names, "l2"]
         tracked += [f"{a.short}_acc" for a in self.attributes if a.name in p["heads"]]
         tracked += ["grl_lambda"] if self.grls else []
@@ -284,8 +291,8 @@ class LRVAE(Objective, keras.Model):
         for term in self.adversary_terms.values():
             getattr(self, f"{term}_grl").build((None, rep))
             getattr(self, f"{term}_head").build((None, rep))
-        if self.use_lda_target:
-            self.id_target.build((None, rep), d)
+        for a in self.lda_attributes:
+            getattr(self, f"{a.short}_target").build((None, rep), d)
         for est, (a, _) in zip(getattr(self, "club_estimators", []), band_pairs(np.zeros((1, rep)), len(self.attributes))):
             est.build(a.shape)
         self.built = True
@@ -305,9 +312,9 @@ class LRVAE(Objective, keras.Model):
         self.normalizer.adapt_variance.assign(m.variance.astype(np.float32))
         self.normalizer.finalize_state()
 
-    def set_speaker_projection(self, kernel, bias) -> None:
-        """The fixed map of ``lda_target`` (:func:`tfvae.distill.fit_speaker_projection`)."""
-        self.id_target.set_projection(kernel, bias)
+    def set_class_projection(self, name: str, kernel, bias) -> None:
+        """The fixed map attribute ``name``'s branch distils (:func:`tfvae.distill.fit_class_projection`)."""
+        getattr(self, f"{self._attr(name).short}_target").set_projection(kernel, bias)
 
     @property
     def metrics(self):
@@ -371,8 +378,8 @@ class LRVAE(Objective, keras.Model):
                     out["id_logits"] = self.id_out(out["speaker_embedding"], training=training)
             else:
                 out[f"{a.short}_logits"] = self.head(a.name)(branches[a.name], training=training)
-        if self.use_lda_target:
-            out["lda"] = self.id_target(branches[next(a.name for a in self.attributes if a.is_identity)], out["x_std"])
+        for a in self.lda_attributes:
+            out[f"{a.short}_lda"] = getattr(self, f"{a.short}_target")(branches[a.name], out["x_std"])
         for (_, branch), term in self.adversary_terms.items():
             grl, head = getattr(self, f"{term}_grl"), getattr(self, f"{term}_head")
             out[f"{term}_logits"] = head(grl(branches[branch]), training=training)
@@ -485,6 +492,6 @@ class LRVAE(Objective, keras.Model):
             "band_centres": None if self.band_centres is None else list(self.band_centres),
             "hidden_dropout": self.hidden_dropout, "encoder_skip": self.encoder_skip, "mixup": self.mixup, "mixup_within": self.mixup_within,
             "guard_weight": self.guard_weight, "disc_steps": self.disc_steps, "club_weight": self.club_weight,
-            "lda_target_weight": self.lda_target_weight, "lda_target_dim": self.lda_target_dim,
+            "lda_target_weight": self.lda_target_weight, "lda_target_dims": dict(self.lda_target_dims),
         }
 

@@ -7,10 +7,10 @@ from tfvae.model import LRVAE
 
 
 def build_model(cfg, input_dim: int, n_emotions: int, n_speakers: int, total_steps: int,
-                protect: str | None = None, n_classes: dict | None = None, lda_target_dim: int = 0) -> LRVAE:
+                protect: str | None = None, n_classes: dict | None = None, lda_target_dims: dict | None = None) -> LRVAE:
     """An :class:`LRVAE` from a :class:`tfvae.config.TrainConfig`; ``n_classes``: classes of the class
-    attributes other than emotion (e.g. ``{"gender": 2}``); ``lda_target_dim``: outputs of the distilled
-    speaker projection (:func:`tfvae.distill.projection_dim`; with ``--lda_target``)."""
+    attributes other than emotion (e.g. ``{"gender": 2}``); ``lda_target_dims``: ``{attribute: outputs}``
+    of the distilled class projections (:func:`tfvae.distill.projection_dim`; with ``--lda_target``)."""
     attrs = cfg.attribute_list()
     model = LRVAE(
         input_dim=input_dim, n_emotions=n_emotions, n_speakers=n_speakers, method=cfg.method,
@@ -27,6 +27,7 @@ def build_model(cfg, input_dim: int, n_emotions: int, n_speakers: int, total_ste
         hsic_weight=cfg.hsic_weight, hsic_kernel=cfg.hsic_kernel, input_noise=cfg.input_noise,
         hidden_dropout=cfg.hidden_dropout, encoder_skip=cfg.encoder_skip, mixup=cfg.mixup,
         mixup_within=cfg.mixup_within, guard_weight=cfg.guard_weight, disc_steps=cfg.disc_steps,
-        club_weight=cfg.club_weight, lda_target_weight=cfg.lda_target, lda_target_dim=lda_target_dim, name="lrvae")
+        club_weight=cfg.club_weight, lda_target_weight=cfg.lda_target,
+        lda_target_dims=lda_target_dims, name="lrvae")
     model.build()
     return model

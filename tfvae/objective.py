@@ -2,7 +2,7 @@
 
 ``L = w_vae L_VAE + w_emo L_emo + w_id L_id + w_emo-adv L_emo-adv + w_id-adv L_id-adv + L2``, each
 term visible as a metric; beyond the paper, the optional HSIC penalty between the latent bands, the
-linear-guardedness penalty of the adversary pairs, the CLUB bound between the bands (:mod:`tfvae.club`), the distilled speaker projection
+linear-guardedness penalty of the adversary pairs, the CLUB bound between the bands (:mod:`tfvae.club`), the distilled class projections
 (:mod:`tfvae.distill`), and mixup of the cross-entropy terms (the options
 are documented on :class:`tfvae.model.LRVAE`); with ``disc_steps`` > 1, extra updates of the
 discriminators alone (:meth:`Objective.discriminator_step`).
@@ -60,8 +60,8 @@ class Objective:
                 terms[f"{a.short}_acc"] = masked_acc(y[a.name], logits)
         for (pred, _), term in self.adversary_terms.items():
             terms[term], counts[term] = ce(pred, out[f"{term}_logits"])
-        if self.use_lda_target:
-            terms["lda"] = out["lda"]
+        for a in self.lda_attributes:
+            terms[f"{a.short}_lda"] = out[f"{a.short}_lda"]
         if self.use_guard:
             terms["guard"] = self._guard(out["z"] if self.parts["vae"] else out["x_std"], y)
         w = self.loss_weights
@@ -72,8 +72,8 @@ class Objective:
             loss = loss + self.hsic_weight * terms["hsic"]
         if self.use_guard:
             loss = loss + self.guard_weight * terms["guard"]
-        if self.use_lda_target:
-            loss = loss + self.lda_target_weight * terms["lda"]
+        for a in self.lda_attributes:
+            loss = loss + self.lda_target_weight * terms[f"{a.short}_lda"]
         if self.use_club:  # the bound trains the encoder, the fit the variational nets (tfvae.club)
             loss = loss + self.club_weight * terms["club"] + terms["club_fit"]
         terms["_counts"] = counts

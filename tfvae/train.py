@@ -75,6 +75,23 @@ def class_counts(cfg: TrainConfig, corpus) -> dict[str, int]:
             if not a.is_identity and a.name != "emotion"}
 
 
+def train_labels(corpus, attribute) -> np.ndarray:
+    """Training-split labels of ``attribute`` (speaker-classifier indices for identity; -1 = unknown)."""
+    return corpus.speaker_labels("train") if attribute.is_identity else corpus.labels("train", attribute.label)
+
+
+def lda_dims(cfg: TrainConfig, corpus) -> dict[str, int]:
+    """``{attribute: outputs}`` of the class projections ``--lda_target`` distils (none when it is 0)."""
+    from tfvae.distill import projection_dim
+
+    if not cfg.lda_target:
+        return {}
+    wanted = set(cfg.lda_attribute_names())
+    return {a.name: projection_dim(len(corpus.splits["train"]), corpus.dim,
+                                   len(np.unique(train_labels(corpus, a)[train_labels(corpus, a) >= 0])))
+            for a in cfg.attribute_list() if a.name in wanted}
+
+
 def extra_labels(cfg: TrainConfig) -> tuple[str, ...]:
     """Label features the attributes need beyond ``emotion`` and ``speaker`` (e.g. ``gender``)."""
     return tuple(a.label for a in cfg.attribute_list() if a.label not in ("emotion", "speaker"))
@@ -99,7 +116,7 @@ def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None
     from tfvae.distribute import role as cluster_role
     from tfvae.distribute import scaled_learning_rate
     from tfvae.loop import Trainer
-    from tfvae.distill import fit_speaker_projection, projection_dim, standardised_sample
+    from tfvae.distill import fit_class_projection, standardised_sample
     from tfvae.model_builder import build_model
     from tfvae.optimizers import FusedAdam, ema_momentum
 
@@ -109,11 +126,9 @@ def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None
     steps_per_epoch = math.ceil(len(corpus.splits["train"]) / (cfg.batch_size * replicas))
     lr = scaled_learning_rate(cfg.learning_rate, replicas, cfg.lr_scaling)
     with strategy.scope():
-        n_speakers = len(corpus.speaker_index())
-        model = build_model(cfg, corpus.dim, len(corpus.emotion_names), n_speakers,
+        model = build_model(cfg, corpus.dim, len(corpus.emotion_names), len(corpus.speaker_index()),
                             total_steps=steps_per_epoch * cfg.epochs, protect=protect,
-                            n_classes=class_counts(cfg, corpus),
-                            lda_target_dim=projection_dim(len(corpus.splits["train"]), corpus.dim, n_speakers))
+                            n_classes=class_counts(cfg, corpus), lda_target_dims=lda_dims(cfg, corpus))
         multipliers = {"discriminator": cfg.disc_lr_scale} if cfg.disc_lr_scale != 1 else None
         if cfg.lr_schedule == "cosine":
             lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps_per_epoch * cfg.epochs, alpha=0.1)
@@ -128,10 +143,11 @@ def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None
         if cfg.disc_steps > 1 and model.discriminator_variables:
             model.disc_optimizer = adam()
     model.adapt_normalizer(corpus.splits["train"].features)
-    if getattr(model, "use_lda_target", False):  # fitted on the training speakers, after the normaliser
+    if model.lda_attributes:  # fitted on the training split, standardised by the adapted normaliser
         rows, x_std = standardised_sample(corpus.splits["train"].features, model.normalizer, seed=cfg.seed)
-        model.set_speaker_projection(*fit_speaker_projection(x_std, corpus.splits["train"].speaker[rows],
-                                                             seed=cfg.seed))
+        for a in model.lda_attributes:
+            labels = train_labels(corpus, a)[rows]
+            model.set_class_projection(a.name, *fit_class_projection(x_std, labels, seed=cfg.seed))
     trainer = Trainer(model, strategy, corpus, cfg.batch_size, seed=cfg.seed, jit_compile=cfg.jit_compile,
                       role=cluster_role(strategy), verbose=cfg.verbose, shuffle_buffer=cfg.shuffle_buffer,
                       labels=extra_labels(cfg))
