@@ -86,10 +86,12 @@ def lda_dims(cfg: TrainConfig, corpus) -> dict[str, int]:
 
     if not cfg.lda_target:
         return {}
-    wanted = set(cfg.lda_attribute_names())
-    return {a.name: projection_dim(len(corpus.splits["train"]), corpus.dim,
-                                   len(np.unique(train_labels(corpus, a)[train_labels(corpus, a) >= 0])))
-            for a in cfg.attribute_list() if a.name in wanted}
+    dims = {}
+    for a in cfg.attribute_list():
+        if a.name in cfg.lda_attribute_names():
+            labels = train_labels(corpus, a)
+            dims[a.name] = projection_dim(len(labels), corpus.dim, len(np.unique(labels[labels >= 0])))
+    return dims
 
 
 def extra_labels(cfg: TrainConfig) -> tuple[str, ...]:
