@@ -84,3 +84,20 @@ def test_train_cli_distils_and_load_run_rebuilds_the_target(demo_data_dir, tmp_p
     for short, name in (("emo", "emotion"), ("id", "identity")):
         kernel = getattr(model, f"{short}_target").kernel.numpy()
         assert kernel.shape == (model.input_dim, model.lda_target_dims[name]) and np.abs(kernel).max() > 0  # loaded
+
+
+def test_band_readout_sees_only_the_attributes_nominal_band(small_corpus):
+    from tests.test_model import _batch, _model
+
+    dims = {"emotion": 2, "identity": 3}
+    branch = _model(small_corpus, lda_target_weight=1.0, lda_target_dims=dims)
+    band = _model(small_corpus, lda_target_weight=1.0, lda_target_dims=dims, lda_readout="band")
+    # 32 nodes: the read-out of the whole branch reads 32, the emotion band nodes 0-15, the identity band 16-31
+    assert branch.emo_target.readout.kernel.shape == (32, 2) and band.emo_target.readout.kernel.shape == (16, 2)
+    assert band._lda_nodes("identity", 32) == (16, 32) and band.id_target.readout.kernel.shape == (16, 3)
+    _, terms = band.compute_losses(_batch(small_corpus), training=True)
+    assert {"emo_lda", "id_lda"} <= set(terms) and {"emo_lda", "id_lda"} <= set(band.trackers)
+    with pytest.raises(ValueError, match="lda_readout 'nodes' is unknown"):
+        _model(small_corpus, lda_target_weight=1.0, lda_target_dims=dims, lda_readout="nodes")
+    with pytest.raises(ValueError, match=r"lda_target_dims names \['accent'\]"):
+        _model(small_corpus, lda_target_weight=1.0, lda_target_dims={"accent": 2})

@@ -158,6 +158,9 @@ class TrainConfig:
     lda_attributes: str = _opt(
         "identity", "Attributes (separated by , or +) whose branch distils its class projection with --lda_target "
         "(identity: the training speakers' LDA space; emotion: the emotions').")
+    lda_readout: str = _opt(
+        "branch", "What each distilled projection's read-out sees: branch (the attribute's layered-dropout branch) "
+        "or band (only the attribute's nominal band of latent nodes).", choices=("branch", "band"))
     club_weight: float = _opt(
         0.0, "Weight of the CLUB mutual-information upper bound (Cheng et al. 2020) between the attributes' latent "
         "bands, each pair with a learned Gaussian variational net (LR-VAE only; 0 = off).")
@@ -276,7 +279,8 @@ class TrainConfig:
         for name, allowed in (("strategy", STRATEGIES), ("precision", PRECISIONS), ("lr_scaling", LR_SCALING),
                               ("eval_attackers", EVAL_ATTACKERS), ("decoder_variance", DECODER_VARIANCES),
                               ("speaker_head", SPEAKER_HEADS), ("lr_schedule", LR_SCHEDULES),
-                              ("cut_attackers", CUT_ATTACKERS), ("hsic_kernel", HSIC_KERNELS)):
+                              ("cut_attackers", CUT_ATTACKERS), ("hsic_kernel", HSIC_KERNELS),
+                              ("lda_readout", ("branch", "band"))):
             if getattr(self, name) not in allowed:
                 errs.append(f"{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}")
         if self.backup_every < 0:

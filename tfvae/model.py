@@ -10,33 +10,7 @@ attribute has its own branch (layered dropout with the keep-rate profile of its 
 :func:`tfvae.schedules.attribute_keep_rates`), head and loss term; adversaries behind gradient
 reversal predict an attribute from another's branch.
 
-Loss terms (running means in one Keras metric, :class:`TermMeans`; all per example, batch mean):
-
-- ``recon``: -log p(x|z) / D, Gaussian likelihood with unit variance over the D standardised
-  features (nats per feature); ``kl``: KL(q(z|x) || N(0, I)) / N (``tfd.kl_divergence``, nats
-  per latent node); ``vae`` = recon + kl_weight * kl. Both parts of eq. 1 are means over their
-  dimensions, so unit weights in eq. 4 balance L_VAE against the cross-entropies; relative to
-  the plain ELBO this weights KL by beta = kl_weight * D / N (a beta-VAE, which favours the
-  factorised latent the paper relies on).
-  Options that rebalance eq. 1 (``decoder_variance``, ``kl_warmup``, ``free_bits``,
-  ``kl_identity_weight``) are described in :class:`tfvae.config.TrainConfig`.
-- ``hsic``: linear-kernel HSIC (mean squared cross-correlation) between the attributes' nominal bands
-  of the latent sample (the emotion and identity halves for the paper's attributes; the mean over
-  pairs of bands for more), weighted by ``hsic_weight`` (LR-VAE only); with
-  ``hsic_kernel="rbf"`` the biased HSIC estimate with Gaussian kernels (median bandwidth), which
-  also sees non-linear dependence.
-- ``guard``: the linear-guardedness penalty of every adversary pair (``guard_weight``): the squared
-  correlation between the attribute's labels and its branch's expected input, the training-time form of
-  LEACE's condition (:func:`tfvae.terms.linear_leakage`). With ``mixup``, every cross-entropy is mixed as
-  its batch is (:meth:`tfvae.objective.Objective.compute_losses`).
-- ``emo`` / ``id`` / ``<short>``: cross-entropy of each attribute's classifier (emotion, speaker ID,
-  gender ``gen``...).
-- ``id_adv``: cross-entropy of the speaker discriminator behind gradient reversal on the
-  emotion branch; ``emo_adv``: of the emotion discriminator on the speaker branch; in general
-  ``<short>_adv`` (``<short>_adv_<branch short>`` when several branches hide the attribute). The
-  discriminators minimise them; through the reversal the encoder maximises them.
-- ``loss`` = sum of the weighted terms + L2 (eq. 4); ``selection`` = the weighted
-  non-adversarial terms, monitored on validation to choose the checkpoint.
+Loss terms: see :mod:`tfvae.objective` (running means in one Keras metric, :class:`TermMeans`).
 
 Labels < 0 are unknown: speakers unknown to the classifier (validation and test speakers are
 disjoint from training speakers), an unlabelled gender; they contribute nothing to that attribute's terms.
@@ -97,6 +71,8 @@ class LRVAE(Objective, keras.Model):
             weighted by the branch's keep rates); 0 = off.
         lda_target_weight, lda_target_dims: weight and ``{attribute: outputs}`` of the distilled class
             projections (:mod:`tfvae.distill`; :meth:`set_class_projection` sets each); 0 = off.
+        lda_readout: what each projection's read-out sees: ``branch`` (the attribute's layered-dropout
+            branch, every node at its keep rate) or ``band`` (only the attribute's nominal band of nodes).
         club_weight: weight of the CLUB bound between the attributes' bands (:mod:`tfvae.club`; its
             variational nets learn from the ``club_fit`` term); 0 = off.
         disc_steps: discriminator updates per joint step (the extra ``disc_steps - 1`` with
@@ -126,7 +102,7 @@ class LRVAE(Objective, keras.Model):
                  hidden_dropout: float = 0.0, encoder_skip: bool = False, mixup: float = 0.0,
                  guard_weight: float = 0.0, mixup_within: str = "", disc_steps: int = 1,
                  club_weight: float = 0.0, lda_target_weight: float = 0.0,
-                 lda_target_dims: dict | None = None, **kwargs):
+                 lda_target_dims: dict | None = None, lda_readout: str = "branch", **kwargs):
         super().__init__(**kwargs)
         self.attributes = parse_attributes(attributes)
         self.parts = method_parts(method, protect, self.attributes, adversaries)
@@ -224,6 +200,9 @@ class LRVAE(Objective, keras.Model):
         self.use_hsic = p["layered"] and self.hsic_weight > 0
         self.lda_target_weight = float(lda_target_weight)
         self.lda_target_dims = {k: int(v) for k, v in (lda_target_dims or {}).items()}
+        if lda_readout not in ("branch", "band"):
+            raise ValueError(f"lda_readout {lda_readout!r} is unknown; choose branch or band")
+        self.lda_readout = lda_readout
         unknown = set(self.lda_target_dims) - {a.name for a in self.attributes}
         if unknown:
             raise ValueError(f"lda_target_dims names {sorted(unknown)}, not attributes of this model")
@@ -292,7 +271,8 @@ class LRVAE(Objective, keras.Model):
             getattr(self, f"{term}_grl").build((None, rep))
             getattr(self, f"{term}_head").build((None, rep))
         for a in self.lda_attributes:
-            getattr(self, f"{a.short}_target").build((None, rep), d)
+            lo, hi = self._lda_nodes(a.name, rep)
+            getattr(self, f"{a.short}_target").build((None, hi - lo), d)
         for est, (a, _) in zip(getattr(self, "club_estimators", []), band_pairs(np.zeros((1, rep)), len(self.attributes))):
             est.build(a.shape)
         self.built = True
@@ -311,6 +291,13 @@ class LRVAE(Objective, keras.Model):
         self.normalizer.adapt_mean.assign(m.mean.astype(np.float32))
         self.normalizer.adapt_variance.assign(m.variance.astype(np.float32))
         self.normalizer.finalize_state()
+
+    def _lda_nodes(self, name: str, n: int) -> tuple[int, int]:
+        """The latent nodes attribute ``name``'s read-out sees: all (``branch``) or its nominal band."""
+        if self.lda_readout == "branch":
+            return 0, n
+        k = [a.name for a in self.attributes].index(name)
+        return k * n // len(self.attributes), (k + 1) * n // len(self.attributes)
 
     def set_class_projection(self, name: str, kernel, bias) -> None:
         """The fixed map attribute ``name``'s branch distils (:func:`tfvae.distill.fit_class_projection`)."""
@@ -379,7 +366,9 @@ class LRVAE(Objective, keras.Model):
             else:
                 out[f"{a.short}_logits"] = self.head(a.name)(branches[a.name], training=training)
         for a in self.lda_attributes:
-            out[f"{a.short}_lda"] = getattr(self, f"{a.short}_target")(branches[a.name], out["x_std"])
+            lo, hi = self._lda_nodes(a.name, int(rep.shape[-1]))
+            seen = branches[a.name] if self.lda_readout == "branch" else rep[:, lo:hi]
+            out[f"{a.short}_lda"] = getattr(self, f"{a.short}_target")(seen, out["x_std"])
         for (_, branch), term in self.adversary_terms.items():
             grl, head = getattr(self, f"{term}_grl"), getattr(self, f"{term}_head")
             out[f"{term}_logits"] = head(grl(branches[branch]), training=training)
@@ -493,5 +482,6 @@ class LRVAE(Objective, keras.Model):
             "hidden_dropout": self.hidden_dropout, "encoder_skip": self.encoder_skip, "mixup": self.mixup, "mixup_within": self.mixup_within,
             "guard_weight": self.guard_weight, "disc_steps": self.disc_steps, "club_weight": self.club_weight,
             "lda_target_weight": self.lda_target_weight, "lda_target_dims": dict(self.lda_target_dims),
+            "lda_readout": self.lda_readout,
         }
 

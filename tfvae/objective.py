@@ -1,11 +1,41 @@
 """The objective of :class:`tfvae.model.LRVAE` (paper eq. 4), a mixin of the model class.
 
 ``L = w_vae L_VAE + w_emo L_emo + w_id L_id + w_emo-adv L_emo-adv + w_id-adv L_id-adv + L2``, each
-term visible as a metric; beyond the paper, the optional HSIC penalty between the latent bands, the
-linear-guardedness penalty of the adversary pairs, the CLUB bound between the bands (:mod:`tfvae.club`), the distilled class projections
-(:mod:`tfvae.distill`), and mixup of the cross-entropy terms (the options
-are documented on :class:`tfvae.model.LRVAE`); with ``disc_steps`` > 1, extra updates of the
+term visible as a metric; beyond the paper, optional terms and mixup of the cross-entropy terms (the
+options are documented on :class:`tfvae.model.LRVAE`); with ``disc_steps`` > 1, extra updates of the
 discriminators alone (:meth:`Objective.discriminator_step`).
+
+Loss terms (running means in one Keras metric, :class:`tfvae.terms.TermMeans`; all per example, batch mean):
+
+- ``recon``: -log p(x|z) / D, Gaussian likelihood with unit variance over the D standardised
+  features (nats per feature); ``kl``: KL(q(z|x) || N(0, I)) / N (``tfd.kl_divergence``, nats
+  per latent node); ``vae`` = recon + kl_weight * kl. Both parts of eq. 1 are means over their
+  dimensions, so unit weights in eq. 4 balance L_VAE against the cross-entropies; relative to
+  the plain ELBO this weights KL by beta = kl_weight * D / N (a beta-VAE, which favours the
+  factorised latent the paper relies on).
+  Options that rebalance eq. 1 (``decoder_variance``, ``kl_warmup``, ``free_bits``,
+  ``kl_identity_weight``) are described in :class:`tfvae.config.TrainConfig`.
+- ``hsic``: linear-kernel HSIC (mean squared cross-correlation) between the attributes' nominal bands
+  of the latent sample (the emotion and identity halves for the paper's attributes; the mean over
+  pairs of bands for more), weighted by ``hsic_weight`` (LR-VAE only); with
+  ``hsic_kernel="rbf"`` the biased HSIC estimate with Gaussian kernels (median bandwidth), which
+  also sees non-linear dependence.
+- ``guard``: the linear-guardedness penalty of every adversary pair (``guard_weight``): the squared
+  correlation between the attribute's labels and its branch's expected input, the training-time form of
+  LEACE's condition (:func:`tfvae.terms.linear_leakage`). With ``mixup``, every cross-entropy is mixed as
+  its batch is (:meth:`tfvae.objective.Objective.compute_losses`).
+- ``club`` / ``club_fit``: the CLUB bound between the bands (``club_weight``; the encoder minimises it)
+  and its variational nets' fit (:mod:`tfvae.club`).
+- ``<short>_lda``: the fraction of an attribute's distilled class projection its branch's linear
+  read-out misses (``lda_target_weight``; :mod:`tfvae.distill`).
+- ``emo`` / ``id`` / ``<short>``: cross-entropy of each attribute's classifier (emotion, speaker ID,
+  gender ``gen``...).
+- ``id_adv``: cross-entropy of the speaker discriminator behind gradient reversal on the
+  emotion branch; ``emo_adv``: of the emotion discriminator on the speaker branch; in general
+  ``<short>_adv`` (``<short>_adv_<branch short>`` when several branches hide the attribute). The
+  discriminators minimise them; through the reversal the encoder maximises them.
+- ``loss`` = sum of the weighted terms + L2 (eq. 4); ``selection`` = the weighted
+  non-adversarial terms, monitored on validation to choose the checkpoint.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ APPLIES = {"adv_lambda": _ADV, "disc_lr_scale": _ADV, "disc_steps": _ADV, "lambd
            "mask_groups": _LAYERED, "cut_tolerance": _LAYERED, "cut_attackers": _LAYERED, "latent_dim": _VAE,
            "kl_weight": _VAE, "vae_weight": _VAE, "decoder_variance": _VAE, "kl_warmup": _VAE, "free_bits": _VAE,
            "kl_identity_weight": _LAYERED, "hsic_weight": _LAYERED, "club_weight": _LAYERED, "hsic_kernel": _LAYERED, "guard_weight": _ADV,
-           "encoder_skip": _VAE, "lda_target": _VAE, "lda_attributes": _VAE, "encoder_units": _VAE, "decoder_units": _VAE,
+           "encoder_skip": _VAE, "lda_target": _VAE, "lda_attributes": _VAE, "lda_readout": _VAE, "encoder_units": _VAE, "decoder_units": _VAE,
            "speaker_head": {"dnn", "vae", "a-vae", "lrvae-noadv", "lrvae"}}
 #: Options that must not be tuned (they are not hyperparameters of the model).
 NOT_TUNABLE = {"dataset", "data_dir", "manual_dir", "feature_set", "method", "protect", "seed", "strategy",
