@@ -49,6 +49,16 @@ from tfvae.terms import (band_independence, cross_correlation, in_xla, kl_per_no
                          masked_ce, rbf_hsic, reconstruction_nll, sum_of_squares)
 
 
+def _mixed_ce(y: dict, mixed, name: str, logits):
+    """(mean CE, count) of one head or adversary; under mixup (``mixed = (lam, partners' labels)``), of
+    both label sets. A module function, not a closure: AutoGraph converts it once for every trace."""
+    if mixed is None:
+        return masked_ce(y[name], logits)
+    lam, y_b = mixed
+    (first, n), (second, _) = masked_ce(y[name], logits), masked_ce(y_b[name], logits)
+    return lam * first + (1.0 - lam) * second, n
+
+
 class Objective:
     """Eq. 4 over the parts :class:`tfvae.model.LRVAE` builds (``self.parts``, heads, adversaries)."""
 
@@ -65,12 +75,6 @@ class Objective:
         id_name = next(a.name for a in self.attributes if a.is_identity)
         out = self.forward(x, training=training, labels=y[id_name] if training else None)
 
-        def ce(name, logits):  # (mean CE, count) of one head or adversary; under mixup, of both label sets
-            if mixed is None:
-                return masked_ce(y[name], logits)
-            lam, y_b = mixed
-            (first, n), (second, _) = masked_ce(y[name], logits), masked_ce(y_b[name], logits)
-            return lam * first + (1.0 - lam) * second, n
         terms, counts = {}, {}
         if self.parts["vae"]:
             terms["recon"] = self._recon(out["x_loc"], out["x_std"])
@@ -86,10 +90,10 @@ class Objective:
         for a in self.attributes:
             if a.name in self.parts["heads"]:
                 logits = out[f"{a.short}_logits"]
-                terms[a.short], counts[a.short] = ce(a.name, logits)
+                terms[a.short], counts[a.short] = _mixed_ce(y, mixed, a.name, logits)
                 terms[f"{a.short}_acc"] = masked_acc(y[a.name], logits)
         for (pred, _), term in self.adversary_terms.items():
-            terms[term], counts[term] = ce(pred, out[f"{term}_logits"])
+            terms[term], counts[term] = _mixed_ce(y, mixed, pred, out[f"{term}_logits"])
         for a in self.lda_attributes:
             terms[f"{a.short}_lda"] = out[f"{a.short}_lda"]
         if self.use_guard:
