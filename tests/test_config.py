@@ -39,6 +39,7 @@ def test_unknown_method_is_rejected_by_the_cli(capsys):
     ({"mixup_within": "accent"}, "mixup_within='accent' is not an attribute; choose one of emotion, identity"),
     ({"hidden_dropout": -0.1}, "hidden_dropout=-0.1 must be >= 0"),
     ({"disc_steps": 0}, "disc_steps=0 must be >= 1"),
+    ({"identity_adversary": "triplets"}, "identity_adversary='triplets' is unknown"),
     ({"lda_attributes": "emotion+accent"}, "lda_attributes names 'accent', not an attribute; choose from emotion, identity"),
     ({"ema_epochs": -1.0}, "ema_epochs=-1.0 must be >= 0"),
 ])

@@ -158,6 +158,11 @@ class TrainConfig:
     lda_attributes: str = _opt(
         "identity", "Attributes (separated by , or +) whose branch distils its class projection with --lda_target "
         "(identity: the training speakers' LDA space; emotion: the emotions').")
+    identity_adversary: str = _opt(
+        "classifier", "The identity adversaries: classifier (the paper's speaker discriminator over the training "
+        "speakers) or pairs (a same-speaker judge on every pair of the batch, scored by the cosine of learned "
+        "embeddings, as the verification attackers score unseen speakers; tfvae.pairs).",
+        choices=("classifier", "pairs"))
     lda_readout: str = _opt(
         "branch", "What each distilled projection's read-out sees: branch (the attribute's layered-dropout branch) "
         "or band (only the attribute's nominal band of latent nodes).", choices=("branch", "band"))
@@ -280,7 +285,8 @@ class TrainConfig:
                               ("eval_attackers", EVAL_ATTACKERS), ("decoder_variance", DECODER_VARIANCES),
                               ("speaker_head", SPEAKER_HEADS), ("lr_schedule", LR_SCHEDULES),
                               ("cut_attackers", CUT_ATTACKERS), ("hsic_kernel", HSIC_KERNELS),
-                              ("lda_readout", ("branch", "band"))):
+                              ("lda_readout", ("branch", "band")),
+                              ("identity_adversary", ("classifier", "pairs"))):
             if getattr(self, name) not in allowed:
                 errs.append(f"{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}")
         if self.backup_every < 0:

@@ -382,7 +382,8 @@ def load_run(run_dir: str | Path):
     weights = run_dir / "best.weights.h5"
     with h5py.File(weights, "r") as h5:
         n_emotions = _last_dense_units(h5, "emo_head") or _last_dense_units(h5, "emo_adv_head") or 2
-        n_speakers = _last_dense_units(h5, "id_out") or _last_dense_units(h5, "id_adv_head") or 2
+        n_speakers = _last_dense_units(h5, "id_out") or \
+            (_last_dense_units(h5, "id_adv_head") if cfg.identity_adversary == "classifier" else None) or 2
         lda_target_dims = {a.name: _last_dense_units(h5, f"{a.short}_target") for a in cfg.attribute_list()}
     protect = summary.get("protect")
     if cfg.method == "a-vae" and protect is None:

@@ -1,8 +1,8 @@
 """The LR-VAE (paper section 2.3) and its baselines (section 3.1.1) as one Keras model.
 
 ``compute_losses`` (:class:`tfvae.objective.Objective`, a mixin of the model) is the single place where
-the objective of eq. 4 is computed; ``train_step`` / ``test_step`` wrap it for ``model.fit`` and any custom
-``strategy.run`` loop can call ``train_step`` directly.
+the objective of eq. 4 is computed; ``train_step`` / ``test_step`` (:class:`tfvae.steps.Steps`, another mixin)
+wrap it for ``model.fit`` and any custom ``strategy.run`` loop can call ``train_step`` directly.
 
 Latent node order: the attributes of :mod:`tfvae.attributes` in their listed order; with the paper's
 ``emotion, identity`` node 0 is the top, *emotion* end and node N-1 the bottom, *identity* end. Every
@@ -22,7 +22,6 @@ from typing import Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
 import tensorflow_probability as tfp
 from keras import ops
 
@@ -34,12 +33,14 @@ from tfvae.methods import _base, adversary_terms, loss_terms, method_parts
 from tfvae.layers import CosineMarginClassifier, GradientReversal, LayeredDropout, dense_stack, random_normal
 from tfvae.schedules import LambdaSchedule, attribute_keep_rates
 from tfvae.objective import Objective
+from tfvae.steps import Steps
+from tfvae.pairs import PairDiscriminator
 from tfvae.terms import TermMeans, kl_node_weights
 
 tfd = tfp.distributions
 
 @keras.saving.register_keras_serializable(package="tfvae")
-class LRVAE(Objective, keras.Model):
+class LRVAE(Objective, Steps, keras.Model):
     """Layered-representation VAE and baselines, chosen by ``method``.
 
     Args:
@@ -71,6 +72,8 @@ class LRVAE(Objective, keras.Model):
             weighted by the branch's keep rates); 0 = off.
         lda_target_weight, lda_target_dims: weight and ``{attribute: outputs}`` of the distilled class
             projections (:mod:`tfvae.distill`; :meth:`set_class_projection` sets each); 0 = off.
+        identity_adversary: ``classifier`` (the paper's speaker discriminator) or ``pairs`` (a
+            same-speaker judge on every pair of the batch, :class:`tfvae.pairs.PairDiscriminator`).
         lda_readout: what each projection's read-out sees: ``branch`` (the attribute's layered-dropout
             branch, every node at its keep rate) or ``band`` (only the attribute's nominal band of nodes).
         club_weight: weight of the CLUB bound between the attributes' bands (:mod:`tfvae.club`; its
@@ -102,7 +105,8 @@ class LRVAE(Objective, keras.Model):
                  hidden_dropout: float = 0.0, encoder_skip: bool = False, mixup: float = 0.0,
                  guard_weight: float = 0.0, mixup_within: str = "", disc_steps: int = 1,
                  club_weight: float = 0.0, lda_target_weight: float = 0.0,
-                 lda_target_dims: dict | None = None, lda_readout: str = "branch", **kwargs):
+                 lda_target_dims: dict | None = None, lda_readout: str = "branch",
+                 identity_adversary: str = "classifier", **kwargs):
         super().__init__(**kwargs)
         self.attributes = parse_attributes(attributes)
         self.parts = method_parts(method, protect, self.attributes, adversaries)
@@ -187,12 +191,16 @@ class LRVAE(Objective, keras.Model):
                 setattr(self, f"{a.short}_head", dense_stack(self.head_units, l2, f"{a.name}_classifier",
                                                              out=self.n_classes[a.name], **drop))
         self.grls = []
+        if identity_adversary not in ("classifier", "pairs"):
+            raise ValueError(f"identity_adversary {identity_adversary!r} is unknown; choose classifier or pairs")
+        self.identity_adversary = identity_adversary
         for (pred, branch), term in self.adversary_terms.items():
             a = self._attr(pred)
             grl = GradientReversal(self.lambda_schedule.max_lambda, name=f"{term}_reversal")
             suffix = "" if term == f"{a.short}_adv" else f"_on_{branch}"
-            head = dense_stack(self.head_units, l2, ("speaker" if a.is_identity else a.name) + "_discriminator" + suffix,
-                        out=self.n_classes[pred])
+            name = ("speaker" if a.is_identity else a.name) + "_discriminator" + suffix
+            head = PairDiscriminator(self.head_units, l2, name=name) if self.pairs_adversary(pred) else \
+                dense_stack(self.head_units, l2, name, out=self.n_classes[pred])
             setattr(self, f"{term}_grl", grl)
             setattr(self, f"{term}_head", head)
             self.grls.append(grl)
@@ -292,6 +300,10 @@ class LRVAE(Objective, keras.Model):
         self.normalizer.adapt_variance.assign(m.variance.astype(np.float32))
         self.normalizer.finalize_state()
 
+    def pairs_adversary(self, pred: str) -> bool:
+        """Whether the adversaries that predict attribute ``pred`` judge pairs (``identity_adversary``)."""
+        return self.identity_adversary == "pairs" and self._attr(pred).is_identity
+
     def _lda_nodes(self, name: str, n: int) -> tuple[int, int]:
         """The latent nodes attribute ``name``'s read-out sees: all (``branch``) or its nominal band."""
         if self.lda_readout == "branch":
@@ -387,81 +399,6 @@ class LRVAE(Objective, keras.Model):
                     res[a.output] = ops.softmax(ops.cast(out[f"{a.short}_logits"], "float32"))
         return res
 
-    # ------------------------------------------------------------------ metrics and steps
-    def _record(self, loss, terms, batch_size, training: bool):
-        counts = terms.pop("_counts")
-        values, weights = {}, {}
-        for name in self.trackers:
-            if name == "loss":
-                values[name], weights[name] = loss, batch_size
-            elif name == "grl_lambda":
-                values[name], weights[name] = ops.convert_to_tensor(self.grls[0].lambda_), 1.0
-            else:
-                values[name], weights[name] = terms[name], counts.get(name.replace("_acc", ""), batch_size)
-        self.term_means.update_state(values, weights)
-        return self.metric_results(training)
-
-    def metric_results(self, training: bool) -> dict:
-        """Current value of every tracked term; in cross-replica context, aggregated over all replicas.
-
-        NaN, not 0, for a term no example counted in (validation speakers are unseen: no ``id``)."""
-        logs = dict(zip(self.trackers, ops.unstack(self.term_means.result())))
-        if not training:
-            logs.pop("grl_lambda", None)
-        return logs
-
-    def replica_share(self, data):
-        """This replica's share of the global batch, n_local / n_global (1 without distribution).
-
-        The gradients of all replicas are summed (Keras' optimizer all-reduces them), so scaling each
-        replica's mean loss by its share gives exactly the gradient of the global batch mean, even when
-        the last batch of an epoch is split unevenly or leaves a replica empty.
-        """
-        n = ops.cast(ops.shape(data["features"])[0], "float32")
-        ctx = tf.distribute.get_replica_context()
-        if ctx is None or ctx.num_replicas_in_sync == 1:
-            return ops.ones_like(n)
-        return ops.divide_no_nan(n, ctx.all_reduce(tf.distribute.ReduceOp.SUM, n))
-
-    def compute_gradients(self, data, share):
-        """Loss (eq. 4), its terms and the gradients of ``share * loss`` (loss-scaled under mixed_float16).
-
-        The forward and backward pass without the optimizer update (and its gradient all-reduce), so a
-        training loop can compile it with XLA (``tfvae.loop.Trainer(jit_compile=True)`` with several
-        replicas; with one it compiles the whole :meth:`train_step`).
-        """
-        with tf.GradientTape() as tape:
-            loss, terms = self.compute_losses(data, training=True)
-            scaled = self.optimizer.scale_loss(loss * share)
-        return tape.gradient(scaled, self.trainable_variables), loss, terms
-
-    def train_step(self, data, gradient_fn=None):
-        """One optimizer step; ``model.fit`` and :class:`tfvae.loop.Trainer` (any strategy) both call it.
-
-        ``gradient_fn`` replaces :meth:`compute_gradients`, e.g. by its XLA-compiled version.
-        """
-        if self.grls:
-            lam = self.lambda_schedule(self.optimizer.iterations)
-            for grl in self.grls:
-                grl.lambda_.assign(lam)
-        if self.parts["vae"] and self.kl_warmup_steps:
-            self.kl_anneal.assign(ops.minimum(ops.cast(self.optimizer.iterations, "float32") / self.kl_warmup_steps, 1.0))
-        share = self.replica_share(data)
-        if self.disc_optimizer is not None:
-            for _ in range(self.disc_steps - 1):
-                self.discriminator_step(data, share)
-        grads, loss, terms = (gradient_fn or self.compute_gradients)(data, share)
-        self.optimizer.apply_gradients(zip(grads, self.trainable_variables))
-        return self._record(loss, terms, ops.cast(ops.shape(data["features"])[0], "float32"), training=True)
-
-    def test_step(self, data):
-        loss, terms = self.compute_losses(data, training=False)
-        return self._record(loss, terms, ops.cast(ops.shape(data["features"])[0], "float32"), training=False)
-
-    def predict_step(self, data):
-        x = data["features"] if isinstance(data, dict) else data
-        return self(x, training=False)
-
     # ------------------------------------------------------------------ serialisation
     def get_config(self):
         return {
@@ -482,6 +419,6 @@ class LRVAE(Objective, keras.Model):
             "hidden_dropout": self.hidden_dropout, "encoder_skip": self.encoder_skip, "mixup": self.mixup, "mixup_within": self.mixup_within,
             "guard_weight": self.guard_weight, "disc_steps": self.disc_steps, "club_weight": self.club_weight,
             "lda_target_weight": self.lda_target_weight, "lda_target_dims": dict(self.lda_target_dims),
-            "lda_readout": self.lda_readout,
+            "lda_readout": self.lda_readout, "identity_adversary": self.identity_adversary,
         }
 

@@ -45,6 +45,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfvae.club import band_pairs
+from tfvae.pairs import pair_bce
 from tfvae.terms import (band_independence, cross_correlation, in_xla, kl_per_node, linear_leakage, masked_acc,
                          masked_ce, rbf_hsic, reconstruction_nll, sum_of_squares)
 
@@ -93,7 +94,11 @@ class Objective:
                 terms[a.short], counts[a.short] = _mixed_ce(y, mixed, a.name, logits)
                 terms[f"{a.short}_acc"] = masked_acc(y[a.name], logits)
         for (pred, _), term in self.adversary_terms.items():
-            terms[term], counts[term] = _mixed_ce(y, mixed, pred, out[f"{term}_logits"])
+            if self.pairs_adversary(pred):  # same-speaker judgements on the batch's pairs (tfvae.pairs)
+                terms[term], counts[term] = pair_bce(y[pred], out[f"{term}_logits"],
+                                                     None if mixed is None else (mixed[0], mixed[1][pred]))
+            else:
+                terms[term], counts[term] = _mixed_ce(y, mixed, pred, out[f"{term}_logits"])
         for a in self.lda_attributes:
             terms[f"{a.short}_lda"] = out[f"{a.short}_lda"]
         if self.use_guard:

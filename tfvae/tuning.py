@@ -31,7 +31,7 @@ _ADV = {"a-vae", "lrvae"}
 _LAYERED = {"lrvae", "lrvae-noadv"}
 _VAE = {"vae", "a-vae", "lrvae-noadv", "lrvae"}
 #: Options that change only some methods (the others ignore them, so they are not searched there).
-APPLIES = {"adv_lambda": _ADV, "disc_lr_scale": _ADV, "disc_steps": _ADV, "lambda_schedule": _ADV, "emo_adv_weight": _ADV,
+APPLIES = {"adv_lambda": _ADV, "disc_lr_scale": _ADV, "disc_steps": _ADV, "identity_adversary": _ADV, "lambda_schedule": _ADV, "emo_adv_weight": _ADV,
            "id_adv_weight": _ADV, "keep_schedule": _LAYERED, "keep_min": _LAYERED, "keep_max": _LAYERED,
            "mask_groups": _LAYERED, "cut_tolerance": _LAYERED, "cut_attackers": _LAYERED, "latent_dim": _VAE,
            "kl_weight": _VAE, "vae_weight": _VAE, "decoder_variance": _VAE, "kl_warmup": _VAE, "free_bits": _VAE,
