@@ -94,7 +94,7 @@ def test_band_readout_sees_only_the_attributes_nominal_band(small_corpus):
     band = _model(small_corpus, lda_target_weight=1.0, lda_target_dims=dims, lda_readout="band")
     # 32 nodes: the read-out of the whole branch reads 32, the emotion band nodes 0-15, the identity band 16-31
     assert branch.emo_target.readout.kernel.shape == (32, 2) and band.emo_target.readout.kernel.shape == (16, 2)
-    assert band._lda_nodes("identity", 32) == (16, 32) and band.id_target.readout.kernel.shape == (16, 3)
+    assert band._lda_nodes("identity", 32) == slice(16, 32) and band.id_target.readout.kernel.shape == (16, 3)
     _, terms = band.compute_losses(_batch(small_corpus), training=True)
     assert {"emo_lda", "id_lda"} <= set(terms) and {"emo_lda", "id_lda"} <= set(band.trackers)
     with pytest.raises(ValueError, match="lda_readout 'nodes' is unknown"):

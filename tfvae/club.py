@@ -12,12 +12,13 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from tfvae.terms import band_bounds
+
 
 def band_pairs(z, k: int):
     """Every pair ``(z[:, band i], z[:, band j])``, i < j, of the K nominal bands (equal node ranges in
     latent order; two attributes: the two halves)."""
-    n = int(z.shape[-1])
-    bounds = [i * n // k for i in range(k + 1)]
+    bounds = band_bounds(int(z.shape[-1]), k)
     return [(z[:, bounds[i]:bounds[i + 1]], z[:, bounds[j]:bounds[j + 1]]) for i in range(k) for j in range(i + 1, k)]
 
 

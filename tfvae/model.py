@@ -26,7 +26,7 @@ import tensorflow_probability as tfp
 from keras import ops
 
 from tfvae.attributes import DEFAULT as DEFAULT_ATTRIBUTES, parse_attributes
-from tfvae.club import ClubEstimator, band_pairs
+from tfvae.club import ClubEstimator
 from tfvae.distill import ProjectionTarget
 from tfvae.config import LOSS_TERMS
 from tfvae.methods import _base, adversary_terms, loss_terms, method_parts
@@ -35,7 +35,7 @@ from tfvae.schedules import LambdaSchedule, attribute_keep_rates
 from tfvae.objective import Objective
 from tfvae.steps import Steps
 from tfvae.pairs import PairDiscriminator
-from tfvae.terms import TermMeans, kl_node_weights
+from tfvae.terms import TermMeans, band_bounds, kl_node_weights
 
 tfd = tfp.distributions
 
@@ -222,9 +222,10 @@ class LRVAE(Objective, Steps, keras.Model):
                                                                 name=f"{a.name}_projection_target"))
         self.club_weight = float(club_weight)
         self.use_club = p["layered"] and self.club_weight > 0
-        if self.use_club:  # one variational net q(b|a) per pair of bands
-            self.club_estimators = [ClubEstimator(int(b.shape[-1]), name=f"club_{k}") for k, (_, b) in
-                                    enumerate(band_pairs(np.zeros((1, rep_dim)), len(self.attributes)))]
+        if self.use_club:  # one variational net q(b|a) per pair of bands (i < j), predicting band j
+            bounds = band_bounds(rep_dim, len(self.attributes))
+            self.club_estimators = [ClubEstimator(bounds[j + 1] - bounds[j], name=f"club_{i}_{j}")
+                                    for i in range(len(self.attributes)) for j in range(i + 1, len(self.attributes))]
         self.guard_weight = float(guard_weight)
         self.use_guard = bool(self.adversary_terms) and self.guard_weight > 0
         self.term_names = ([t for t in ("recon", "kl") if p["vae"]] + [t for t in self.loss_terms if p.get(t)]
@@ -279,10 +280,13 @@ class LRVAE(Objective, Steps, keras.Model):
             getattr(self, f"{term}_grl").build((None, rep))
             getattr(self, f"{term}_head").build((None, rep))
         for a in self.lda_attributes:
-            lo, hi = self._lda_nodes(a.name, rep)
-            getattr(self, f"{a.short}_target").build((None, hi - lo), d)
-        for est, (a, _) in zip(getattr(self, "club_estimators", []), band_pairs(np.zeros((1, rep)), len(self.attributes))):
-            est.build(a.shape)
+            nodes = self._lda_nodes(a.name, rep)
+            getattr(self, f"{a.short}_target").build((None, nodes.stop - nodes.start), d)
+        if self.use_club:
+            bounds = band_bounds(rep, len(self.attributes))
+            pairs = [(i, j) for i in range(len(self.attributes)) for j in range(i + 1, len(self.attributes))]
+            for est, (i, _) in zip(self.club_estimators, pairs):
+                est.build((None, bounds[i + 1] - bounds[i]))
         self.built = True
 
     def adapt_normalizer(self, features) -> None:
@@ -304,12 +308,13 @@ class LRVAE(Objective, Steps, keras.Model):
         """Whether the adversaries that predict attribute ``pred`` judge pairs (``identity_adversary``)."""
         return self.identity_adversary == "pairs" and self._attr(pred).is_identity
 
-    def _lda_nodes(self, name: str, n: int) -> tuple[int, int]:
+    def _lda_nodes(self, name: str, n: int) -> slice:
         """The latent nodes attribute ``name``'s read-out sees: all (``branch``) or its nominal band."""
         if self.lda_readout == "branch":
-            return 0, n
+            return slice(0, n)
         k = [a.name for a in self.attributes].index(name)
-        return k * n // len(self.attributes), (k + 1) * n // len(self.attributes)
+        bounds = band_bounds(n, len(self.attributes))
+        return slice(bounds[k], bounds[k + 1])
 
     def set_class_projection(self, name: str, kernel, bias) -> None:
         """The fixed map attribute ``name``'s branch distils (:func:`tfvae.distill.fit_class_projection`)."""
@@ -378,8 +383,7 @@ class LRVAE(Objective, Steps, keras.Model):
             else:
                 out[f"{a.short}_logits"] = self.head(a.name)(branches[a.name], training=training)
         for a in self.lda_attributes:
-            lo, hi = self._lda_nodes(a.name, int(rep.shape[-1]))
-            seen = branches[a.name] if self.lda_readout == "branch" else rep[:, lo:hi]
+            seen = branches[a.name] if self.lda_readout == "branch" else rep[:, self._lda_nodes(a.name, int(rep.shape[-1]))]
             out[f"{a.short}_lda"] = getattr(self, f"{a.short}_target")(seen, out["x_std"])
         for (_, branch), term in self.adversary_terms.items():
             grl, head = getattr(self, f"{term}_grl"), getattr(self, f"{term}_head")

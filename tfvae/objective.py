@@ -33,7 +33,9 @@ Loss terms (running means in one Keras metric, :class:`tfvae.terms.TermMeans`; a
 - ``id_adv``: cross-entropy of the speaker discriminator behind gradient reversal on the
   emotion branch; ``emo_adv``: of the emotion discriminator on the speaker branch; in general
   ``<short>_adv`` (``<short>_adv_<branch short>`` when several branches hide the attribute). The
-  discriminators minimise them; through the reversal the encoder maximises them.
+  discriminators minimise them; through the reversal the encoder maximises them. With
+  ``identity_adversary="pairs"`` an identity adversary's term is the class-balanced binary
+  cross-entropy of its same-speaker judgements on the batch's pairs (:func:`tfvae.pairs.pair_bce`).
 - ``loss`` = sum of the weighted terms + L2 (eq. 4); ``selection`` = the weighted
   non-adversarial terms, monitored on validation to choose the checkpoint.
 """

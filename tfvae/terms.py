@@ -81,13 +81,19 @@ def linear_leakage(rep, labels, n_classes: int, node_weights=None):
     return ops.sum(ops.square(w) * ops.sum(ops.square(c), axis=1)) / ops.maximum(ops.sum(ops.square(w)), 1e-6)
 
 
+def band_bounds(n: int, k: int) -> list[int]:
+    """The K + 1 node boundaries of the K nominal bands of an N-node latent (equal ranges in latent
+    order): band i is nodes ``bounds[i]:bounds[i + 1]``."""
+    return [i * int(n) // int(k) for i in range(int(k) + 1)]
+
+
 def band_independence(z, k: int, hsic=cross_correlation):
     """The mean of ``hsic`` over every pair of the K nominal bands of ``z`` (K equal node ranges in
     latent order); with two attributes, ``hsic(z, N // 2)`` between the two halves."""
     n = int(z.shape[-1])
     if k == 2:  # the paper's two halves, on ``z`` itself (no slices and concatenation in the gradient)
         return hsic(z, n // 2)
-    bounds = [i * n // k for i in range(k + 1)]
+    bounds = band_bounds(n, k)
     vals = [hsic(ops.concatenate([z[:, bounds[i]:bounds[i + 1]], z[:, bounds[j]:bounds[j + 1]]], axis=1),
                  bounds[i + 1] - bounds[i]) for i in range(k) for j in range(i + 1, k)]
     return vals[0] if len(vals) == 1 else ops.mean(ops.stack(vals))
