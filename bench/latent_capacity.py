@@ -50,7 +50,7 @@ def node_kl(run_dir: str) -> np.ndarray:
     """KL(q(z_i|x) || N(0, 1)) of every latent node, mean over the run's training split."""
     from tfvae.config import TrainConfig
     from tfvae.data import load_corpus
-    from tfvae.export import load_run
+    from tfvae.runs import load_run
 
     model, _, meta = load_run(run_dir)
     cfg = TrainConfig.from_dict(json.loads((Path(run_dir) / "config.json").read_text()))

@@ -66,7 +66,7 @@ def test_target_is_the_readouts_mean_squared_error():
 
 
 def test_train_cli_distils_and_load_run_rebuilds_the_target(demo_data_dir, tmp_path):
-    from tfvae.export import load_run
+    from tfvae.runs import load_run
 
     small = ["--dataset", "tfvae_demo/is10_small", "--latent_dim", "32", "--mask_groups", "8", "--encoder_units",
              "64", "--decoder_units", "64", "--head_units", "32", "--verbose", "2", "--eval_attackers", "fast"]

@@ -75,7 +75,8 @@ def export_waveform_encoder(run_dir: str | Path, export_dir: str | Path, name: s
     ``encoder`` overrides the encoder path recorded in the run's feature set; its weights must have
     the fingerprint the run's dataset recorded, when it recorded one.
     """
-    from tfvae.export import _write_metadata, _write_version, load_run, write_models_config
+    from tfvae.export import _write_metadata, _write_version, write_models_config
+    from tfvae.runs import load_run
     from tfvae.features import feature_kind, split_encoder
     from tfvae.speaker.export import encoder_fingerprint, load_speaker_encoder, write_warmup
 

@@ -1,5 +1,5 @@
 """The one mapping from a :class:`tfvae.config.TrainConfig` to an :class:`tfvae.model.LRVAE`: the train
-CLI, the experiments and :func:`tfvae.export.load_run` all build their models here."""
+CLI, the experiments and :func:`tfvae.runs.load_run` all build their models here."""
 
 from __future__ import annotations
 

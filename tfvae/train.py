@@ -247,7 +247,8 @@ def train_one(cfg: TrainConfig, corpus, strategy, protect: str | None = None) ->
     from tfvae.attributes import view_attributes
     from tfvae.evaluate import EvalSplits, evaluate_model, public
     from tfvae.erasure import save_erasers
-    from tfvae.export import ERASURE_FILE, export_encoder
+    from tfvae.export import export_encoder
+    from tfvae.runs import ERASURE_FILE
     from tfvae.loop import weights_fingerprint, worker_dirs
 
     role = cluster_role(strategy)
