@@ -7,8 +7,9 @@ generalises, an MLP encoder trained on them does not. :func:`fit_class_projectio
 projection on the training split (PCA, then LDA on an attribute's labels, on standardised input) and
 folds it into one affine map; :class:`ProjectionTarget` holds the map fixed and a linear read-out of
 the attribute's branch, and returns the fraction of the target's variance the read-out misses. LDA
-keeps what separates the classes relative to what varies within a class: the speaker projection
-carries little of the emotion each speaker acts, the emotion projection little of who acts it.
+keeps what separates the classes relative to what varies within a class, so the speaker projection
+carries little of the emotion each speaker acts (on RAVDESS the emotion projection still carries who
+acts it: ``reports/ravdess/quality.md`` runs AN-AQ).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ PCA_DIMS = 128
 
 
 def fit_class_projection(x_std, labels, pca_dims: int = PCA_DIMS, max_rows: int = 50_000,
-                           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                         seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """``(kernel [D, r], bias [r])`` with ``x_std @ kernel + bias`` the PCA + LDA projection of
     standardised features for class ``labels`` (speakers, emotions; integer labels < 0 are unknown and
     left out), centred on the training rows and scaled by one factor to a mean variance of 1
