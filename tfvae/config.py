@@ -46,6 +46,9 @@ SPEAKER_HEADS = ("softmax", "aam")
 HSIC_KERNELS = ("linear", "rbf")
 #: Probe sets of the mask-cut choice (tfvae.evaluate.CUT_ATTACKERS).
 CUT_ATTACKERS = ("fast", "strong")
+#: Kinds of identity adversary (:mod:`tfvae.pairs`) and what a distilled projection's read-out sees.
+IDENTITY_ADVERSARIES = ("classifier", "pairs")
+LDA_READOUTS = ("branch", "band")
 
 #: Attacker suites of the evaluation: every attacker, or the fast linear ones (quick looks, tests).
 EVAL_ATTACKERS = ("full", "fast")
@@ -162,10 +165,10 @@ class TrainConfig:
         "classifier", "The identity adversaries: classifier (the paper's speaker discriminator over the training "
         "speakers) or pairs (a same-speaker judge on every pair of the batch, scored by the cosine of learned "
         "embeddings, as the verification attackers score unseen speakers; tfvae.pairs).",
-        choices=("classifier", "pairs"))
+        choices=IDENTITY_ADVERSARIES)
     lda_readout: str = _opt(
         "branch", "What each distilled projection's read-out sees: branch (the attribute's layered-dropout branch) "
-        "or band (only the attribute's nominal band of latent nodes).", choices=("branch", "band"))
+        "or band (only the attribute's nominal band of latent nodes).", choices=LDA_READOUTS)
     club_weight: float = _opt(
         0.0, "Weight of the CLUB mutual-information upper bound (Cheng et al. 2020) between the attributes' latent "
         "bands, each pair with a learned Gaussian variational net (LR-VAE only; 0 = off).")
@@ -285,8 +288,7 @@ class TrainConfig:
                               ("eval_attackers", EVAL_ATTACKERS), ("decoder_variance", DECODER_VARIANCES),
                               ("speaker_head", SPEAKER_HEADS), ("lr_schedule", LR_SCHEDULES),
                               ("cut_attackers", CUT_ATTACKERS), ("hsic_kernel", HSIC_KERNELS),
-                              ("lda_readout", ("branch", "band")),
-                              ("identity_adversary", ("classifier", "pairs"))):
+                              ("lda_readout", LDA_READOUTS), ("identity_adversary", IDENTITY_ADVERSARIES)):
             if getattr(self, name) not in allowed:
                 errs.append(f"{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}")
         if self.backup_every < 0:

@@ -28,7 +28,7 @@ from keras import ops
 from tfvae.attributes import DEFAULT as DEFAULT_ATTRIBUTES, parse_attributes
 from tfvae.club import ClubEstimator
 from tfvae.distill import ProjectionTarget
-from tfvae.config import LOSS_TERMS
+from tfvae.config import IDENTITY_ADVERSARIES, LDA_READOUTS, LOSS_TERMS
 from tfvae.methods import _base, adversary_terms, loss_terms, method_parts
 from tfvae.layers import CosineMarginClassifier, GradientReversal, LayeredDropout, dense_stack, random_normal
 from tfvae.schedules import LambdaSchedule, attribute_keep_rates
@@ -191,7 +191,7 @@ class LRVAE(Objective, Steps, keras.Model):
                 setattr(self, f"{a.short}_head", dense_stack(self.head_units, l2, f"{a.name}_classifier",
                                                              out=self.n_classes[a.name], **drop))
         self.grls = []
-        if identity_adversary not in ("classifier", "pairs"):
+        if identity_adversary not in IDENTITY_ADVERSARIES:
             raise ValueError(f"identity_adversary {identity_adversary!r} is unknown; choose classifier or pairs")
         self.identity_adversary = identity_adversary
         for (pred, branch), term in self.adversary_terms.items():
@@ -208,7 +208,7 @@ class LRVAE(Objective, Steps, keras.Model):
         self.use_hsic = p["layered"] and self.hsic_weight > 0
         self.lda_target_weight = float(lda_target_weight)
         self.lda_target_dims = {k: int(v) for k, v in (lda_target_dims or {}).items()}
-        if lda_readout not in ("branch", "band"):
+        if lda_readout not in LDA_READOUTS:
             raise ValueError(f"lda_readout {lda_readout!r} is unknown; choose branch or band")
         self.lda_readout = lda_readout
         unknown = set(self.lda_target_dims) - {a.name for a in self.attributes}

@@ -31,13 +31,15 @@ _ADV = {"a-vae", "lrvae"}
 _LAYERED = {"lrvae", "lrvae-noadv"}
 _VAE = {"vae", "a-vae", "lrvae-noadv", "lrvae"}
 #: Options that change only some methods (the others ignore them, so they are not searched there).
-APPLIES = {"adv_lambda": _ADV, "disc_lr_scale": _ADV, "disc_steps": _ADV, "identity_adversary": _ADV, "lambda_schedule": _ADV, "emo_adv_weight": _ADV,
-           "id_adv_weight": _ADV, "keep_schedule": _LAYERED, "keep_min": _LAYERED, "keep_max": _LAYERED,
-           "mask_groups": _LAYERED, "cut_tolerance": _LAYERED, "cut_attackers": _LAYERED, "latent_dim": _VAE,
-           "kl_weight": _VAE, "vae_weight": _VAE, "decoder_variance": _VAE, "kl_warmup": _VAE, "free_bits": _VAE,
-           "kl_identity_weight": _LAYERED, "hsic_weight": _LAYERED, "club_weight": _LAYERED, "hsic_kernel": _LAYERED, "guard_weight": _ADV,
-           "encoder_skip": _VAE, "lda_target": _VAE, "lda_attributes": _VAE, "lda_readout": _VAE, "encoder_units": _VAE, "decoder_units": _VAE,
-           "speaker_head": {"dnn", "vae", "a-vae", "lrvae-noadv", "lrvae"}}
+APPLIES = {
+    **dict.fromkeys(("adv_lambda", "disc_lr_scale", "disc_steps", "identity_adversary", "lambda_schedule",
+                     "emo_adv_weight", "id_adv_weight", "guard_weight"), _ADV),
+    **dict.fromkeys(("keep_schedule", "keep_min", "keep_max", "mask_groups", "cut_tolerance", "cut_attackers",
+                     "kl_identity_weight", "hsic_weight", "hsic_kernel", "club_weight"), _LAYERED),
+    **dict.fromkeys(("latent_dim", "kl_weight", "vae_weight", "decoder_variance", "kl_warmup", "free_bits",
+                     "encoder_skip", "encoder_units", "decoder_units", "lda_target", "lda_attributes",
+                     "lda_readout"), _VAE),
+    "speaker_head": {"dnn", "vae", "a-vae", "lrvae-noadv", "lrvae"}}
 #: Options that must not be tuned (they are not hyperparameters of the model).
 NOT_TUNABLE = {"dataset", "data_dir", "manual_dir", "feature_set", "method", "protect", "seed", "strategy",
                "output_dir", "export_dir", "run_name", "verbose", "backup_every", "skip_bad_items"}
