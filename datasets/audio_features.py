@@ -43,8 +43,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from tfvae.audio import check_audio_file, load_audio_file
-from tfvae.features import (AUDIO_SETS, FEATURE_SETS, FeatureExtractor, extract_file, feature_kind, parallel_imap,
-                            parallel_map)
+from tfvae.features import (AUDIO_SETS, FEATURE_SETS, SPEED_FACTORS, FeatureExtractor, extract_file, feature_kind,
+                            parallel_imap, parallel_map)
 from tfvae.labelled_audio import (GENDERS, BadItem, Utterance, check_utterances, class_counts, label_counts,
                                   settle_bad_items)
 
@@ -57,21 +57,47 @@ class AudioFeatureConfig(tfds.core.BuilderConfig):
     :func:`tfvae.features.feature_kind`); ``skip_bad_items``: skip (and report) items that
     cannot be used instead of stopping; ``beam``: extract with Apache Beam (also switched on by
     ``tfds build ... --beam_pipeline_options=...``); ``workers``: local processes (default all
-    cores). ``skip_bad_items`` and ``workers`` can also be given to the builder itself."""
+    cores). ``skip_bad_items`` and ``workers`` can also be given to the builder itself.
+    ``speed_factors`` (openSMILE sets only): every example also holds the features of its audio
+    played at each of these speeds, ``"speed_perturbed": float32[F, D]``
+    (:func:`tfvae.features.speed_perturbed`); the ``<set>_sp`` configs use
+    :data:`tfvae.features.SPEED_FACTORS`."""
 
     feature_set: str = "IS10"
     skip_bad_items: bool = False
     beam: bool = False
     workers: int | None = None
+    speed_factors: tuple = ()
 
 
 def feature_set_configs(cls=AudioFeatureConfig, **fields) -> list:
     """One config per openSMILE feature set, named by the set in lower case (``is10`` ...), then
-    one per waveform set (``audio16k``)."""
+    one per waveform set (``audio16k``), then one with speed-perturbed copies per openSMILE set
+    (``is10_sp`` ...)."""
     return ([cls(name=fs.lower(), feature_set=fs, description=f"openSMILE {fs} functionals ({dim} features)",
                  **fields) for fs, (_, dim) in FEATURE_SETS.items()]
             + [cls(name=fs, feature_set=fs, description=f"mono waveforms at {rate} Hz (int16)", **fields)
-               for fs, rate in AUDIO_SETS.items()])
+               for fs, rate in AUDIO_SETS.items()]
+            + [cls(name=speed_config_name(fs.lower()), feature_set=fs, speed_factors=SPEED_FACTORS,
+                   description=f"openSMILE {fs} functionals ({dim} features), with those of the audio at speeds "
+                               f"{', '.join(f'{f:g}' for f in SPEED_FACTORS)}", **fields)
+               for fs, (_, dim) in FEATURE_SETS.items()])
+
+
+#: Suffix of the configs with speed-perturbed copies (``is10`` -> ``is10_sp``).
+SPEED_SUFFIX = "_sp"
+
+
+def speed_config_name(name: str) -> str:
+    """The name of the config with speed-perturbed copies of config ``name``."""
+    return name + SPEED_SUFFIX
+
+
+def speed_perturbed_feature(factors, dim: int) -> dict:
+    """The extra example feature of a config with ``speed_factors`` (none without)."""
+    if not factors:
+        return {}
+    return {"speed_perturbed": tfds.features.Tensor(shape=(len(factors), dim), dtype=np.float32)}
 
 
 # ---------------------------------------------------------------------------------- waveforms
@@ -277,8 +303,9 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         kind = feature_kind(fs)
         if kind == "opensmile":
             dim = FEATURE_SETS[fs][1]
+            speed = {"speed_factors": list(self.builder_config.speed_factors)} if self.builder_config.speed_factors else {}
             return ("features", tfds.features.Tensor(shape=(dim,), dtype=np.float32),
-                    {"feature_set": fs, "feature_names": FeatureExtractor(fs).names})
+                    {"feature_set": fs, "feature_names": FeatureExtractor(fs).names, **speed})
         if kind == "audio":
             rate = AUDIO_SETS[fs]
             return "audio", audio_feature(rate), {"feature_set": fs, "sample_rate": rate}
@@ -289,12 +316,22 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
                      "encoder_fingerprint": str(meta.get("weights_sha256", ""))[:12]})
         raise NotImplementedError(f"{self.name}: feature_set={fs!r} (kind {kind!r}) is not supported by this builder")
 
+    def _speed_factors(self) -> tuple[float, ...]:
+        """The config's speed factors (checked: only openSMILE sets have speed-perturbed copies)."""
+        cfg = self.builder_config
+        factors = tuple(float(f) for f in cfg.speed_factors)
+        if factors and feature_kind(cfg.feature_set) != "opensmile":
+            raise NotImplementedError(f"{self.name}/{cfg.name}: speed_factors={factors} needs an openSMILE feature "
+                                      f"set, not {cfg.feature_set!r}")
+        return factors
+
     def _extraction(self) -> Extraction:
         """The worker function(s) of the config's ``feature_set`` (see :class:`Extraction`)."""
         fs = self.builder_config.feature_set
         kind = feature_kind(fs)
+        factors = self._speed_factors()
         if kind == "opensmile":
-            return Extraction(extract_file, lambda path: (fs, path), "openSMILE")
+            return Extraction(extract_file, lambda path: (fs, path, factors) if factors else (fs, path), "openSMILE")
         if kind == "audio":
             rate = AUDIO_SETS[fs]
             return Extraction(check_audio_file, lambda path: (path, rate), "audio check", stream=load_audio_file)
@@ -314,6 +351,7 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
             description=self._description(),
             features=tfds.features.FeaturesDict({
                 key: feature,
+                **speed_perturbed_feature(self._speed_factors(), feature.shape[-1] if feature.shape else 0),
                 "emotion": tfds.features.ClassLabel(names=self._emotion_names()),
                 **{k: tfds.features.ClassLabel(names=v) for k, v in self._label_names().items()},
                 "speaker": tfds.features.Text(),

@@ -125,3 +125,23 @@ def test_an_encoder_feature_set_is_named_in_one_place():
     assert feature_label({"feature_set": "x@3/4"}) == "x (3/4)" and feature_label({}) == "?"
     with pytest.raises(FeatureError, match="is not an encoder"):
         encoder_name("IS10")
+
+
+def test_speed_perturbation_scales_pitch_by_the_factor(tmp_path):
+    """A copy at speed f is the same utterance with pitch x f: eGeMAPS' mean F0 (semitones) moves by 12 log2 f."""
+    from tfvae.features import SPEED_FACTORS, extract_file, read_audio, speed_perturbed
+
+    sf.write(tmp_path / "ok.flac", _speechlike(seconds=2.0), 16000)
+    x, _ = read_audio(str(tmp_path / "ok.flac"))
+    out = extract_file(("eGeMAPSv02", str(tmp_path / "ok.flac"), SPEED_FACTORS))
+    assert SPEED_FACTORS == (0.9, 1.1)
+    assert out["speed_perturbed"].shape == (2, 88) and out["speed_perturbed"].dtype == np.float32
+    ex = FeatureExtractor("eGeMAPSv02")
+    np.testing.assert_allclose(out["features"], ex(x, 16000), rtol=1e-6)  # the original is unchanged
+    f0 = ex.names.index("F0semitoneFrom27.5Hz_sma3nz_amean")
+    for f, row in zip(SPEED_FACTORS, out["speed_perturbed"]):
+        assert row[f0] - out["features"][f0] == pytest.approx(12 * np.log2(f), abs=0.35)
+    assert "speed_perturbed" not in extract_file(("eGeMAPSv02", str(tmp_path / "ok.flac")))
+    for bad in (1.0, 0.3, 2.5):
+        with pytest.raises(FeatureError, match=f"speed factor {bad}: expected a factor in \\[0.5, 2\\] other than 1"):
+            speed_perturbed(ex, x, 16000, (0.9, bad))

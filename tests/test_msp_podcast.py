@@ -131,8 +131,12 @@ def test_dummy_csv_is_the_release_layout():
 def test_configs_are_feature_sets_times_classes_times_test2():
     names = [c.name for c in msp.Builder.BUILDER_CONFIGS]
     assert names[:6] == ["is10", "is09", "emobase", "egemapsv02", "compare_2016", "audio16k"]  # as in 1.1.0
-    assert len(names) == len(set(names)) == 24 and msp.Builder.DEFAULT_CONFIG_NAME == "is10"
-    assert {"is10_8class", "is10_test2", "is10_8class_test2", "audio16k_8class_test2"} <= set(names)
+    # 6 feature sets + 5 openSMILE sets with speed-perturbed copies, x (5 | 8 classes) x (test1 | test2)
+    assert len(names) == len(set(names)) == 44 and msp.Builder.DEFAULT_CONFIG_NAME == "is10"
+    assert {"is10_8class", "is10_test2", "is10_8class_test2", "audio16k_8class_test2", "is10_sp",
+            "is10_8class_test2_sp", "egemapsv02_test2_sp"} <= set(names)
+    sp = tfds.builder("msp_podcast/is10_8class_sp").builder_config
+    assert (sp.classes, sp.test2, sp.speed_factors) == (8, False, (0.9, 1.1))
     b = tfds.builder("msp_podcast/is10_8class_test2")
     assert (b.builder_config.classes, b.builder_config.test2, str(b.version)) == (8, True, "1.3.0")
     assert "gender" in msp.Builder.RELEASE_NOTES["1.3.0"] and "1.2.0" in msp.Builder.RELEASE_NOTES

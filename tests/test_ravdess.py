@@ -22,7 +22,8 @@ REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "ravdess"
 
 class RavdessTest(tfds.testing.DatasetBuilderTestCase):
     DATASET_CLASS = ravdess.Builder
-    BUILDER_CONFIG_NAMES_TO_TEST = ["egemapsv02", "audio16k"]  # openSMILE functionals and 16 kHz waveforms
+    # openSMILE functionals, 16 kHz waveforms, functionals with speed-perturbed copies
+    BUILDER_CONFIG_NAMES_TO_TEST = ["egemapsv02", "audio16k", "egemapsv02_sp"]
     SPLITS = {"train": 4, "validation": 2, "test": 2}
     EXAMPLE_DIR = str(DUMMY)
     SKIP_CHECKSUMS = True

@@ -88,6 +88,11 @@ class TrainConfig:
     skip_bad_items: bool = _opt(
         False, "Skip unusable audio/label items (unreadable, silent or too short audio, bad labels) and write "
         "their list (bad_items.json) beside the dataset instead of stopping; matters when the dataset is built.")
+    speed_perturb: bool = _opt(
+        False, "Train on speed-perturbed copies too: the dataset's <set>_sp config stores each utterance's features "
+        "at speeds 0.9 and 1.1 (pitch, formants and tempo scaled), and every training speaker's copies join the "
+        "training split as new speakers <speaker>@sp<f> (tfvae.speed). Validation, test and every evaluation use "
+        "the recorded utterances only. openSMILE feature sets of corpora built from audio.")
     in_memory_mb: float = _opt(
         128.0, "When the float32 features of a corpus take more MiB than this, they are not loaded into memory: "
         "training and evaluation stream them from the TFDS files (shuffled files, shuffle buffer, prefetch).")

@@ -48,6 +48,9 @@ class Split:
     speaker: np.ndarray
     utterance_id: np.ndarray
     labels: dict[str, np.ndarray] = field(default_factory=dict)
+    #: in-memory speed-perturbed copies of the features, float32[n, F, D] (``<set>_sp`` datasets; None
+    #: otherwise, and for streamed features, whose copies stay in the TFDS files)
+    perturbed: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.features.shape[0])
@@ -64,7 +67,8 @@ class Split:
             index = index.astype(np.int64)
             features = rows(self.features, index) if is_streamed(self.features) else self.features[index]
         return Split(features, self.emotion[index], self.speaker[index], self.utterance_id[index],
-                     {k: v[index] for k, v in self.labels.items()})
+                     {k: v[index] for k, v in self.labels.items()},
+                     None if self.perturbed is None else self.perturbed[index])
 
 
 def concat_splits(splits: list[Split]) -> Split:
@@ -75,9 +79,11 @@ def concat_splits(splits: list[Split]) -> Split:
     feats = [s.features for s in splits]
     joined = concatenate(feats) if is_streamed(feats[0]) else np.concatenate(feats)
     names = [k for k in splits[0].labels if all(k in s.labels for s in splits)]
+    copies = [s.perturbed for s in splits if len(s)]  # an empty split may lack them
+    perturbed = None if not copies or any(c is None for c in copies) else np.concatenate(copies)
     return Split(joined, np.concatenate([s.emotion for s in splits]), np.concatenate([s.speaker for s in splits]),
                  np.concatenate([s.utterance_id for s in splits]),
-                 {k: np.concatenate([s.labels[k] for s in splits]) for k in names})
+                 {k: np.concatenate([s.labels[k] for s in splits]) for k in names}, perturbed)
 
 
 @dataclass
@@ -92,6 +98,8 @@ class Corpus:
     info: dict = field(default_factory=dict)
     #: classes of each extra label (:attr:`Split.labels`), without ``unknown``
     label_names: dict[str, list[str]] = field(default_factory=dict)
+    #: speeds of the examples' speed-perturbed copies (``<set>_sp`` datasets), () without
+    speed_factors: tuple[float, ...] = ()
 
     @property
     def dim(self) -> int:
@@ -139,7 +147,7 @@ def builder_name(dataset: str, feature_set: str) -> str:
 
 def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = None,
                 manual_dir: str | None = None, skip_bad_items: bool = False, wait_for_build: float = 0,
-                in_memory_mb: float = IN_MEMORY_MB, label_columns=()) -> Corpus:
+                in_memory_mb: float = IN_MEMORY_MB, label_columns=(), speed_perturb: bool = False) -> Corpus:
     """Build the TFDS dataset if needed and read its three splits into numpy arrays.
 
     ``dataset`` is a registered name (``name`` or ``name/config``) or the path of a CSV manifest
@@ -156,6 +164,8 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
     ``label_columns``: a CSV manifest's columns to read as extra class labels (its ``gender`` column is
     always read). Every ClassLabel feature besides ``emotion`` (e.g. ``gender``) is read into
     :attr:`Split.labels` and :attr:`Corpus.label_names`.
+    ``speed_perturb``: open the dataset's config with speed-perturbed copies (``is10`` -> ``is10_sp``,
+    see :mod:`tfvae.speed`); their speeds are :attr:`Corpus.speed_factors`.
     """
     import time
 
@@ -164,18 +174,23 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
     import tfvae_datasets  # noqa: F401  (registers tfvae's builders with TFDS)
     from tfvae.labelled_audio import BadItemsError
     from tfvae.features import FeatureError
-    from tfvae_datasets.audio_features import AudioFeatureBuilder, encoder_config
+    from tfvae.features import SPEED_FACTORS
+    from tfvae_datasets.audio_features import AudioFeatureBuilder, encoder_config, speed_config_name
     from tfvae_datasets.audio_manifest.audio_manifest_dataset_builder import ManifestError, manifest_config
 
     if dataset.lower().endswith(".csv"):
         try:
-            cfg = manifest_config(dataset, feature_set, skip_bad_items=skip_bad_items, label_columns=label_columns)
+            cfg = manifest_config(dataset, feature_set, skip_bad_items=skip_bad_items, label_columns=label_columns,
+                                  speed_factors=SPEED_FACTORS if speed_perturb else ())
             builder = tfds.builder("audio_manifest", config=cfg, data_dir=data_dir)
         except ManifestError as e:
             raise DataError(str(e)) from e
         full = f"audio_manifest/{cfg.name}"
     elif label_columns:
         raise DataError(f"label_columns={list(label_columns)} are columns of a CSV manifest; {dataset!r} is not one")
+    elif speed_perturb and "@" in feature_set:
+        raise DataError(f"feature_set={feature_set!r}: speed-perturbed copies exist for openSMILE feature sets only; "
+                        "pass --speed_perturb false")
     elif "/" not in dataset and "@" in feature_set:
         # a registered corpus with a speaker encoder's embeddings: the config is named by the encoder's weights
         try:
@@ -190,6 +205,8 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
         full = f"{dataset}/{cfg.name}"
     else:
         full = builder_name(dataset, feature_set)
+        if speed_perturb and not full.endswith(speed_config_name("")):
+            full = speed_config_name(full)
         kwargs = {}
         try:
             if skip_bad_items:
@@ -201,7 +218,9 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
                     print(f"[tfvae] note: {full} has no unusable items to skip; skip_bad_items is ignored")
             builder = tfds.builder(full, data_dir=data_dir, **kwargs)
         except Exception as e:  # TFDS raises several types for unknown names/configs
-            raise DataError(f"cannot open dataset {full!r}: {e}") from e
+            hint = ("; speed-perturbed copies are built from audio by tfvae's audio builders (ravdess, msp_podcast, "
+                    "tfvae_demo, CSV manifests): pass --speed_perturb false") if speed_perturb else ""
+            raise DataError(f"cannot open dataset {full!r}: {e}{hint}") from e
     deadline = time.monotonic() + wait_for_build
     while wait_for_build and not builder.is_prepared():
         if time.monotonic() > deadline:
@@ -225,14 +244,18 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
     if missing:
         raise DataError(f"dataset {full!r} lacks split(s) {missing}; it has {list(builder.info.splits)}")
     dim = int(builder.info.features["features"].shape[-1])
-    streamed = sum(builder.info.splits[s].num_examples for s in SPLITS) * dim * 4 > in_memory_mb * 2 ** 20
-    extra = extra_labels(builder.info.features)
-    splits = {s: _read_split(builder, s, dim, streamed, extra) for s in SPLITS}
     meta = dict(builder.info.metadata or {})
+    speeds = tuple(float(f) for f in meta.get("speed_factors", ())) if "speed_perturbed" in builder.info.features else ()
+    if speed_perturb and not speeds:
+        raise DataError(f"dataset {full!r} has no speed-perturbed copies; pass --speed_perturb false")
+    rows = sum(builder.info.splits[s].num_examples for s in SPLITS) * (1 + len(speeds))
+    streamed = rows * dim * 4 > in_memory_mb * 2 ** 20
+    extra = extra_labels(builder.info.features)
+    splits = {s: _read_split(builder, s, dim, streamed, extra, perturbed=bool(speeds)) for s in SPLITS}
     return Corpus(name=full, feature_set=meta.get("feature_set", feature_set),
                   emotion_names=list(builder.info.features["emotion"].names), splits=splits,
                   feature_names=meta.get("feature_names"), info=meta,
-                  label_names={k: known_classes(v) for k, v in extra.items()})
+                  label_names={k: known_classes(v) for k, v in extra.items()}, speed_factors=speeds)
 
 
 def extra_labels(features) -> dict[str, list[str]]:
@@ -243,9 +266,11 @@ def extra_labels(features) -> dict[str, list[str]]:
             if isinstance(f, tfds.features.ClassLabel) and k != "emotion"}
 
 
-def _read_split(builder, split: str, dim: int, streamed: bool, extra: dict[str, list[str]] | None = None) -> Split:
+def _read_split(builder, split: str, dim: int, streamed: bool, extra: dict[str, list[str]] | None = None,
+                perturbed: bool = False) -> Split:
     """One split: labels in memory; features in memory, or (``streamed``) left in the TFDS files.
-    ``extra``: the extra ClassLabel features to read (:func:`extra_labels`)."""
+    ``extra``: the extra ClassLabel features to read (:func:`extra_labels`); ``perturbed``: read the
+    speed-perturbed copies too (into :attr:`Split.perturbed`; streamed ones stay in the files)."""
     import tensorflow as tf
     import tensorflow_datasets as tfds
 
@@ -258,7 +283,7 @@ def _read_split(builder, split: str, dim: int, streamed: bool, extra: dict[str, 
                      {k: np.zeros(0, np.int64) for k in extra})
     keys = ("emotion", "speaker", "utterance_id", *extra)
     if not streamed:
-        keys = ("features", *keys)
+        keys = ("features", *keys) + (("speed_perturbed",) if perturbed else ())
     decoders = {"features": tfds.decode.SkipDecoding()} if streamed else None
     ds = builder.as_dataset(split=split, decoders=decoders, read_config=tfds.ReadConfig(try_autocache=False))
     ds = ds.map(lambda ex: {k: ex[k] for k in keys}).batch(8192).prefetch(tf.data.AUTOTUNE)
@@ -272,7 +297,8 @@ def _read_split(builder, split: str, dim: int, streamed: bool, extra: dict[str, 
     features = StreamedFeatures(builder, [Part(split, uid)], dim) if streamed else \
         np.concatenate(cols["features"]).astype(np.float32, copy=False)
     labels = {k: label_remap(names)[np.concatenate(cols[k]).astype(np.int64)] for k, names in extra.items()}
-    return Split(features, emotion, speaker, uid, labels)
+    copies = np.concatenate(cols["speed_perturbed"]).astype(np.float32, copy=False) if "speed_perturbed" in cols else None
+    return Split(features, emotion, speaker, uid, labels, copies)
 
 
 def validate_corpus(corpus: Corpus, expected_dim: int | None = None, max_listed: int = 10,

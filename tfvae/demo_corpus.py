@@ -24,7 +24,7 @@ import numpy as np
 
 from tfvae import synth
 from tfvae.audio import to_int16
-from tfvae.features import extractor_for
+from tfvae.features import extractor_for, speed_perturbed
 
 #: Of every 6 consecutive female/male speaker pairs, 4 train, 1 validation, 1 test.
 SPLIT_OF_PAIR = ("train", "train", "train", "train", "validation", "test")
@@ -52,12 +52,17 @@ def plan(n_speakers: int, utterances_per_emotion: int) -> dict[str, list[tuple]]
 
 
 def render(task: tuple) -> dict:
-    """``(feature_set, seed, speaker_index, emotion, utterance)`` -> one example's fields."""
-    feature_set, seed, spk, emotion, u = task
+    """``(feature_set, seed, speaker_index, emotion, utterance[, speed_factors])`` -> one example's fields
+    (with ``speed_perturbed`` features when ``speed_factors`` is given and not empty)."""
+    feature_set, seed, spk, emotion, u, *factors = task
     voice = synth.make_voice(spk, seed)
     audio = synth.synthesize(voice, emotion, u, seed)
-    return {"features": extractor_for(feature_set)(audio, synth.SAMPLE_RATE), "emotion": emotion,
-            "gender": voice.sex, "speaker": voice.speaker_id, "duration": np.float32(len(audio) / synth.SAMPLE_RATE)}
+    extractor = extractor_for(feature_set)
+    out = {"features": extractor(audio, synth.SAMPLE_RATE), "emotion": emotion,
+           "gender": voice.sex, "speaker": voice.speaker_id, "duration": np.float32(len(audio) / synth.SAMPLE_RATE)}
+    if factors and factors[0]:
+        out["speed_perturbed"] = speed_perturbed(extractor, audio, synth.SAMPLE_RATE, factors[0])
+    return out
 
 
 def render_audio(task: tuple) -> dict:

@@ -69,6 +69,12 @@ def make_folds(corpus: Corpus, k: int, n_validation: int | None, seed: int):
         raise DataError(f"dataset {corpus.name}: {e}") from e
 
 
+def loads_speed(cfg: TrainConfig, grid: dict | None = None) -> bool:
+    """Whether the experiment opens the dataset's speed-perturbed config: ``--speed_perturb``, or a tuning
+    grid that tries it (each setting then trains with or without the copies, :mod:`tfvae.speed`)."""
+    return bool(cfg.speed_perturb or any((grid or {}).get("speed_perturb", ())))
+
+
 def raw_corpus(corpus: Corpus, seed: int) -> Corpus:
     """The corpus the raw-feature anchor is evaluated on: ``corpus`` itself when its features are in
     memory; else its training split reduced to the attackers' stratified subsample
@@ -257,7 +263,7 @@ def run(cfg: TrainConfig, experiment: str, folds: int | None, validation_speaker
         fs = cfg.feature_set.format(fold=fold) if per_fold else cfg.feature_set
         c = load_corpus(cfg.dataset, fs, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir,
                         skip_bad_items=cfg.skip_bad_items, in_memory_mb=cfg.in_memory_mb,
-                         label_columns=cfg.label_column_list())
+                        label_columns=cfg.label_column_list(), speed_perturb=loads_speed(cfg, grid_d))
         validate_corpus(c, expected_dim=expected_dim(fs), attributes=extra_labels(cfg))
         return c
 

@@ -336,11 +336,36 @@ def read_audio(path: str) -> tuple[np.ndarray, int]:
     return x, int(rate)
 
 
-def extract_file(task: tuple[str, str]) -> dict:
-    """``(feature_set, path)`` -> ``{"features": float32[D], "duration": seconds}``.
+def extract_file(task: tuple) -> dict:
+    """``(feature_set, path)`` -> ``{"features": float32[D], "duration": seconds}``;
+    ``(feature_set, path, speed_factors)`` adds ``"speed_perturbed": float32[len(speed_factors), D]``
+    (:func:`speed_perturbed`).
 
     A top-level, TensorFlow-free function for :func:`parallel_map` workers.
     """
-    feature_set, path = task
+    feature_set, path, *factors = task
     x, rate = read_audio(path)
-    return {"features": extractor_for(feature_set)(x, rate), "duration": np.float32(x.shape[0] / rate)}
+    extractor = extractor_for(feature_set)
+    out = {"features": extractor(x, rate), "duration": np.float32(x.shape[0] / rate)}
+    if factors and factors[0]:
+        out["speed_perturbed"] = speed_perturbed(extractor, x, rate, factors[0])
+    return out
+
+
+#: Speed-perturbation factors of the ``<set>_sp`` dataset configs: Kaldi's recipe (Ko et al., 2015).
+SPEED_FACTORS: tuple[float, ...] = (0.9, 1.1)
+
+
+def speed_perturbed(extractor: FeatureExtractor, signal: np.ndarray, rate: int, factors) -> np.ndarray:
+    """The features of ``signal`` played ``f`` times as fast, for each ``f`` of ``factors``: float32[F, D].
+
+    Speed perturbation as ``sox speed f`` does it (and Kaldi's x-vector recipes): the samples are
+    resampled as if they had been recorded at ``f * rate``, so duration scales by 1/f and pitch and
+    formants by f: another plausible voice saying the same thing with the same emotion.
+    openSMILE does the resampling (its input is declared at ``f * rate``)."""
+    rows = []
+    for f in factors:
+        if not 0.5 <= float(f) <= 2.0 or float(f) == 1.0:
+            raise FeatureError(f"speed factor {f!r}: expected a factor in [0.5, 2] other than 1")
+        rows.append(extractor(signal, int(round(rate * float(f)))))
+    return np.stack(rows).astype(np.float32)

@@ -19,6 +19,7 @@ IDs of a subset and the speaker -> label table.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 
@@ -31,11 +32,15 @@ SHUFFLE_BUFFER = 8192
 @dataclass(frozen=True)
 class Part:
     """Rows of one TFDS split: ``ids`` are the split's utterance IDs in file order, ``keep`` (None: all)
-    the rows this part keeps."""
+    the rows this part keeps. ``copy`` >= 0: the rows are the examples' speed-perturbed copy number
+    ``copy`` (``speed_perturbed[copy]``, see :func:`tfvae.data.with_speed_perturbed`), their speakers
+    suffixed with ``suffix``."""
 
     split: str
     ids: np.ndarray
     keep: np.ndarray | None = None
+    copy: int = -1
+    suffix: str = ""
 
     @property
     def rows(self) -> int:
@@ -77,7 +82,7 @@ class StreamedFeatures:
             keep = np.zeros(p.ids.size, bool)
             keep[np.flatnonzero(np.ones(p.ids.size, bool) if p.keep is None else p.keep)[sub]] = True
             if keep.any():
-                parts.append(Part(p.split, p.ids, keep))
+                parts.append(dataclasses.replace(p, keep=keep))
         return StreamedFeatures(self.builder, parts, self.dim)
 
     # ------------------------------------------------------------------ streams
@@ -102,7 +107,19 @@ class StreamedFeatures:
                 tf.lookup.KeyValueTensorInitializer(tf.constant(ids.astype(str)), tf.ones(ids.size, tf.int32)), 0)
             ds = ds.filter(lambda ex: table.lookup(ex["utterance_id"]) > 0)
         keys = ("features", "emotion", "speaker", *labels)
-        return ds.map(lambda ex: {k: ex[k] for k in keys}, num_parallel_calls=tf.data.AUTOTUNE)
+        if part.copy < 0:
+            return ds.map(lambda ex: {k: ex[k] for k in keys}, num_parallel_calls=tf.data.AUTOTUNE)
+
+        def copy(ex):  # the speed-perturbed copy: its own features, a speaker of its own
+            out = {k: ex[k] for k in keys}
+            out.update(features=ex["speed_perturbed"][part.copy], speaker=ex["speaker"] + part.suffix)
+            return out
+        return ds.map(copy, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def speed_copy(self, copy: int, suffix: str) -> "StreamedFeatures":
+        """These rows' speed-perturbed copy number ``copy``, read as features with speakers suffixed ``suffix``."""
+        return StreamedFeatures(self.builder, [dataclasses.replace(p, copy=int(copy), suffix=suffix)
+                                               for p in self.parts], self.dim)
 
     def label_names(self, labels) -> dict[str, list[str]]:
         """``{label: ClassLabel names}`` of extra label features of the dataset; ValueError naming a missing one."""

@@ -110,9 +110,18 @@ def config_fingerprint(cfg: TrainConfig, protect: str | None) -> str:
     return hashlib.sha256(json.dumps({**d, "protect": protect}, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def training_corpus(cfg: TrainConfig, corpus):
+    """The corpus the model trains on: ``corpus``, its training split grown by the speed-perturbed copies
+    with ``--speed_perturb`` (:func:`tfvae.speed.with_speed_perturbed`)."""
+    from tfvae.speed import with_speed_perturbed
+
+    return with_speed_perturbed(corpus) if cfg.speed_perturb else corpus
+
+
 def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None):
     """The model (built and compiled under ``strategy.scope()``, normaliser adapted on the training
-    split) and the :class:`tfvae.loop.Trainer` that trains it, exactly as the train CLI sets them up."""
+    split, :func:`training_corpus`) and the :class:`tfvae.loop.Trainer` that trains it, exactly as the
+    train CLI sets them up."""
     import keras
 
     from tfvae.distribute import role as cluster_role
@@ -122,6 +131,7 @@ def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None
     from tfvae.model_builder import build_model
     from tfvae.optimizers import FusedAdam, ema_momentum
 
+    corpus = training_corpus(cfg, corpus)
     keras.mixed_precision.set_global_policy(cfg.precision)
     keras.utils.set_random_seed(cfg.seed)  # here: building a dataset first must not change results
     replicas = strategy.num_replicas_in_sync
@@ -175,7 +185,7 @@ def fit_model(cfg: TrainConfig, corpus, strategy, protect: str | None, run_dir: 
     if announce and role.is_chief:
         print(f"[tfvae] training {cfg.method}{'/' + protect if cfg.method == 'a-vae' else ''} on {corpus.name}: "
               f"{trainer.train_pipe.size} train / {trainer.val_pipe.size} validation utterances, "
-              f"{len(corpus.speaker_index())} training speakers, {trainer.replicas} replica(s) ({role.name} of "
+              f"{model.n_speakers} training speakers, {trainer.replicas} replica(s) ({role.name} of "
               f"{role.num_workers} worker(s)), global batch {trainer.global_batch}, learning rate "
               f"{float(model.optimizer.learning_rate.numpy()):g}, {cfg.precision}{', XLA' if cfg.jit_compile else ''}")
     result = trainer.fit(cfg.epochs, run_dir, select_from_epoch=select_from, backup_every=cfg.backup_every,
@@ -382,8 +392,8 @@ def run(cfg: TrainConfig) -> list[dict]:
     chief = cluster_role(strategy).is_chief
     corpus = load_corpus(cfg.dataset, cfg.feature_set, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir,
                          skip_bad_items=cfg.skip_bad_items, wait_for_build=0 if chief else 3600,
-                         in_memory_mb=cfg.in_memory_mb,
-                         label_columns=cfg.label_column_list())
+                         in_memory_mb=cfg.in_memory_mb, label_columns=cfg.label_column_list(),
+                         speed_perturb=cfg.speed_perturb)
     if "@" not in cfg.feature_set and corpus.feature_set != cfg.feature_set:
         raise DataError(f"dataset {corpus.name} holds {corpus.feature_set} features but --feature_set is "
                         f"{cfg.feature_set}; pass --feature_set {corpus.feature_set}")

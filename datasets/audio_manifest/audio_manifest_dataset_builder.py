@@ -191,6 +191,12 @@ class ManifestConfig(AudioFeatureConfig):
         self.split_seed = int(self.split_seed)
         self.label_columns = check_label_columns(self.label_columns)
         extra_name = [{"label_columns": list(self.label_columns)}] if self.label_columns else []
+        self.speed_factors = tuple(float(f) for f in self.speed_factors)
+        if self.speed_factors:
+            if kind != "opensmile":
+                raise ManifestError(f"speed_factors={self.speed_factors} needs an openSMILE feature set, not "
+                                    f"{self.feature_set!r}")
+            extra_name.append({"speed_factors": list(self.speed_factors)})
         if self.manifest:
             self.manifest = os.path.abspath(os.path.expanduser(str(self.manifest)))
         extra = self._check_embeddings(kind)
@@ -206,7 +212,8 @@ class ManifestConfig(AudioFeatureConfig):
                 raise ManifestError(f"an audio_manifest config needs a manifest; {_HOW}")
             self.name = config_name(read_manifest(self.manifest, required_columns(self.feature_set, self.embeddings),
                                                   self.label_columns),
-                                    self.feature_set, self.split_fractions, self.split_seed, extra + extra_name)
+                                    self.feature_set, self.split_fractions, self.split_seed, extra + extra_name) \
+                + ("_sp" if self.speed_factors else "")
         if self.description is None and self.manifest:
             what = {"opensmile": f"openSMILE {self.feature_set} functionals",
                     "audio": f"{self.feature_set} waveforms",
@@ -243,17 +250,18 @@ class ManifestConfig(AudioFeatureConfig):
 def manifest_config(manifest: str | os.PathLike, feature_set: str = "IS10", skip_bad_items: bool = False,
                     split_fractions=DEFAULT_FRACTIONS, split_seed: int = 0, workers: int | None = None,
                     embeddings: str | os.PathLike | None = None, embedding_dim: int | None = None,
-                    label_columns=()) -> ManifestConfig:
+                    label_columns=(), speed_factors=()) -> ManifestConfig:
     """The config of one manifest; pass it as ``tfds.builder("audio_manifest", config=...)``.
 
     ``feature_set``: an openSMILE set (``"IS10"`` ...), ``"audio16k"`` (waveforms) or
     ``"embeddings"`` (vectors from the manifest's ``embedding`` column of ``.npy`` files, or from
     the Kaldi ``embeddings`` scp/ark, e.g. ``"exp/xvectors/xvector.scp"``). ``label_columns``:
-    manifest columns read as extra class labels (``gender`` is always read when present)."""
+    manifest columns read as extra class labels (``gender`` is always read when present).
+    ``speed_factors`` (openSMILE sets): store speed-perturbed copies too (:mod:`tfvae.speed`)."""
     return ManifestConfig(manifest=str(manifest), feature_set=feature_set, skip_bad_items=skip_bad_items,
                           split_fractions=split_fractions, split_seed=split_seed, workers=workers,
                           embeddings=str(embeddings) if embeddings else "", embedding_dim=embedding_dim,
-                          label_columns=check_label_columns(label_columns))
+                          label_columns=check_label_columns(label_columns), speed_factors=tuple(speed_factors))
 
 
 # ---------------------------------------------------------------------------------- builder

@@ -59,7 +59,8 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 
 from tfvae.labelled_audio import BadItem, Utterance, parse_gender
-from tfvae_datasets.audio_features import SPLITS, AudioFeatureBuilder, AudioFeatureConfig, feature_set_configs
+from tfvae_datasets.audio_features import (SPLITS, AudioFeatureBuilder, AudioFeatureConfig, feature_set_configs,
+                                           speed_config_name)
 
 EMOTIONS = ("neutral", "angry", "sad", "happy", "disgust")
 EMOTIONS_8 = ("neutral", "angry", "sad", "happy", "surprise", "fear", "disgust", "contempt")
@@ -105,6 +106,13 @@ class MspPodcastConfig(AudioFeatureConfig):
     test2: bool = False
 
 
+def _variant(c, suffix: str) -> str:
+    """``is10`` + ``_8class`` -> ``is10_8class``; the speed-perturbed ``is10_sp`` -> ``is10_8class_sp``."""
+    if not c.speed_factors:
+        return c.name + suffix
+    return speed_config_name(c.name[: -len(speed_config_name(""))] + suffix)
+
+
 def msp_configs() -> list[MspPodcastConfig]:
     """Every feature-set config (as registered before 1.2.0, same order), then ``_8class``,
     ``_test2`` and ``_8class_test2`` variants of each."""
@@ -112,7 +120,7 @@ def msp_configs() -> list[MspPodcastConfig]:
     for classes, test2 in ((5, False), (8, False), (5, True), (8, True)):
         suffix = ("_8class" if classes == 8 else "") + ("_test2" if test2 else "")
         more = (", 8 emotions" if classes == 8 else "") + (", split test2" if test2 else "")
-        out += [dataclasses.replace(c, name=c.name + suffix, description=c.description + more, classes=classes,
+        out += [dataclasses.replace(c, name=_variant(c, suffix), description=c.description + more, classes=classes,
                                     test2=test2) for c in feature_set_configs(MspPodcastConfig)]
     return out
 

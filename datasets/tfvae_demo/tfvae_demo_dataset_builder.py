@@ -52,10 +52,10 @@ import tensorflow_datasets as tfds
 from tfvae import synth
 from tfvae.demo_corpus import (SPEAKERS_SEED, plan, render, render_audio, render_speaker_utterance, speaker_gender,
                                speaker_plan)
-from tfvae.features import (AUDIO_SETS, FEATURE_SETS, FeatureExtractor, feature_kind, parallel_imap, parallel_map,
+from tfvae.features import (AUDIO_SETS, FEATURE_SETS, SPEED_FACTORS, FeatureExtractor, feature_kind, parallel_imap, parallel_map,
                             summarize_failures)
 from tfvae.labelled_audio import GENDERS
-from tfvae_datasets.audio_features import audio_feature, audio_value
+from tfvae_datasets.audio_features import audio_feature, audio_value, speed_config_name, speed_perturbed_feature
 
 SPLITS = ("train", "validation", "test")
 
@@ -73,6 +73,7 @@ class DemoConfig(tfds.core.BuilderConfig):
     corpus: str = "emotion"
     split_speakers: tuple = ()
     utterances_per_speaker: int = 0
+    speed_factors: tuple = ()
 
 
 def _configs():
@@ -82,6 +83,10 @@ def _configs():
                           description=(f"{fs} functionals" if fs in FEATURE_SETS else "16 kHz waveforms")
                           + f", {n} speakers x 5 emotions x {u} utterances")
                for fs, short in names.items() for suffix, (n, u) in sizes.items()]
+    emotion += [dataclasses.replace(c, name=speed_config_name(c.name), speed_factors=SPEED_FACTORS,
+                                    description=c.description + ", with the features of the audio at speeds "
+                                    + ", ".join(f"{f:g}" for f in SPEED_FACTORS))
+                for c in emotion if c.feature_set in FEATURE_SETS]
     speakers = [DemoConfig(name=name, feature_set="audio16k", corpus="speakers", seed=SPEAKERS_SEED,
                            n_speakers=sum(split), split_speakers=split, utterances_per_speaker=u,
                            description=f"speaker pretraining: {sum(split)} synthetic speakers ({split[0]} train, "
@@ -127,6 +132,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             key = "features"
             feature = tfds.features.Tensor(shape=(FEATURE_SETS[cfg.feature_set][1],), dtype=np.float32)
             meta["feature_names"] = FeatureExtractor(cfg.feature_set).names
+            if cfg.speed_factors:
+                meta["speed_factors"] = list(cfg.speed_factors)
         if cfg.corpus == "speakers":
             meta["corpus"] = "speakers"
             meta["split_speaker_indices"] = {s: [min(spk for _, spk, _, _ in items), max(spk for _, spk, _, _ in items)]
@@ -135,6 +142,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             description=__doc__,
             features=tfds.features.FeaturesDict({
                 key: feature,
+                **speed_perturbed_feature(cfg.speed_factors, feature.shape[-1] if feature.shape else 0),
                 "emotion": tfds.features.ClassLabel(names=list(synth.EMOTIONS)),
                 "gender": tfds.features.ClassLabel(names=list(GENDERS)),
                 "speaker": tfds.features.Text(),
@@ -152,7 +160,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         if feature_kind(cfg.feature_set) == "audio":
             # waveforms are large: rendered in workers while TFDS writes them (bounded memory)
             return {split: self._stream_audio(split, items) for split, items in splits.items()}
-        tasks = [(uid, (cfg.feature_set, cfg.seed, spk, emo, u)) for items in splits.values()
+        tasks = [(uid, (cfg.feature_set, cfg.seed, spk, emo, u, tuple(cfg.speed_factors))) for items in splits.values()
                  for uid, spk, emo, u in items]
         outcomes = {o.key: o for o in parallel_map(render, tasks, desc=f"tfvae_demo/{cfg.name}")}
         if not all(o.ok for o in outcomes.values()):

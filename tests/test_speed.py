@@ -1,0 +1,136 @@
+"""Speed perturbation (tfvae.speed): copies join the training split as new speakers, and only there."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from tfvae import experiments, train
+from tfvae.config import TrainConfig
+from tfvae.data import Corpus, DataError, Split, load_corpus
+from tfvae.speed import speaker_suffix, with_speed_perturbed
+
+
+@pytest.fixture(scope="module")
+def sp_data_dir(tmp_path_factory) -> str:
+    """A TFDS data_dir holding tfvae_demo/is10_small_sp (the small demo with copies at speeds 0.9 and 1.1)."""
+    import tensorflow_datasets as tfds
+
+    import tfvae_datasets  # noqa: F401
+
+    data_dir = str(tmp_path_factory.mktemp("tfds_sp"))
+    tfds.builder("tfvae_demo/is10_small_sp", data_dir=data_dir).download_and_prepare()
+    return data_dir
+
+
+def _split(speakers, n_per=3, dim=4, seed=0):
+    rng = np.random.default_rng(seed)
+    spk = np.repeat(np.asarray(speakers), n_per)
+    n = spk.size
+    return Split(rng.normal(size=(n, dim)).astype(np.float32), rng.integers(0, 3, n), spk,
+                 np.asarray([f"u{seed}_{i}" for i in range(n)]), {"gender": rng.integers(0, 2, n)},
+                 rng.normal(size=(n, 2, dim)).astype(np.float32))
+
+
+def test_copies_join_the_training_split_as_new_speakers():
+    splits = {"train": _split(["a", "b"]), "validation": _split(["c"], seed=1), "test": _split(["d"], seed=2)}
+    c = Corpus("toy", "IS10", ["x", "y", "z"], splits, label_names={"gender": ["female", "male"]},
+               speed_factors=(0.9, 1.1))
+    g = with_speed_perturbed(c)
+    tr, src = g.splits["train"], splits["train"]
+    assert len(tr) == 3 * len(src) and tr.perturbed is None
+    assert sorted(set(tr.speaker.tolist())) == ["a", "a@sp0.9", "a@sp1.1", "b", "b@sp0.9", "b@sp1.1"]
+    assert len(g.speaker_index()) == 6 and speaker_suffix(0.9) == "@sp0.9"
+    n = len(src)
+    np.testing.assert_array_equal(tr.features[:n], src.features)
+    for k, f in enumerate((0.9, 1.1)):
+        rows = slice((k + 1) * n, (k + 2) * n)
+        np.testing.assert_array_equal(tr.features[rows], src.perturbed[:, k])
+        np.testing.assert_array_equal(tr.emotion[rows], src.emotion)
+        np.testing.assert_array_equal(tr.labels["gender"][rows], src.labels["gender"])
+        assert tr.utterance_id[rows][0] == f"{src.utterance_id[0]}@sp{f:g}"
+    assert g.splits["validation"] is splits["validation"] and g.splits["test"] is splits["test"]
+    with pytest.raises(DataError, match="dataset toy has no speed-perturbed copies: --speed_perturb needs"):
+        with_speed_perturbed(dataclasses.replace(c, speed_factors=()))
+    assert train.training_corpus(TrainConfig(), c) is c  # off by default: nothing changes
+
+
+def test_demo_sp_config_holds_the_plain_features_and_their_copies(sp_data_dir, small_corpus):
+    c = load_corpus("tfvae_demo/is10_small", data_dir=sp_data_dir, speed_perturb=True)
+    assert c.name == "tfvae_demo/is10_small_sp" and c.speed_factors == (0.9, 1.1)
+    for s, plain in small_corpus.splits.items():
+        sp = c.splits[s]
+        np.testing.assert_array_equal(sp.utterance_id, plain.utterance_id)
+        np.testing.assert_allclose(sp.features, plain.features, rtol=1e-6)  # same audio, same features
+        assert sp.perturbed.shape == (len(plain), 2, 1582) and np.isfinite(sp.perturbed).all()
+        # every copy differs from its source, more than the two copies' sources differ from each other's copies
+        assert (np.abs(sp.perturbed - sp.features[:, None]).max(-1) > 0).all()
+    assert small_corpus.speed_factors == () and small_corpus.splits["train"].perturbed is None
+    named = load_corpus("tfvae_demo/is10_small_sp", data_dir=sp_data_dir)  # the config by its name: copies too
+    assert named.speed_factors == (0.9, 1.1) and named.splits["test"].perturbed.shape == (20, 2, 1582)
+
+
+def test_speed_perturb_needs_an_opensmile_set_and_a_dataset_with_copies(sp_data_dir):
+    with pytest.raises(DataError, match="speed-perturbed copies exist for openSMILE feature sets only"):
+        load_corpus("tfvae_demo", "xvector@saved_models/x", data_dir=sp_data_dir, speed_perturb=True)
+    with pytest.raises(DataError, match="msp_standin/is10_sp.*speed-perturbed copies are built from audio"):
+        load_corpus("msp_standin", "IS10", data_dir=sp_data_dir, speed_perturb=True)
+
+
+def test_streamed_copies_equal_the_in_memory_ones(sp_data_dir):
+    import tensorflow as tf
+
+    from tfvae.data import split_pipeline
+    from tfvae.stream import is_streamed, materialize
+
+    mem = with_speed_perturbed(load_corpus("tfvae_demo/is10_small", data_dir=sp_data_dir, speed_perturb=True))
+    st = with_speed_perturbed(load_corpus("tfvae_demo/is10_small", data_dir=sp_data_dir, speed_perturb=True,
+                                          in_memory_mb=0))
+    assert is_streamed(st.splits["train"].features) and len(st.splits["train"]) == 3 * 80
+    np.testing.assert_array_equal(st.splits["train"].speaker, mem.splits["train"].speaker)
+    np.testing.assert_allclose(materialize(st.splits["train"].features), mem.splits["train"].features, rtol=1e-6)
+    # the streamed batches carry the copies' own speaker classes (24 = 8 training speakers x 3)
+    pipe = split_pipeline(st, "train")
+    labels = np.concatenate([b["speaker"].numpy() for b in pipe.dataset(64, seed=0)])
+    assert labels.size == 240 and sorted(np.bincount(labels).tolist()) == [10] * 24
+    assert tf.reduce_all(tf.constant(labels) >= 0)
+
+
+def test_folds_train_on_copies_of_their_own_training_speakers_only(sp_data_dir, monkeypatch, tmp_path):
+    seen = []
+    real = train.training_corpus
+
+    def spy(cfg, corpus):  # what each model of the tuning run trains on
+        out = real(cfg, corpus)
+        seen.append((cfg.speed_perturb, {s: set(out.splits[s].speaker.tolist()) for s in out.splits},
+                     len(out.splits["train"])))
+        return out
+
+    monkeypatch.setattr(train, "training_corpus", spy)
+    argv = ["tune", "--dataset", "tfvae_demo/is10_small", "--data_dir", sp_data_dir, "--folds", "3",
+            "--validation_speakers", "2", "--methods", "lrvae", "--grid", "speed_perturb=false,true",
+            "--latent_dim", "16", "--mask_groups", "4", "--encoder_units", "32", "--decoder_units", "32",
+            "--head_units", "16", "--epochs", "1", "--eval_attackers", "fast", "--output_dir", str(tmp_path / "r"),
+            "--reports_dir", str(tmp_path / "rep")]
+    assert experiments.main(argv) == 0
+    assert [s for s, _, _ in seen] == [False, True] * 3
+    for speed, spk, size in seen:
+        base = {s for s in spk["train"] if "@" not in s}
+        copies = {s for s in spk["train"] if "@" in s}
+        assert not base & (spk["validation"] | spk["test"])
+        if speed:  # exactly the training speakers' copies, three times the rows
+            assert copies == {s + suffix for s in base for suffix in ("@sp0.9", "@sp1.1")}
+            assert size == 3 * 10 * len(base)
+        else:
+            assert not copies and size == 10 * len(base)
+        assert not any("@" in s for s in spk["validation"] | spk["test"])
+
+
+def test_cli_trains_on_the_copies(sp_data_dir, tmp_path, capsys):
+    from test_train_cli import SMALL
+
+    rc = train.main([*SMALL, "--data_dir", sp_data_dir, "--speed_perturb", "--epochs", "1",
+                     "--output_dir", str(tmp_path / "runs")])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "on tfvae_demo/is10_small_sp: 240 train / 20 validation utterances, 24 training speakers" in out

@@ -1,0 +1,55 @@
+"""Speed perturbation: more training voices from the same recordings (``--speed_perturb``).
+
+A ``<set>_sp`` dataset (e.g. ``ravdess/is10_sp``) stores with every utterance the features of its
+audio played at the speeds :data:`tfvae.features.SPEED_FACTORS` (0.9 and 1.1: duration x 1/f, pitch
+and formants x f, as ``sox speed``; :func:`tfvae.features.speed_perturbed`). Training adds each
+training utterance's copies as utterances of a *new* speaker, ``<speaker>@sp<f>`` (the recipe of Ko
+et al., 2015, that Kaldi's x-vector systems train with): three times the training voices, each with
+the emotions of its source. Only the model's training split grows: validation and test speakers,
+checkpoint and cut selection, downstream models and attackers see the recorded utterances only, so a
+copy can never cross into another part of a fold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from tfvae.data import Corpus, DataError, Split, concat_splits
+
+
+def speaker_suffix(factor: float) -> str:
+    """The suffix of a copy's speaker and utterance IDs: ``@sp0.9``."""
+    return f"@sp{float(factor):g}"
+
+
+def speed_copies(split: Split, factors) -> list[Split]:
+    """One split per speed factor: ``split``'s rows with their perturbed features and new speakers."""
+    from tfvae.stream import is_streamed
+
+    out = []
+    for k, f in enumerate(factors):
+        suffix = speaker_suffix(f)
+        if is_streamed(split.features):
+            features = split.features.speed_copy(k, suffix)
+        elif split.perturbed is not None:
+            features = np.ascontiguousarray(split.perturbed[:, k])
+        else:
+            raise DataError("the split holds no speed-perturbed copies; load a <set>_sp dataset (--speed_perturb)")
+        out.append(Split(features, split.emotion, np.char.add(split.speaker.astype(str), suffix),
+                         np.char.add(split.utterance_id.astype(str), suffix), dict(split.labels)))
+    return out
+
+
+def with_speed_perturbed(corpus: Corpus) -> Corpus:
+    """``corpus`` whose training split also holds the speed-perturbed copies of its utterances, each
+    factor's as new speakers (validation and test unchanged); DataError when it has none."""
+    if not corpus.speed_factors:
+        raise DataError(f"dataset {corpus.name} has no speed-perturbed copies: --speed_perturb needs an openSMILE "
+                        "feature set of a corpus tfvae builds from audio (the <set>_sp configs); pass "
+                        "--speed_perturb false otherwise")
+    train = corpus.splits["train"]
+    bare = dataclasses.replace(train, perturbed=None)
+    grown = concat_splits([bare, *speed_copies(train, corpus.speed_factors)])
+    return dataclasses.replace(corpus, splits={**corpus.splits, "train": grown})
