@@ -68,8 +68,9 @@ def test_target_is_the_readouts_mean_squared_error():
 def test_train_cli_distils_and_load_run_rebuilds_the_target(demo_data_dir, tmp_path):
     from tfvae.runs import load_run
 
-    small = ["--dataset", "tfvae_demo/is10_small", "--latent_dim", "32", "--mask_groups", "8", "--encoder_units",
-             "64", "--decoder_units", "64", "--head_units", "32", "--verbose", "2", "--eval_attackers", "fast"]
+    small = ["--dataset", "tfvae_demo/is10_small", "--speed_perturb", "false", "--latent_dim", "32", "--mask_groups",
+             "8", "--encoder_units", "64", "--decoder_units", "64", "--head_units", "32", "--verbose", "2",
+             "--eval_attackers", "fast"]
     cmd = [sys.executable, "-m", "tfvae.train", *small, "--data_dir", demo_data_dir, "--epochs", "3",
            "--lda_target", "1", "--lda_attributes", "emotion+identity", "--output_dir", str(tmp_path / "runs"), "--export_dir", str(tmp_path / "sm")]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

@@ -85,7 +85,7 @@ def _free_ports(n):
     return ports
 
 
-SMALL = ["--dataset", "tfvae_demo/is10_small", "--latent_dim", "32", "--mask_groups", "8",
+SMALL = ["--dataset", "tfvae_demo/is10_small", "--speed_perturb", "false", "--latent_dim", "32", "--mask_groups", "8",
          "--encoder_units", "64", "--decoder_units", "64", "--head_units", "32", "--verbose", "2", "--eval_attackers", "fast"]
 
 

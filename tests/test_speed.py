@@ -52,7 +52,29 @@ def test_copies_join_the_training_split_as_new_speakers():
     assert g.splits["validation"] is splits["validation"] and g.splits["test"] is splits["test"]
     with pytest.raises(DataError, match="dataset toy has no speed-perturbed copies: --speed_perturb needs"):
         with_speed_perturbed(dataclasses.replace(c, speed_factors=()))
-    assert train.training_corpus(TrainConfig(), c) is c  # off by default: nothing changes
+    assert train.training_corpus(TrainConfig(speed_perturb="false"), c) is c
+    assert len(train.training_corpus(TrainConfig(), c).splits["train"]) == 3 * n  # auto: the copies it has
+    plain = dataclasses.replace(c, speed_factors=())
+    assert train.training_corpus(TrainConfig(), plain) is plain  # auto: none to add
+    with pytest.raises(DataError, match="has no speed-perturbed copies"):
+        train.training_corpus(TrainConfig(speed_perturb="true"), plain)
+
+
+def test_auto_opens_the_copies_where_the_dataset_can_make_them(tmp_path):
+    from tfvae.config import ConfigError
+    from tfvae.speed import can_perturb, loads_copies
+
+    assert can_perturb("ravdess", "IS10") and can_perturb("tfvae_demo/is10_small", "IS10")
+    assert can_perturb("msp_podcast/is10_8class", "IS10") and can_perturb("tfvae_demo/is10_small_sp", "IS10")
+    assert can_perturb(str(tmp_path / "corpus.csv"), "eGeMAPSv02")
+    assert not can_perturb("ravdess", "audio16k") and not can_perturb("msp_standin", "IS10")
+    assert not can_perturb("ravdess", "xvector@saved_models/x") and not can_perturb("no_such_dataset", "IS10")
+    assert not can_perturb(str(tmp_path / "corpus.csv"), "embeddings")
+    assert loads_copies("true", "msp_standin", "IS10") and not loads_copies("false", "ravdess", "IS10")
+    assert TrainConfig.from_args(["--speed_perturb"]).speed_perturb == "true"
+    assert TrainConfig.from_args([]).speed_perturb == "auto"
+    with pytest.raises(ConfigError, match="speed_perturb='yes' is unknown; choose one of auto, true, false"):
+        TrainConfig(speed_perturb="yes").validate()
 
 
 def test_demo_sp_config_holds_the_plain_features_and_their_copies(sp_data_dir, small_corpus):
@@ -113,12 +135,12 @@ def test_folds_train_on_copies_of_their_own_training_speakers_only(sp_data_dir, 
             "--head_units", "16", "--epochs", "1", "--eval_attackers", "fast", "--output_dir", str(tmp_path / "r"),
             "--reports_dir", str(tmp_path / "rep")]
     assert experiments.main(argv) == 0
-    assert [s for s, _, _ in seen] == [False, True] * 3
+    assert [s for s, _, _ in seen] == ["false", "true"] * 3
     for speed, spk, size in seen:
         base = {s for s in spk["train"] if "@" not in s}
         copies = {s for s in spk["train"] if "@" in s}
         assert not base & (spk["validation"] | spk["test"])
-        if speed:  # exactly the training speakers' copies, three times the rows
+        if speed == "true":  # exactly the training speakers' copies, three times the rows
             assert copies == {s + suffix for s in base for suffix in ("@sp0.9", "@sp1.1")}
             assert size == 3 * 10 * len(base)
         else:

@@ -13,7 +13,7 @@ import tensorflow as tf
 from tfvae import train
 from tfvae.data import Corpus, Split
 
-SMALL = ["--dataset", "tfvae_demo/is10_small", "--latent_dim", "32", "--mask_groups", "8",
+SMALL = ["--dataset", "tfvae_demo/is10_small", "--speed_perturb", "false", "--latent_dim", "32", "--mask_groups", "8",
          "--encoder_units", "64", "--decoder_units", "64", "--head_units", "32", "--verbose", "0", "--eval_attackers", "fast"]
 
 
@@ -124,6 +124,7 @@ def test_wrong_feature_set_for_dataset_is_reported(demo_data_dir, tmp_path, caps
 
     tfds.builder("tfvae_demo/egemapsv02_small", data_dir=demo_data_dir).download_and_prepare()
     rc = train.main(["--dataset", "tfvae_demo/egemapsv02_small", "--data_dir", demo_data_dir,
+                     "--speed_perturb", "false",
                      "--output_dir", str(tmp_path / "runs")])
     assert rc == 2
     assert "holds eGeMAPSv02 features but --feature_set is IS10" in capsys.readouterr().err

@@ -5,8 +5,8 @@ argparse parser is generated from the fields, so the help text lives in one plac
 Defaults follow the paper (section 3.1): Adam, learning rate 5e-4, batch 128,
 L2 1e-6 on all weights and biases, ReLU, and unit weights in eq. 4. Beyond the paper, the
 defaults chosen on RAVDESS validation actors (reports/ravdess/quality.md): a 64-node latent, a
-learned decoder variance, an HSIC weight of 1 between the latent halves, lambda 0.3 and mixup with
-alpha 1.
+learned decoder variance, an HSIC weight of 1 between the latent halves, lambda 0.3, mixup with
+alpha 1 and speed-perturbed training copies where the dataset has them (``--speed_perturb auto``).
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ CUT_ATTACKERS = ("fast", "strong")
 IDENTITY_ADVERSARIES = ("classifier", "pairs")
 LDA_READOUTS = ("branch", "band")
 
+#: Speed perturbation of the training split (tfvae.speed): decided by the data, always, never.
+SPEED_PERTURB = ("auto", "true", "false")
+
 #: Attacker suites of the evaluation: every attacker, or the fast linear ones (quick looks, tests).
 EVAL_ATTACKERS = ("full", "fast")
 
@@ -88,11 +91,13 @@ class TrainConfig:
     skip_bad_items: bool = _opt(
         False, "Skip unusable audio/label items (unreadable, silent or too short audio, bad labels) and write "
         "their list (bad_items.json) beside the dataset instead of stopping; matters when the dataset is built.")
-    speed_perturb: bool = _opt(
-        False, "Train on speed-perturbed copies too: the dataset's <set>_sp config stores each utterance's features "
+    speed_perturb: str = _opt(
+        "auto", "Train on speed-perturbed copies too: the dataset's <set>_sp config stores each utterance's features "
         "at speeds 0.9 and 1.1 (pitch, formants and tempo scaled), and every training speaker's copies join the "
         "training split as new speakers <speaker>@sp<f> (tfvae.speed). Validation, test and every evaluation use "
-        "the recorded utterances only. openSMILE feature sets of corpora built from audio.")
+        "the recorded utterances only. auto: on for openSMILE feature sets of corpora tfvae builds from audio "
+        "(ravdess, msp_podcast, tfvae_demo, CSV manifests), off otherwise; true: required; false: off.",
+        choices=SPEED_PERTURB, nargs="?", const="true")
     in_memory_mb: float = _opt(
         128.0, "When the float32 features of a corpus take more MiB than this, they are not loaded into memory: "
         "training and evaluation stream them from the TFDS files (shuffled files, shuffle buffer, prefetch).")
@@ -293,7 +298,8 @@ class TrainConfig:
                               ("eval_attackers", EVAL_ATTACKERS), ("decoder_variance", DECODER_VARIANCES),
                               ("speaker_head", SPEAKER_HEADS), ("lr_schedule", LR_SCHEDULES),
                               ("cut_attackers", CUT_ATTACKERS), ("hsic_kernel", HSIC_KERNELS),
-                              ("lda_readout", LDA_READOUTS), ("identity_adversary", IDENTITY_ADVERSARIES)):
+                              ("lda_readout", LDA_READOUTS), ("identity_adversary", IDENTITY_ADVERSARIES),
+                              ("speed_perturb", SPEED_PERTURB)):
             if getattr(self, name) not in allowed:
                 errs.append(f"{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}")
         if self.backup_every < 0:

@@ -70,9 +70,13 @@ def make_folds(corpus: Corpus, k: int, n_validation: int | None, seed: int):
 
 
 def loads_speed(cfg: TrainConfig, grid: dict | None = None) -> bool:
-    """Whether the experiment opens the dataset's speed-perturbed config: ``--speed_perturb``, or a tuning
-    grid that tries it (each setting then trains with or without the copies, :mod:`tfvae.speed`)."""
-    return bool(cfg.speed_perturb or any((grid or {}).get("speed_perturb", ())))
+    """Whether the experiment opens the dataset's speed-perturbed config (:func:`tfvae.speed.loads_copies`) for
+    ``--speed_perturb`` or any value of it a tuning grid tries (each setting then trains with or without the
+    copies)."""
+    from tfvae.speed import loads_copies
+
+    modes = {cfg.speed_perturb, *(grid or {}).get("speed_perturb", ())}
+    return any(loads_copies(m, cfg.dataset, cfg.feature_set) for m in modes)
 
 
 def raw_corpus(corpus: Corpus, seed: int) -> Corpus:

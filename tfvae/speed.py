@@ -19,6 +19,42 @@ import numpy as np
 from tfvae.data import Corpus, DataError, Split, concat_splits
 
 
+def can_perturb(dataset: str, feature_set: str) -> bool:
+    """Whether ``dataset`` has a config with speed-perturbed copies of ``feature_set``: openSMILE sets of
+    a CSV manifest or of a registered builder that defines ``<config>_sp`` (``--speed_perturb auto``)."""
+    import tensorflow_datasets as tfds
+
+    import tfvae_datasets  # noqa: F401  (registers tfvae's builders with TFDS)
+    from tfvae.data import builder_name
+    from tfvae.features import FeatureError, feature_kind
+    from tfvae_datasets.audio_features import speed_config_name
+
+    try:
+        if feature_kind(feature_set) != "opensmile":
+            return False
+    except FeatureError:
+        return False
+    if dataset.lower().endswith(".csv"):
+        return True
+    name, _, config = builder_name(dataset, feature_set).partition("/")
+    try:
+        configs = tfds.builder_cls(name).builder_configs
+    except Exception:  # noqa: BLE001 - an unknown name: load_corpus says so
+        return False
+    return config.endswith(speed_config_name("")) or speed_config_name(config) in configs
+
+
+def loads_copies(mode: str, dataset: str, feature_set: str) -> bool:
+    """Whether ``--speed_perturb mode`` opens the dataset's config with copies (``true``: always, so a
+    dataset without them is an error; ``auto``: :func:`can_perturb`)."""
+    return mode == "true" or (mode == "auto" and can_perturb(dataset, feature_set))
+
+
+def trains_on_copies(mode: str, corpus: Corpus) -> bool:
+    """Whether a model trains on ``corpus``'s copies: ``true`` (DataError without them), ``auto`` when it has them."""
+    return mode == "true" or (mode == "auto" and bool(corpus.speed_factors))
+
+
 def speaker_suffix(factor: float) -> str:
     """The suffix of a copy's speaker and utterance IDs: ``@sp0.9``."""
     return f"@sp{float(factor):g}"

@@ -113,9 +113,9 @@ def config_fingerprint(cfg: TrainConfig, protect: str | None) -> str:
 def training_corpus(cfg: TrainConfig, corpus):
     """The corpus the model trains on: ``corpus``, its training split grown by the speed-perturbed copies
     with ``--speed_perturb`` (:func:`tfvae.speed.with_speed_perturbed`)."""
-    from tfvae.speed import with_speed_perturbed
+    from tfvae.speed import trains_on_copies, with_speed_perturbed
 
-    return with_speed_perturbed(corpus) if cfg.speed_perturb else corpus
+    return with_speed_perturbed(corpus) if trains_on_copies(cfg.speed_perturb, corpus) else corpus
 
 
 def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None):
@@ -384,6 +384,7 @@ def run(cfg: TrainConfig) -> list[dict]:
     from tfvae.data import load_corpus, validate_corpus
     from tfvae.distribute import make_strategy
     from tfvae.distribute import role as cluster_role
+    from tfvae.speed import loads_copies
 
     try:
         strategy = make_strategy(cfg.strategy)
@@ -393,7 +394,7 @@ def run(cfg: TrainConfig) -> list[dict]:
     corpus = load_corpus(cfg.dataset, cfg.feature_set, data_dir=cfg.data_dir, manual_dir=cfg.manual_dir,
                          skip_bad_items=cfg.skip_bad_items, wait_for_build=0 if chief else 3600,
                          in_memory_mb=cfg.in_memory_mb, label_columns=cfg.label_column_list(),
-                         speed_perturb=cfg.speed_perturb)
+                         speed_perturb=loads_copies(cfg.speed_perturb, cfg.dataset, cfg.feature_set))
     if "@" not in cfg.feature_set and corpus.feature_set != cfg.feature_set:
         raise DataError(f"dataset {corpus.name} holds {corpus.feature_set} features but --feature_set is "
                         f"{cfg.feature_set}; pass --feature_set {corpus.feature_set}")
