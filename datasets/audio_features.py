@@ -303,7 +303,8 @@ class AudioFeatureBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=Tru
         kind = feature_kind(fs)
         if kind == "opensmile":
             dim = FEATURE_SETS[fs][1]
-            speed = {"speed_factors": list(self.builder_config.speed_factors)} if self.builder_config.speed_factors else {}
+            factors = self._speed_factors()
+            speed = {"speed_factors": list(factors)} if factors else {}
             return ("features", tfds.features.Tensor(shape=(dim,), dtype=np.float32),
                     {"feature_set": fs, "feature_names": FeatureExtractor(fs).names, **speed})
         if kind == "audio":

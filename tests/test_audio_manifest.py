@@ -317,7 +317,8 @@ def test_train_cli_on_a_manifest(corpus, messy, tmp_path, capsys):
     m = write_manifest(root / "big.csv", make_corpus(root, 12, ("neutral", "angry", "sad"), 3, n_val=2, n_test=2),
                        ("path", "speaker", "emotion", "split"))
     common = ["--feature_set", FS, "--speed_perturb", "false", "--epochs", "2", "--latent_dim", "32",
-              "--mask_groups", "8", "--encoder_units", "32", "--decoder_units", "32", "--head_units", "16", "--verbose", "0",
+              "--mask_groups", "8", "--encoder_units", "32", "--decoder_units", "32", "--head_units", "16",
+              "--verbose", "0",
               "--data_dir", str(tmp_path / "tfds"), "--output_dir", str(tmp_path / "runs"),
               "--export_dir", str(tmp_path / "sm"), "--eval_attackers", "fast"]
     assert train.main(["--dataset", str(m), *common]) == 0

@@ -156,3 +156,16 @@ def test_cli_trains_on_the_copies(sp_data_dir, tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "on tfvae_demo/is10_small_sp: 240 train / 20 validation utterances, 24 training speakers" in out
+
+
+def test_a_manifest_config_with_copies_is_named_apart(tmp_path):
+    from test_audio_manifest import make_corpus, write_manifest
+
+    from tfvae_datasets.audio_manifest.audio_manifest_dataset_builder import ManifestError, manifest_config
+
+    m = write_manifest(tmp_path / "c.csv", make_corpus(tmp_path, 4, ("neutral", "angry"), 1))
+    plain, sp = manifest_config(m, "eGeMAPSv02"), manifest_config(m, "eGeMAPSv02", speed_factors=(0.9, 1.1))
+    assert sp.name.endswith("-egemapsv02_sp") and sp.name[:-3] != plain.name  # its own hash, its own data
+    assert sp.speed_factors == (0.9, 1.1) and plain.speed_factors == ()
+    with pytest.raises(ManifestError, match=r"speed_factors=\(0.9, 1.1\) needs an openSMILE feature set, not 'audio16k'"):
+        manifest_config(m, "audio16k", speed_factors=(0.9, 1.1))

@@ -173,8 +173,7 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
 
     import tfvae_datasets  # noqa: F401  (registers tfvae's builders with TFDS)
     from tfvae.labelled_audio import BadItemsError
-    from tfvae.features import FeatureError
-    from tfvae.features import SPEED_FACTORS
+    from tfvae.features import SPEED_FACTORS, FeatureError
     from tfvae_datasets.audio_features import AudioFeatureBuilder, encoder_config, speed_config_name
     from tfvae_datasets.audio_manifest.audio_manifest_dataset_builder import ManifestError, manifest_config
 
@@ -245,7 +244,8 @@ def load_corpus(dataset: str, feature_set: str = "IS10", data_dir: str | None = 
         raise DataError(f"dataset {full!r} lacks split(s) {missing}; it has {list(builder.info.splits)}")
     dim = int(builder.info.features["features"].shape[-1])
     meta = dict(builder.info.metadata or {})
-    speeds = tuple(float(f) for f in meta.get("speed_factors", ())) if "speed_perturbed" in builder.info.features else ()
+    has_copies = "speed_perturbed" in builder.info.features
+    speeds = tuple(float(f) for f in meta.get("speed_factors", ())) if has_copies else ()
     if speed_perturb and not speeds:
         raise DataError(f"dataset {full!r} has no speed-perturbed copies; pass --speed_perturb false")
     rows = sum(builder.info.splits[s].num_examples for s in SPLITS) * (1 + len(speeds))
@@ -297,7 +297,8 @@ def _read_split(builder, split: str, dim: int, streamed: bool, extra: dict[str, 
     features = StreamedFeatures(builder, [Part(split, uid)], dim) if streamed else \
         np.concatenate(cols["features"]).astype(np.float32, copy=False)
     labels = {k: label_remap(names)[np.concatenate(cols[k]).astype(np.int64)] for k, names in extra.items()}
-    copies = np.concatenate(cols["speed_perturbed"]).astype(np.float32, copy=False) if "speed_perturbed" in cols else None
+    copies = np.concatenate(cols["speed_perturbed"]).astype(np.float32, copy=False) if perturbed and not streamed \
+        else None
     return Split(features, emotion, speaker, uid, labels, copies)
 
 

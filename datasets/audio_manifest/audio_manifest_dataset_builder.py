@@ -90,7 +90,7 @@ import tensorflow_datasets as tfds
 
 from tfvae.features import AUDIO_SETS, EMBEDDINGS, FEATURE_SETS, FeatureError, feature_kind
 from tfvae.labelled_audio import GENDERS, BadItem, Utterance, check_utterances, parse_gender
-from tfvae_datasets.audio_features import SPLITS, AudioFeatureBuilder, AudioFeatureConfig
+from tfvae_datasets.audio_features import SPLITS, AudioFeatureBuilder, AudioFeatureConfig, speed_config_name
 from tfvae_datasets.audio_manifest.embeddings import KaldiTable, ManifestError, check_vector, read_npy  # noqa: F401
 from tfvae_datasets.audio_manifest.manifest import (  # noqa: F401  (re-exported: the builder module's public API)
     DEFAULT_FRACTIONS, EMBEDDING_COLUMN, OPTIONAL_COLUMNS, REQUIRED_COLUMNS, UNKNOWN, Manifest, ManifestRow,
@@ -212,8 +212,9 @@ class ManifestConfig(AudioFeatureConfig):
                 raise ManifestError(f"an audio_manifest config needs a manifest; {_HOW}")
             self.name = config_name(read_manifest(self.manifest, required_columns(self.feature_set, self.embeddings),
                                                   self.label_columns),
-                                    self.feature_set, self.split_fractions, self.split_seed, extra + extra_name) \
-                + ("_sp" if self.speed_factors else "")
+                                    self.feature_set, self.split_fractions, self.split_seed, extra + extra_name)
+            if self.speed_factors:
+                self.name = speed_config_name(self.name)
         if self.description is None and self.manifest:
             what = {"opensmile": f"openSMILE {self.feature_set} functionals",
                     "audio": f"{self.feature_set} waveforms",

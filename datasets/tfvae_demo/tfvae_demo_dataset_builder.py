@@ -52,8 +52,8 @@ import tensorflow_datasets as tfds
 from tfvae import synth
 from tfvae.demo_corpus import (SPEAKERS_SEED, plan, render, render_audio, render_speaker_utterance, speaker_gender,
                                speaker_plan)
-from tfvae.features import (AUDIO_SETS, FEATURE_SETS, SPEED_FACTORS, FeatureExtractor, feature_kind, parallel_imap, parallel_map,
-                            summarize_failures)
+from tfvae.features import (AUDIO_SETS, FEATURE_SETS, SPEED_FACTORS, FeatureExtractor, feature_kind, parallel_imap,
+                            parallel_map, summarize_failures)
 from tfvae.labelled_audio import GENDERS
 from tfvae_datasets.audio_features import audio_feature, audio_value, speed_config_name, speed_perturbed_feature
 
@@ -160,7 +160,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         if feature_kind(cfg.feature_set) == "audio":
             # waveforms are large: rendered in workers while TFDS writes them (bounded memory)
             return {split: self._stream_audio(split, items) for split, items in splits.items()}
-        tasks = [(uid, (cfg.feature_set, cfg.seed, spk, emo, u, tuple(cfg.speed_factors))) for items in splits.values()
+        factors = tuple(cfg.speed_factors)
+        tasks = [(uid, (cfg.feature_set, cfg.seed, spk, emo, u, factors)) for items in splits.values()
                  for uid, spk, emo, u in items]
         outcomes = {o.key: o for o in parallel_map(render, tasks, desc=f"tfvae_demo/{cfg.name}")}
         if not all(o.ok for o in outcomes.values()):
