@@ -24,7 +24,7 @@ import numpy as np
 
 from tfvae import synth
 from tfvae.audio import to_int16
-from tfvae.features import extractor_for, speed_perturbed
+from tfvae.features import extractor_for, speed_fields
 
 #: Of every 6 consecutive female/male speaker pairs, 4 train, 1 validation, 1 test.
 SPLIT_OF_PAIR = ("train", "train", "train", "train", "validation", "test")
@@ -58,11 +58,9 @@ def render(task: tuple) -> dict:
     voice = synth.make_voice(spk, seed)
     audio = synth.synthesize(voice, emotion, u, seed)
     extractor = extractor_for(feature_set)
-    out = {"features": extractor(audio, synth.SAMPLE_RATE), "emotion": emotion,
-           "gender": voice.sex, "speaker": voice.speaker_id, "duration": np.float32(len(audio) / synth.SAMPLE_RATE)}
-    if factors and factors[0]:
-        out["speed_perturbed"] = speed_perturbed(extractor, audio, synth.SAMPLE_RATE, factors[0])
-    return out
+    return {"features": extractor(audio, synth.SAMPLE_RATE), "emotion": emotion, "gender": voice.sex,
+            "speaker": voice.speaker_id, "duration": np.float32(len(audio) / synth.SAMPLE_RATE),
+            **speed_fields(extractor, audio, synth.SAMPLE_RATE, *factors)}
 
 
 def render_audio(task: tuple) -> dict:

@@ -346,14 +346,18 @@ def extract_file(task: tuple) -> dict:
     feature_set, path, *factors = task
     x, rate = read_audio(path)
     extractor = extractor_for(feature_set)
-    out = {"features": extractor(x, rate), "duration": np.float32(x.shape[0] / rate)}
-    if factors and factors[0]:
-        out["speed_perturbed"] = speed_perturbed(extractor, x, rate, factors[0])
-    return out
+    return {"features": extractor(x, rate), "duration": np.float32(x.shape[0] / rate),
+            **speed_fields(extractor, x, rate, *factors)}
 
 
 #: Speed-perturbation factors of the ``<set>_sp`` dataset configs: Kaldi's recipe (Ko et al., 2015).
 SPEED_FACTORS: tuple[float, ...] = (0.9, 1.1)
+
+
+def speed_fields(extractor: FeatureExtractor, signal: np.ndarray, rate: int, factors=()) -> dict:
+    """The extra example field of a ``<set>_sp`` config, ``{"speed_perturbed": float32[F, D]}``
+    (:func:`speed_perturbed`); ``{}`` without factors."""
+    return {"speed_perturbed": speed_perturbed(extractor, signal, rate, factors)} if factors else {}
 
 
 def speed_perturbed(extractor: FeatureExtractor, signal: np.ndarray, rate: int, factors) -> np.ndarray:

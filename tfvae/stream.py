@@ -33,7 +33,7 @@ SHUFFLE_BUFFER = 8192
 class Part:
     """Rows of one TFDS split: ``ids`` are the split's utterance IDs in file order, ``keep`` (None: all)
     the rows this part keeps. ``copy`` >= 0: the rows are the examples' speed-perturbed copy number
-    ``copy`` (``speed_perturbed[copy]``, see :func:`tfvae.data.with_speed_perturbed`), their speakers
+    ``copy`` (``speed_perturbed[copy]``, see :func:`tfvae.speed.with_speed_perturbed`), their speakers
     suffixed with ``suffix``."""
 
     split: str
