@@ -109,6 +109,7 @@ def test_avae_trains_one_model_per_protected_attribute(demo_data_dir, tmp_path, 
     (["--feature_set", "MFCC"], "feature set 'MFCC' is unknown; choose an openSMILE set"),
     (["--feature_set", "audio16k"], "holds waveforms, not utterance vectors"),
     (["--epochs", "-1"], "epochs=-1 must be >= 1"),
+    (["--batch_order", "speakers"], "invalid choice: 'speakers'"),
 ])
 def test_bad_flags_fail_before_any_work(argv, message, tmp_path, capsys):
     try:

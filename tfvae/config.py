@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from tfvae.order import BATCH_ORDERS
+
 #: Training methods: the paper's LR-VAE and its baselines (section 3.1.1).
 METHODS = ("dnn", "vae", "a-vae", "lrvae-noadv", "lrvae")
 #: Which attribute an A-VAE model removes with its adversary ("both" trains one model each for emotion
@@ -208,6 +210,11 @@ class TrainConfig:
     # optimisation
     epochs: int = _opt(30, "Training epochs.")
     batch_size: int = _opt(128, "Batch size per replica; the global batch is this times the replicas.")
+    batch_order: str = _opt(
+        "random", "Order of each training epoch (tfvae.order): random, or speaker (speaker-stratified batches: each "
+        "training speaker's utterances spread evenly over the epoch, so every batch holds each voice in proportion "
+        "to its utterances). Streamed training splits are batched from their shuffle buffer either way.",
+        choices=BATCH_ORDERS)
     learning_rate: float = _opt(5e-4, "Adam learning rate.")
     disc_steps: int = _opt(
         1, "Discriminator updates per encoder update: before each joint step (eq. 4), disc_steps - 1 updates of "
@@ -299,7 +306,7 @@ class TrainConfig:
                               ("speaker_head", SPEAKER_HEADS), ("lr_schedule", LR_SCHEDULES),
                               ("cut_attackers", CUT_ATTACKERS), ("hsic_kernel", HSIC_KERNELS),
                               ("lda_readout", LDA_READOUTS), ("identity_adversary", IDENTITY_ADVERSARIES),
-                              ("speed_perturb", SPEED_PERTURB)):
+                              ("speed_perturb", SPEED_PERTURB), ("batch_order", BATCH_ORDERS)):
             if getattr(self, name) not in allowed:
                 errs.append(f"{name}={getattr(self, name)!r} is unknown; choose one of {', '.join(allowed)}")
         if self.backup_every < 0:

@@ -387,20 +387,6 @@ def _nonfinite_rows(features) -> np.ndarray:
     return np.concatenate(bad) if bad else np.zeros(0, np.int64)
 
 
-def _order(n: int, seed, epoch):
-    """Epoch ``epoch``'s training order: a permutation drawn from ``(seed, epoch)`` alone (stateless), so
-    every worker sees the same order and a resumed run replays the epoch it was interrupted in."""
-    import tensorflow as tf
-
-    keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)]))
-    return tf.cast(tf.argsort(keys, stable=True), tf.int32)
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-    """The training order of ``epoch`` (see :func:`_order`) as numpy."""
-    return _order(n, seed, epoch).numpy()
-
-
 class SplitPipeline:
     """``tf.data`` pipelines over one split held in memory as tensors (created once).
 
@@ -409,14 +395,18 @@ class SplitPipeline:
     through one iterator: each epoch in its own order (training) or in file order, restricted to one
     shard (``tf.distribute`` input pipeline), padded with empty batches to a fixed number per epoch
     so that every replica of every worker takes the same number of steps, and optionally skipping the
-    batches a resumed run has already trained on. Rows are gathered per batch.
+    batches a resumed run has already trained on. Rows are gathered per batch. ``batch_order``: the
+    training order of each epoch (:mod:`tfvae.order`: ``random`` or speaker-stratified ``speaker``).
     """
 
-    def __init__(self, corpus: Corpus, split: str, labels=()):
+    def __init__(self, corpus: Corpus, split: str, labels=(), batch_order: str = "random"):
         import tensorflow as tf
+
+        from tfvae.order import check_batch_order
 
         sp = corpus.splits[split]
         self.size = len(sp)
+        self.batch_order = check_batch_order(batch_order)
         extra = {k: corpus.labels(split, k).astype(np.int32) for k in pipeline_labels(labels)}
         with tf.device("/cpu:0"):
             self.tensors = {"features": tf.constant(sp.features, tf.float32),
@@ -438,8 +428,16 @@ class SplitPipeline:
             raise ValueError(f"shard {shard_index} has {own} batches, more than batches_per_epoch={batches_per_epoch}")
         empty = tf.data.Dataset.from_tensors(tf.zeros([0], tf.int32)).repeat(pad)
 
+        from tfvae.order import random_order, speaker_order
+
+        speakers = self.tensors["speaker"]
+        stratified = self.batch_order == "speaker"
+
         def one_epoch(e):
-            idx = _order(n, seed, e) if seed is not None else tf.range(n, dtype=tf.int32)
+            if seed is None:
+                idx = tf.range(n, dtype=tf.int32)
+            else:
+                idx = speaker_order(speakers, seed, e) if stratified else random_order(n, seed, e)
             ds = tf.data.Dataset.from_tensor_slices(idx)
             if num_shards > 1:
                 ds = ds.shard(num_shards, shard_index)  # before batching: every worker gets distinct rows
@@ -463,23 +461,31 @@ def pipeline_labels(labels) -> tuple[str, ...]:
     return tuple(dict.fromkeys(k for k in labels if k != "emotion"))
 
 
-def split_pipeline(corpus: Corpus, split: str, shuffle_buffer: int | None = None, labels=()):
+def split_pipeline(corpus: Corpus, split: str, shuffle_buffer: int | None = None, labels=(),
+                   batch_order: str = "random"):
     """The training/validation input of ``split``: :class:`SplitPipeline` over in-memory features,
     :class:`tfvae.stream.StreamPipeline` over streamed ones. ``labels``: extra labels (``["gender"]``)
-    the batches carry as int32 (-1 where unknown), beside ``features``, ``emotion`` and ``speaker``."""
+    the batches carry as int32 (-1 where unknown), beside ``features``, ``emotion`` and ``speaker``.
+    ``batch_order`` (:mod:`tfvae.order`) orders in-memory splits; a streamed split is batched from its
+    shuffle buffer whatever the order (said once: at that scale a batch rarely holds a voice twice)."""
+    from tfvae.order import check_batch_order
     from tfvae.stream import SHUFFLE_BUFFER, StreamPipeline, is_streamed
 
+    check_batch_order(batch_order)
     for k in pipeline_labels(labels):
         corpus.class_names(k)  # DataError naming the label when the dataset lacks it
     features = corpus.splits[split].features
     if is_streamed(features):
+        if batch_order != "random":
+            print(f"[tfvae] batch_order={batch_order}: the {split} split of {corpus.name} is streamed, so its "
+                  f"batches come from a shuffle buffer of {shuffle_buffer or SHUFFLE_BUFFER} rows in random order")
         return StreamPipeline(features, corpus.speaker_index(), shuffle_buffer or SHUFFLE_BUFFER, labels=labels)
-    return SplitPipeline(corpus, split, labels=labels)
+    return SplitPipeline(corpus, split, labels=labels, batch_order=batch_order)
 
 
 def make_dataset(corpus: Corpus, split: str, batch_size: int, training: bool = False, seed: int = 0,
                  epoch: int = 0, labels=()):
     """A ``tf.data`` pipeline of one epoch of ``{"features", "emotion", "speaker", *labels}`` batches;
-    ``training`` shuffles in the order :func:`epoch_order` gives for ``(seed, epoch)``."""
+    ``training`` shuffles in the order :func:`tfvae.order.random_order` gives for ``(seed, epoch)``."""
     return SplitPipeline(corpus, split, labels=labels).dataset(batch_size, seed=seed if training else None,
                                                                epochs=range(epoch, epoch + 1))

@@ -6,7 +6,7 @@ objective, ``LRVAE.compute_losses``, paper eq. 4) with ``strategy.run`` under ev
 default, mirrored and multi-worker.
 
 - **Input.** ``strategy.distribute_datasets_from_function`` with one iterator for the whole run:
-  each input pipeline (worker) takes its shard of every epoch's order (:func:`tfvae.data.epoch_order`,
+  each input pipeline (worker) takes its shard of every epoch's order (:mod:`tfvae.order`,
   the same on every worker), batches it with the per-replica batch size and pads the epoch with empty
   batches, so every replica takes :meth:`Trainer.steps` steps per epoch. A replica left short at the
   end of an epoch gets a smaller or empty batch; ``LRVAE.replica_share`` weights every replica by its
@@ -100,7 +100,7 @@ class Loop:
 
     Args:
         batch_size: per-replica batch; the global batch is ``batch_size x num_replicas_in_sync``.
-        seed: data order seed (:func:`tfvae.data.epoch_order`).
+        seed: data order seed (:mod:`tfvae.order`).
         jit_compile: XLA-compile the train step (one replica: all of it; several: the forward and backward pass).
         role: this process's place in a multi-worker cluster.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
@@ -366,14 +366,15 @@ class Loop:
 
 class Trainer(Loop):
     """The LR-VAE family on a :class:`~tfvae.data.Corpus`, in memory or streamed (see :class:`Loop` for the
-    arguments; ``shuffle_buffer``: rows of the shuffle buffer of a streamed training split).
+    arguments; ``shuffle_buffer``: rows of the shuffle buffer of a streamed training split;
+    ``batch_order``: the order of an in-memory training split, :mod:`tfvae.order`).
 
     Checkpoints are selected by :func:`tfvae.evaluate.head_selection` on the validation speakers.
     """
 
     def __init__(self, model, strategy, corpus: Corpus, batch_size: int, seed: int = 0,
                  jit_compile: bool = False, role: Role | None = None, verbose: int = 1,
-                 shuffle_buffer: int | None = None, labels: tuple[str, ...] = ()):
+                 shuffle_buffer: int | None = None, labels: tuple[str, ...] = (), batch_order: str = "random"):
         val = corpus.splits["validation"]
         self._val_features, self._val_emotion = val.features, val.emotion
         #: validation labels of the class heads other than emotion (``<attribute>_probabilities`` outputs)
@@ -385,7 +386,8 @@ class Trainer(Loop):
 
             self._val_trials = sample_trials(val.speaker, seed=seed)
         self._infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        super().__init__(model, strategy, split_pipeline(corpus, "train", shuffle_buffer, labels=labels), batch_size,
+        train = split_pipeline(corpus, "train", shuffle_buffer, labels=labels, batch_order=batch_order)
+        super().__init__(model, strategy, train, batch_size,
                          seed=seed, jit_compile=jit_compile, role=role, verbose=verbose,
                          val_pipe=split_pipeline(corpus, "validation", labels=labels))
 

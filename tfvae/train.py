@@ -162,7 +162,7 @@ def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None
             model.set_class_projection(a.name, *fit_class_projection(x_std, labels, seed=cfg.seed))
     trainer = Trainer(model, strategy, corpus, cfg.batch_size, seed=cfg.seed, jit_compile=cfg.jit_compile,
                       role=cluster_role(strategy), verbose=cfg.verbose, shuffle_buffer=cfg.shuffle_buffer,
-                      labels=extra_labels(cfg))
+                      labels=extra_labels(cfg), batch_order=cfg.batch_order)
     return model, trainer
 
 
