@@ -421,14 +421,14 @@ class SplitPipeline:
         per epoch (the shard's own count if None; more are padded with empty batches)."""
         import tensorflow as tf
 
+        from tfvae.order import random_order, speaker_order
+
         n = self.size
         own = -(-len(range(shard_index, n, num_shards)) // batch_size)
         pad = (batches_per_epoch or own) - own
         if pad < 0:
             raise ValueError(f"shard {shard_index} has {own} batches, more than batches_per_epoch={batches_per_epoch}")
         empty = tf.data.Dataset.from_tensors(tf.zeros([0], tf.int32)).repeat(pad)
-
-        from tfvae.order import random_order, speaker_order
 
         speakers = self.tensors["speaker"]
         stratified = self.batch_order == "speaker"
