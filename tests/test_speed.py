@@ -169,3 +169,73 @@ def test_a_manifest_config_with_copies_is_named_apart(tmp_path):
     assert sp.speed_factors == (0.9, 1.1) and plain.speed_factors == ()
     with pytest.raises(ManifestError, match=r"speed_factors=\(0.9, 1.1\) needs an openSMILE feature set, not 'audio16k'"):
         manifest_config(m, "audio16k", speed_factors=(0.9, 1.1))
+
+
+def test_sibling_rows_cycle_through_the_versions_of_each_recording():
+    from tfvae.speed import next_version, sibling_rows
+
+    splits = {"train": _split(["a", "b"]), "validation": _split(["c"], seed=1), "test": _split(["d"], seed=2)}
+    g = with_speed_perturbed(Corpus("toy", "IS10", ["x", "y", "z"], splits, speed_factors=(0.9, 1.1)))
+    n = len(splits["train"])
+    rows = np.arange(n)  # the recording -> its copy at 0.9 -> at 1.1 -> the recording
+    np.testing.assert_array_equal(sibling_rows(g.splits["train"].utterance_id), np.r_[rows + n, rows + 2 * n, rows])
+    assert [next_version(v, 2) for v in (-1, 0, 1)] == [0, 1, -1]
+    mixed = sibling_rows(["u1", "u2@sp0.9", "u2"])  # a recording without copies is its own sibling
+    np.testing.assert_array_equal(mixed, [0, 2, 1])
+    with pytest.raises(DataError, match="no utterance of the split has a speed-perturbed copy to pair with"):
+        sibling_rows(splits["validation"].utterance_id)
+
+
+def test_pipelines_pair_every_row_with_its_sibling_in_memory_and_streamed(sp_data_dir):
+    from tfvae.data import split_pipeline
+
+    mem = with_speed_perturbed(load_corpus("tfvae_demo/is10_small", data_dir=sp_data_dir, speed_perturb=True))
+    st = with_speed_perturbed(load_corpus("tfvae_demo/is10_small", data_dir=sp_data_dir, speed_perturb=True,
+                                          in_memory_mb=0))
+    feats, n = mem.splits["train"].features, 80
+    want = feats[np.r_[np.arange(n) + n, np.arange(n) + 2 * n, np.arange(n)]]
+    for corpus in (mem, st):  # in file order: the recordings, then their copies at 0.9 and at 1.1
+        batches = list(split_pipeline(corpus, "train", siblings=True).dataset(64))
+        np.testing.assert_allclose(np.concatenate([b["features"] for b in batches]), feats, rtol=1e-6)
+        np.testing.assert_allclose(np.concatenate([b["sibling"] for b in batches]), want, rtol=1e-6)
+    shuffled = next(iter(split_pipeline(mem, "train", siblings=True).dataset(32, seed=3)))
+    index = {r.tobytes(): i for i, r in enumerate(feats)}
+    pairs = [(index[a.tobytes()], index[b.tobytes()]) for a, b in zip(shuffled["features"].numpy(),
+                                                                    shuffled["sibling"].numpy())]
+    assert all(j == (i + n) % (3 * n) for i, j in pairs)
+    assert "sibling" not in next(iter(split_pipeline(mem, "validation").dataset(8)))
+
+
+def test_swap_decodes_the_emotion_end_of_a_row_with_the_identity_end_of_its_sibling(tiny_lrvae, monkeypatch):
+    import tensorflow_probability as tfp
+
+    m = tiny_lrvae(6, 8)
+    m.swap_weight, m.use_swap = 1.0, True
+    p = np.asarray(m.id_dropout.keep_rates, np.float32)
+    assert p[0] == 0.0 and p[-1] == 1.0 and np.all(np.diff(p) > 0)
+    seen = {}
+    z = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
+    loc = np.random.default_rng(1).normal(size=(3, 8)).astype(np.float32)
+    sibling = np.random.default_rng(2).normal(size=(3, 6)).astype(np.float32)
+    monkeypatch.setattr(m, "posterior", lambda x, training=False: tfp.distributions.MultivariateNormalDiag(
+        loc=loc, scale_diag=np.zeros_like(loc)))  # z' = the sibling's mean exactly
+    monkeypatch.setattr(m, "decoder", lambda zs, training=False: seen.setdefault("z", zs)[:, :6] * 0.0 + 0.5)
+    value = float(m._swap(z, sibling))
+    np.testing.assert_allclose(seen["z"], (1 - p) * z + p * loc, rtol=1e-6)
+    assert value == pytest.approx(float(m._recon(np.full((3, 6), 0.5, np.float32), m.normalizer(sibling))))
+    with pytest.raises(ValueError, match="swap_weight > 0 needs training batches with 'sibling' features"):
+        m.compute_losses({"features": sibling, "emotion": np.zeros(3, np.int32), "speaker": np.zeros(3, np.int32)},
+                         training=True)
+
+
+def test_cli_trains_with_the_swap_term_and_refuses_it_without_copies(sp_data_dir, tmp_path, capsys):
+    import csv
+
+    from test_train_cli import SMALL
+
+    base = [*SMALL, "--data_dir", sp_data_dir, "--epochs", "1", "--swap_weight", "1", "--output_dir", str(tmp_path)]
+    assert train.main([*base, "--speed_perturb", "true", "--run_name", "swap"]) == 0
+    row = next(csv.DictReader(open(tmp_path / "swap" / "history.csv")))
+    assert np.isfinite(float(row["swap"])) and float(row["swap"]) > 0
+    assert train.main([*base, "--run_name", "plain"]) == 2  # SMALL trains without the copies
+    assert "--swap_weight 1 pairs each training utterance with its speed-perturbed copies" in capsys.readouterr().err

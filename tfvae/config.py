@@ -184,6 +184,10 @@ class TrainConfig:
     club_weight: float = _opt(
         0.0, "Weight of the CLUB mutual-information upper bound (Cheng et al. 2020) between the attributes' latent "
         "bands, each pair with a learned Gaussian variational net (LR-VAE only; 0 = off).")
+    swap_weight: float = _opt(
+        0.0, "Weight of the cross-reconstruction term across speed-perturbed copies (needs --speed_perturb): each "
+        "training utterance's latent, its identity end replaced by that of another speed of the same recording, "
+        "must decode to that copy, so the voice has to sit at the identity end (LR-VAE only; 0 = off).")
     input_noise: float = _opt(0.0, "Std of Gaussian noise added to the standardised encoder input in training.")
     hidden_dropout: float = _opt(
         0.0, "Dropout rate after each hidden layer of the encoder and of the attribute heads (not the "
@@ -321,8 +325,8 @@ class TrainConfig:
             errs.append(f"keep rates must satisfy 0 <= keep_min ({self.keep_min}) <= keep_max ({self.keep_max}) <= 1")
         for name in ("vae_weight", "kl_weight", "emo_weight", "id_weight", "emo_adv_weight",
                      "id_adv_weight", "adv_lambda", "l2", "cut_tolerance", "select_after", "free_bits", "kl_identity_weight",
-                     "aam_margin", "hsic_weight", "club_weight", "lda_target", "input_noise", "hidden_dropout", "mixup", "guard_weight",
-                     "ema_epochs", "in_memory_mb", "encoded_memory_mb",
+                     "aam_margin", "hsic_weight", "club_weight", "swap_weight", "lda_target", "input_noise",
+                     "hidden_dropout", "mixup", "guard_weight", "ema_epochs", "in_memory_mb", "encoded_memory_mb",
                      "shuffle_buffer"):
             if getattr(self, name) < 0:
                 errs.append(f"{name}={getattr(self, name)} must be >= 0")

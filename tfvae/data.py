@@ -397,9 +397,11 @@ class SplitPipeline:
     so that every replica of every worker takes the same number of steps, and optionally skipping the
     batches a resumed run has already trained on. Rows are gathered per batch. ``batch_order``: the
     training order of each epoch (:mod:`tfvae.order`: ``random`` or speaker-stratified ``speaker``).
+    ``siblings``: batches also carry ``sibling``, the features of each row's next version of the same
+    recording (:func:`tfvae.speed.sibling_rows`, for ``--swap_weight``).
     """
 
-    def __init__(self, corpus: Corpus, split: str, labels=(), batch_order: str = "random"):
+    def __init__(self, corpus: Corpus, split: str, labels=(), batch_order: str = "random", siblings: bool = False):
         import tensorflow as tf
 
         from tfvae.order import check_batch_order
@@ -413,6 +415,10 @@ class SplitPipeline:
                             "emotion": tf.constant(sp.emotion.astype(np.int32)),
                             "speaker": tf.constant(corpus.speaker_labels(split)),
                             **{k: tf.constant(v, tf.int32) for k, v in extra.items()}}
+            if siblings:  # gathered per batch: the sibling rows' features are not held twice
+                from tfvae.speed import sibling_rows
+
+                self.tensors["_sibling_row"] = tf.constant(sibling_rows(sp.utterance_id), tf.int32)
 
     def dataset(self, batch_size: int, *, seed: int | None = None, epochs: range = range(1),
                 num_shards: int = 1, shard_index: int = 0, batches_per_epoch: int | None = None,
@@ -449,8 +455,13 @@ class SplitPipeline:
         # flat_map hides the length; state it (Keras' fit and progress bars use it)
         ds = ds.apply(tf.data.experimental.assert_cardinality(max(0, len(epochs) * (own + pad) - skip_batches)))
         tensors = self.tensors
-        ds = ds.map(lambda i: {k: tf.gather(v, i) for k, v in tensors.items()},
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+        def rows(i):
+            out = {k: tf.gather(v, i) for k, v in tensors.items()}
+            if "_sibling_row" in out:
+                out["sibling"] = tf.gather(tensors["features"], out.pop("_sibling_row"))
+            return out
+        ds = ds.map(rows, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         return ds.prefetch(tf.data.AUTOTUNE)
 
 
@@ -462,12 +473,13 @@ def pipeline_labels(labels) -> tuple[str, ...]:
 
 
 def split_pipeline(corpus: Corpus, split: str, shuffle_buffer: int | None = None, labels=(),
-                   batch_order: str = "random"):
+                   batch_order: str = "random", siblings: bool = False):
     """The training/validation input of ``split``: :class:`SplitPipeline` over in-memory features,
     :class:`tfvae.stream.StreamPipeline` over streamed ones. ``labels``: extra labels (``["gender"]``)
     the batches carry as int32 (-1 where unknown), beside ``features``, ``emotion`` and ``speaker``.
     ``batch_order`` (:mod:`tfvae.order`) orders in-memory splits; a streamed split is batched from its
-    shuffle buffer whatever the order (said once: at that scale a batch rarely holds a voice twice)."""
+    shuffle buffer whatever the order (said once: at that scale a batch rarely holds a voice twice).
+    ``siblings``: the batches carry each row's ``sibling`` too (:class:`SplitPipeline`)."""
     from tfvae.order import check_batch_order
     from tfvae.stream import SHUFFLE_BUFFER, StreamPipeline, is_streamed
 
@@ -479,8 +491,9 @@ def split_pipeline(corpus: Corpus, split: str, shuffle_buffer: int | None = None
         if batch_order != "random":
             print(f"[tfvae] batch_order={batch_order}: the {split} split of {corpus.name} is streamed, so its "
                   f"batches come from a shuffle buffer of {shuffle_buffer or SHUFFLE_BUFFER} rows in random order")
-        return StreamPipeline(features, corpus.speaker_index(), shuffle_buffer or SHUFFLE_BUFFER, labels=labels)
-    return SplitPipeline(corpus, split, labels=labels, batch_order=batch_order)
+        return StreamPipeline(features, corpus.speaker_index(), shuffle_buffer or SHUFFLE_BUFFER, labels=labels,
+                              siblings=siblings)
+    return SplitPipeline(corpus, split, labels=labels, batch_order=batch_order, siblings=siblings)
 
 
 def make_dataset(corpus: Corpus, split: str, batch_size: int, training: bool = False, seed: int = 0,

@@ -367,14 +367,16 @@ class Loop:
 class Trainer(Loop):
     """The LR-VAE family on a :class:`~tfvae.data.Corpus`, in memory or streamed (see :class:`Loop` for the
     arguments; ``shuffle_buffer``: rows of the shuffle buffer of a streamed training split;
-    ``batch_order``: the order of an in-memory training split, :mod:`tfvae.order`).
+    ``batch_order``: the order of an in-memory training split, :mod:`tfvae.order`; ``siblings``: training
+    batches carry each row's sibling version, for the model's cross-reconstruction term).
 
     Checkpoints are selected by :func:`tfvae.evaluate.head_selection` on the validation speakers.
     """
 
     def __init__(self, model, strategy, corpus: Corpus, batch_size: int, seed: int = 0,
                  jit_compile: bool = False, role: Role | None = None, verbose: int = 1,
-                 shuffle_buffer: int | None = None, labels: tuple[str, ...] = (), batch_order: str = "random"):
+                 shuffle_buffer: int | None = None, labels: tuple[str, ...] = (), batch_order: str = "random",
+                 siblings: bool = False):
         val = corpus.splits["validation"]
         self._val_features, self._val_emotion = val.features, val.emotion
         #: validation labels of the class heads other than emotion (``<attribute>_probabilities`` outputs)
@@ -386,7 +388,8 @@ class Trainer(Loop):
 
             self._val_trials = sample_trials(val.speaker, seed=seed)
         self._infer = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-        train = split_pipeline(corpus, "train", shuffle_buffer, labels=labels, batch_order=batch_order)
+        train = split_pipeline(corpus, "train", shuffle_buffer, labels=labels, batch_order=batch_order,
+                               siblings=siblings)
         super().__init__(model, strategy, train, batch_size,
                          seed=seed, jit_compile=jit_compile, role=role, verbose=verbose,
                          val_pipe=split_pipeline(corpus, "validation", labels=labels))

@@ -78,6 +78,8 @@ class LRVAE(Objective, Steps, keras.Model):
             branch, every node at its keep rate) or ``band`` (only the attribute's nominal band of nodes).
         club_weight: weight of the CLUB bound between the attributes' bands (:mod:`tfvae.club`; its
             variational nets learn from the ``club_fit`` term); 0 = off.
+        swap_weight: weight of the cross-reconstruction term across each training row's speed-perturbed
+            sibling (:meth:`tfvae.objective.Objective._swap`; training batches carry ``sibling``); 0 = off.
         disc_steps: discriminator updates per joint step (the extra ``disc_steps - 1`` with
             ``disc_optimizer``, :meth:`tfvae.objective.Objective.discriminator_step`); 1 = the paper.
         encoder_skip: add a linear map of the standardised input to the encoder's output (a linear
@@ -106,7 +108,7 @@ class LRVAE(Objective, Steps, keras.Model):
                  guard_weight: float = 0.0, mixup_within: str = "", disc_steps: int = 1,
                  club_weight: float = 0.0, lda_target_weight: float = 0.0,
                  lda_target_dims: dict | None = None, lda_readout: str = "branch",
-                 identity_adversary: str = "classifier", **kwargs):
+                 identity_adversary: str = "classifier", swap_weight: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.attributes = parse_attributes(attributes)
         self.parts = method_parts(method, protect, self.attributes, adversaries)
@@ -226,11 +228,15 @@ class LRVAE(Objective, Steps, keras.Model):
             bounds = band_bounds(rep_dim, len(self.attributes))
             self.club_estimators = [ClubEstimator(bounds[j + 1] - bounds[j], name=f"club_{i}_{j}")
                                     for i in range(len(self.attributes)) for j in range(i + 1, len(self.attributes))]
+        self.swap_weight = float(swap_weight)
+        #: whether training batches must carry ``sibling`` (layered LR-VAEs with ``swap_weight`` > 0)
+        self.use_swap = p["layered"] and p["vae"] and self.swap_weight > 0
         self.guard_weight = float(guard_weight)
         self.use_guard = bool(self.adversary_terms) and self.guard_weight > 0
         self.term_names = ([t for t in ("recon", "kl") if p["vae"]] + [t for t in self.loss_terms if p.get(t)]
                            + (["hsic"] if self.use_hsic else []) + (["guard"] if self.use_guard else [])
-                           + (["club", "club_fit"] if self.use_club else []) + [f"{a.short}_lda" for a in self.lda_attributes])
+                           + (["club", "club_fit"] if self.use_club else []) + (["swap"] if self.use_swap else [])
+                           + [f"{a.short}_lda" for a in self.lda_attributes])
         tracked = ["loss", "selection", *self.term_names, "l2"]
         tracked += [f"{a.short}_acc" for a in self.attributes if a.name in p["heads"]]
         tracked += ["grl_lambda"] if self.grls else []
@@ -424,5 +430,6 @@ class LRVAE(Objective, Steps, keras.Model):
             "guard_weight": self.guard_weight, "disc_steps": self.disc_steps, "club_weight": self.club_weight,
             "lda_target_weight": self.lda_target_weight, "lda_target_dims": dict(self.lda_target_dims),
             "lda_readout": self.lda_readout, "identity_adversary": self.identity_adversary,
+            "swap_weight": self.swap_weight,
         }
 

@@ -29,6 +29,6 @@ def build_model(cfg, input_dim: int, n_emotions: int, n_speakers: int, total_ste
         mixup_within=cfg.mixup_within, guard_weight=cfg.guard_weight, disc_steps=cfg.disc_steps,
         club_weight=cfg.club_weight, lda_target_weight=cfg.lda_target,
         lda_target_dims=lda_target_dims, lda_readout=cfg.lda_readout,
-        identity_adversary=cfg.identity_adversary, name="lrvae")
+        identity_adversary=cfg.identity_adversary, swap_weight=cfg.swap_weight, name="lrvae")
     model.build()
     return model

@@ -26,6 +26,9 @@ Loss terms (running means in one Keras metric, :class:`tfvae.terms.TermMeans`; a
   its batch is (:meth:`tfvae.objective.Objective.compute_losses`).
 - ``club`` / ``club_fit``: the CLUB bound between the bands (``club_weight``; the encoder minimises it)
   and its variational nets' fit (:mod:`tfvae.club`).
+- ``swap``: cross-reconstruction across speed-perturbed versions of one recording (``swap_weight``;
+  :meth:`Objective._swap`): ``recon`` of the row's sibling from the row's latent whose identity end is
+  the sibling's, so that the voice must come from the identity end.
 - ``<short>_lda``: the fraction of an attribute's distilled class projection its branch's linear
   read-out misses (``lda_target_weight``; :mod:`tfvae.distill`).
 - ``emo`` / ``id`` / ``<short>``: cross-entropy of each attribute's classifier (emotion, speaker ID,
@@ -47,6 +50,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfvae.club import band_pairs
+from tfvae.layers import random_normal
 from tfvae.pairs import pair_bce
 from tfvae.terms import (band_independence, cross_correlation, in_xla, kl_per_node, linear_leakage, masked_acc,
                          masked_ce, rbf_hsic, reconstruction_nll, sum_of_squares)
@@ -73,8 +77,16 @@ class Objective:
         """
         y = {a.name: data[a.label] for a in self.attributes}
         x, mixed = data["features"], None
+        sibling = data.get("sibling") if training and self.use_swap else None
+        if training and self.use_swap and sibling is None:
+            raise ValueError("swap_weight > 0 needs training batches with 'sibling' features (a pipeline with "
+                             "siblings=True over a split with speed-perturbed copies)")
+        if sibling is not None:  # mixed with the same partners and lam as the rows themselves
+            x = ops.concatenate([ops.cast(x, "float32"), ops.cast(sibling, "float32")], axis=1)
         if training and self.mixup > 0:
             x, mixed = self._mix(x, y)
+        if sibling is not None:
+            x, sibling = ops.split(x, 2, axis=1)
         id_name = next(a.name for a in self.attributes if a.is_identity)
         out = self.forward(x, training=training, labels=y[id_name] if training else None)
 
@@ -86,6 +98,8 @@ class Objective:
             terms["vae"] = terms["recon"] + beta * terms["kl"]
         if self.use_hsic:
             terms["hsic"] = self._independence(out["z"])
+        if sibling is not None:
+            terms["swap"] = self._swap(out["z"], sibling)
         if self.use_club:
             fits, bounds = zip(*(est(a, b) for est, (a, b) in
                                  zip(self.club_estimators, band_pairs(out["z"], len(self.attributes)))))
@@ -117,6 +131,8 @@ class Objective:
             loss = loss + self.lda_target_weight * terms[f"{a.short}_lda"]
         if self.use_club:  # the bound trains the encoder, the fit the variational nets (tfvae.club)
             loss = loss + self.club_weight * terms["club"] + terms["club_fit"]
+        if sibling is not None:
+            loss = loss + self.swap_weight * terms["swap"]
         terms["_counts"] = counts
         return loss, terms
 
@@ -158,6 +174,19 @@ class Objective:
         x = ops.cast(x, "float32")
         return lam * x + (1.0 - lam) * ops.take(x, perm, axis=0), (lam, {k: ops.take(v, perm, axis=0)
                                                                        for k, v in y.items()})
+
+    def _swap(self, z, sibling):
+        """-log p(x'|z_swap) per feature: the sibling ``x'`` (another speed of the same recording: the same
+        words and emotion, another voice) decoded from ``z_swap = (1 - p) * z + p * z'``, where ``p`` are the
+        identity branch's keep rates (0 at the emotion end, 1 at the identity end, paper eq. 2) and ``z'``
+        a sample of the sibling's posterior. What tells the two voices apart must then sit at the
+        identity end (a soft form of the latent swaps of disentangling VAEs)."""
+        ident = next(a for a in self.attributes if a.is_identity)
+        p = ops.convert_to_tensor(getattr(self, f"{ident.short}_dropout").keep_rates, "float32")
+        q = self.posterior(sibling, training=True)
+        z_sib = q.mean() + q.stddev() * random_normal(ops.shape(q.mean()), self.seed_generator)
+        x_loc = ops.cast(self.decoder((1.0 - p) * z + p * z_sib, training=True), "float32")
+        return self._recon(x_loc, ops.cast(self.normalizer(sibling), "float32"))
 
     def _guard(self, rep, y):
         """Mean linear leakage of each adversary pair's attribute on its branch (eq. 4's adversaries,

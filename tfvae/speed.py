@@ -8,6 +8,10 @@ et al., 2015, that Kaldi's x-vector systems train with): three times the trainin
 the emotions of its source. Only the model's training split grows: validation and test speakers,
 checkpoint and cut selection, downstream models and attackers see the recorded utterances only, so a
 copy can never cross into another part of a fold.
+
+With ``--swap_weight`` every training row is also paired with another version of the same recording
+(:func:`sibling_rows`): the cross-reconstruction term of :mod:`tfvae.objective` decodes the row's
+latent with the identity end of its sibling's and asks for the sibling back.
 """
 
 from __future__ import annotations
@@ -89,3 +93,30 @@ def with_speed_perturbed(corpus: Corpus) -> Corpus:
     bare = dataclasses.replace(train, perturbed=None)
     grown = concat_splits([bare, *speed_copies(train, corpus.speed_factors)])
     return dataclasses.replace(corpus, splits={**corpus.splits, "train": grown})
+
+
+def next_version(version: int, copies: int) -> int:
+    """The sibling of a recording's version ``version`` (-1: the recording, k >= 0: its copy number k) among
+    ``copies`` speed-perturbed copies: the cycle recording -> copy 0 -> ... -> copy F-1 -> recording."""
+    return -1 if version == copies - 1 else version + 1
+
+
+def sibling_rows(utterance_id) -> np.ndarray:
+    """For each row, the row of the next version of the same recording (:func:`next_version`; copies are
+    ``<utterance ID>@sp<f>`` rows, :func:`speaker_suffix`); a row whose recording has no other version in
+    the split is its own sibling. DataError when no row has one (e.g. a split without copies)."""
+    ids = np.asarray(utterance_id).astype(str)
+    base = np.char.partition(ids, "@sp")[:, 0]
+    order = np.lexsort((ids, base))  # each recording's versions together: the recording, then its copies by speed
+    sorted_base = base[order]
+    start = np.r_[True, sorted_base[1:] != sorted_base[:-1]]
+    group = np.cumsum(start) - 1
+    first = np.flatnonzero(start)
+    size = np.diff(np.r_[first, len(ids)])
+    k = np.arange(len(ids)) - first[group]
+    out = np.empty(len(ids), np.int64)
+    out[order] = order[first[group] + (k + 1) % size[group]]
+    if len(ids) and (out == np.arange(len(ids))).all():
+        raise DataError("no utterance of the split has a speed-perturbed copy to pair with (--swap_weight needs "
+                        "the copies: --speed_perturb true or auto on a <set>_sp dataset)")
+    return out

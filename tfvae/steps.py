@@ -21,6 +21,8 @@ class Steps:
                 values[name], weights[name] = loss, batch_size
             elif name == "grl_lambda":
                 values[name], weights[name] = ops.convert_to_tensor(self.grls[0].lambda_), 1.0
+            elif name == "swap" and not training:  # validation batches carry no siblings: NaN, like val_id
+                values[name], weights[name] = ops.zeros(()), 0.0
             else:
                 values[name], weights[name] = terms[name], counts.get(name.replace("_acc", ""), batch_size)
         self.term_means.update_state(values, weights)

@@ -87,9 +87,10 @@ class StreamedFeatures:
 
     # ------------------------------------------------------------------ streams
     def _part_dataset(self, part: Part, *, shard: tuple[int, int] = (0, 1), seed: int | None = None,
-                      labels: tuple[str, ...] = ()):
+                      labels: tuple[str, ...] = (), siblings: bool = False):
         """Examples ``{"features", "emotion", "speaker", *labels}`` of one part (one worker's slice of it);
-        ``labels``: extra ClassLabel features, as stored (ClassLabel indices)."""
+        ``labels``: extra ClassLabel features, as stored (ClassLabel indices); ``siblings``: also
+        ``sibling``, the features of the next version of the same recording (:func:`tfvae.speed.next_version`)."""
         import tensorflow as tf
         import tensorflow_datasets as tfds
 
@@ -107,14 +108,27 @@ class StreamedFeatures:
                 tf.lookup.KeyValueTensorInitializer(tf.constant(ids.astype(str)), tf.ones(ids.size, tf.int32)), 0)
             ds = ds.filter(lambda ex: table.lookup(ex["utterance_id"]) > 0)
         keys = ("features", "emotion", "speaker", *labels)
-        if part.copy < 0:
-            return ds.map(lambda ex: {k: ex[k] for k in keys}, num_parallel_calls=tf.data.AUTOTUNE)
+        sibling = self._sibling_version(part) if siblings else None
 
-        def copy(ex):  # the speed-perturbed copy: its own features, a speaker of its own
+        def version(ex):  # a speed-perturbed copy has its own features and a speaker of its own
             out = {k: ex[k] for k in keys}
-            out.update(features=ex["speed_perturbed"][part.copy], speaker=ex["speaker"] + part.suffix)
+            if part.copy >= 0:
+                out.update(features=ex["speed_perturbed"][part.copy], speaker=ex["speaker"] + part.suffix)
+            if sibling is not None:
+                out["sibling"] = ex["features"] if sibling < 0 else ex["speed_perturbed"][sibling]
             return out
-        return ds.map(copy, num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.map(version, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def _sibling_version(self, part: Part) -> int:
+        """The version of each recording that pairs with ``part``'s rows; DataError without copies."""
+        from tfvae.data import DataError
+        from tfvae.speed import next_version
+
+        spec = self.builder.info.features
+        if "speed_perturbed" not in spec:
+            raise DataError(f"{self.builder.info.full_name} has no speed-perturbed copies to pair rows with "
+                            "(--swap_weight needs a <set>_sp dataset)")
+        return next_version(part.copy, int(spec["speed_perturbed"].shape[0]))
 
     def speed_copy(self, copy: int, suffix: str) -> "StreamedFeatures":
         """These rows' speed-perturbed copy number ``copy``, read as features with speakers suffixed ``suffix``."""
@@ -143,19 +157,20 @@ class StreamedFeatures:
         return total
 
     def examples(self, *, shard: tuple[int, int] = (0, 1), seed: int | None = None, shuffle_buffer: int = 0,
-                 labels: tuple[str, ...] = ()):
+                 labels: tuple[str, ...] = (), siblings: bool = False):
         """One pass over this worker's rows: in file order, or (``seed``) with the files and a buffer of
         ``shuffle_buffer`` rows shuffled by ``seed``. ``labels``: extra ClassLabel features to include
-        (as stored: ClassLabel indices, see :meth:`label_names`)."""
+        (as stored: ClassLabel indices, see :meth:`label_names`); ``siblings``: each row's ``sibling``."""
         import tensorflow as tf
 
         labels = tuple(labels)
         self.label_names(labels)  # a clear error for a label the dataset lacks
-        parts = [d for d in (self._part_dataset(p, shard=shard, seed=seed, labels=labels) for p in self.parts)
-                 if d is not None]
+        parts = [d for d in (self._part_dataset(p, shard=shard, seed=seed, labels=labels, siblings=siblings)
+                             for p in self.parts) if d is not None]
         if not parts:  # this worker's slice is empty
             return tf.data.Dataset.from_tensors({"features": tf.zeros([self.dim]), "emotion": tf.zeros([], tf.int64),
                                                  "speaker": tf.constant(""),
+                                                 **({"sibling": tf.zeros([self.dim])} if siblings else {}),
                                                  **{k: tf.zeros([], tf.int64) for k in labels}}).take(0)
         ds = functools.reduce(lambda a, b: a.concatenate(b), parts)
         if seed is not None and shuffle_buffer > 1:
@@ -274,17 +289,19 @@ class StreamPipeline:
     the files are shuffled and a ``shuffle_buffer``-row buffer is drawn with the seed ``(seed, e)``
     (so a resumed run replays the epoch it was interrupted in), and each input pipeline reads only its
     slice of the split. ``labels``: extra ClassLabel features (``["gender"]``) the batches carry as
-    int32 indices of the known classes, -1 for ``unknown`` (mapped in the graph).
+    int32 indices of the known classes, -1 for ``unknown`` (mapped in the graph). ``siblings``: the
+    batches carry each row's ``sibling`` (:meth:`StreamedFeatures.examples`).
     """
 
     def __init__(self, features: StreamedFeatures, speaker_index: dict[str, int],
-                 shuffle_buffer: int = SHUFFLE_BUFFER, labels=()):
+                 shuffle_buffer: int = SHUFFLE_BUFFER, labels=(), siblings: bool = False):
         from tfvae.data import label_remap, pipeline_labels
 
         self.features, self.size = features, len(features)
         self.speaker_index = dict(speaker_index)
         self.shuffle_buffer = int(shuffle_buffer)
         self.labels = pipeline_labels(labels)
+        self.siblings = bool(siblings)
         self.remaps = {k: label_remap(names) for k, names in features.label_names(self.labels).items()}
 
     def dataset(self, batch_size: int, *, seed: int | None = None, epochs: range = range(1),
@@ -306,18 +323,19 @@ class StreamPipeline:
         dim = self.features.dim
         empty = tf.data.Dataset.from_tensors({"features": tf.zeros([0, dim]), "emotion": tf.zeros([0], tf.int32),
                                               "speaker": tf.zeros([0], tf.int32),
+                                              **({"sibling": tf.zeros([0, dim])} if self.siblings else {}),
                                               **{k: tf.zeros([0], tf.int32) for k in self.labels}}).repeat(pad)
         remaps = {k: tf.constant(v.astype(np.int32)) for k, v in self.remaps.items()}
 
         def labels(b):
             return {"features": b["features"], "emotion": tf.cast(b["emotion"], tf.int32),
-                    "speaker": table.lookup(b["speaker"]),
+                    "speaker": table.lookup(b["speaker"]), **({"sibling": b["sibling"]} if self.siblings else {}),
                     **{k: tf.gather(m, b[k]) for k, m in remaps.items()}}
 
         def one_epoch(e: int):
             s = None if seed is None else int(np.random.SeedSequence([int(seed), int(e)]).generate_state(1)[0] >> 1)
             ds = self.features.examples(shard=(shard_index, num_shards), seed=s, shuffle_buffer=self.shuffle_buffer,
-                                        labels=self.labels)
+                                        labels=self.labels, siblings=self.siblings)
             return ds.batch(batch_size).map(labels, num_parallel_calls=tf.data.AUTOTUNE).concatenate(empty)
 
         if seed is None:  # the same order every epoch: one pass, repeated

@@ -130,7 +130,9 @@ def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None
     from tfvae.distill import fit_class_projection, standardised_sample
     from tfvae.model_builder import build_model
     from tfvae.optimizers import FusedAdam, ema_momentum
+    from tfvae.speed import trains_on_copies
 
+    copies = trains_on_copies(cfg.speed_perturb, corpus)
     corpus = training_corpus(cfg, corpus)
     keras.mixed_precision.set_global_policy(cfg.precision)
     keras.utils.set_random_seed(cfg.seed)  # here: building a dataset first must not change results
@@ -160,9 +162,13 @@ def build_trainer(cfg: TrainConfig, corpus, strategy, protect: str | None = None
         for a in model.lda_attributes:
             labels = train_labels(corpus, a)[rows]
             model.set_class_projection(a.name, *fit_class_projection(x_std, labels, seed=cfg.seed))
+    if model.use_swap and not copies:
+        raise DataError(f"--swap_weight {cfg.swap_weight:g} pairs each training utterance with its speed-perturbed "
+                        f"copies, and {corpus.name} is trained without them: pass --speed_perturb true or auto with a "
+                        "dataset that has them, or --swap_weight 0")
     trainer = Trainer(model, strategy, corpus, cfg.batch_size, seed=cfg.seed, jit_compile=cfg.jit_compile,
                       role=cluster_role(strategy), verbose=cfg.verbose, shuffle_buffer=cfg.shuffle_buffer,
-                      labels=extra_labels(cfg), batch_order=cfg.batch_order)
+                      labels=extra_labels(cfg), batch_order=cfg.batch_order, siblings=model.use_swap)
     return model, trainer
 
 
