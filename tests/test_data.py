@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from tfvae.data import (Corpus, DataError, Split, concat_splits, label_remap, make_dataset, split_pipeline,
-                        validate_corpus)
+from tfvae.data import Corpus, DataError, Split, concat_splits, label_remap, validate_corpus
+from tfvae.pipeline import make_dataset, split_pipeline
 
 
 def _split(n, d, speakers, rng, offset=0):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfvae.data import make_dataset
+from tfvae.pipeline import make_dataset
 from tfvae.model import LRVAE, loss_terms, method_parts
 
 

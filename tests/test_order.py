@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from tfvae.data import Corpus, Split, split_pipeline
+from tfvae.data import Corpus, Split
+from tfvae.pipeline import split_pipeline
 from tfvae.order import epoch_order
 
 

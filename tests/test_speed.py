@@ -102,7 +102,7 @@ def test_speed_perturb_needs_an_opensmile_set_and_a_dataset_with_copies(sp_data_
 def test_streamed_copies_equal_the_in_memory_ones(sp_data_dir):
     import tensorflow as tf
 
-    from tfvae.data import split_pipeline
+    from tfvae.pipeline import split_pipeline
     from tfvae.stream import is_streamed, materialize
 
     mem = with_speed_perturbed(load_corpus("tfvae_demo/is10_small", data_dir=sp_data_dir, speed_perturb=True))
@@ -187,7 +187,7 @@ def test_sibling_rows_cycle_through_the_versions_of_each_recording():
 
 
 def test_pipelines_pair_every_row_with_its_sibling_in_memory_and_streamed(sp_data_dir):
-    from tfvae.data import split_pipeline
+    from tfvae.pipeline import split_pipeline
 
     mem = with_speed_perturbed(load_corpus("tfvae_demo/is10_small", data_dir=sp_data_dir, speed_perturb=True))
     st = with_speed_perturbed(load_corpus("tfvae_demo/is10_small", data_dir=sp_data_dir, speed_perturb=True,

@@ -100,7 +100,7 @@ def test_stream_pipeline_epochs_shards_padding_and_resume(both):
 
 
 def test_stream_pipeline_carries_extra_labels_mapped_in_the_graph(both):
-    from tfvae.data import split_pipeline
+    from tfvae.pipeline import split_pipeline
 
     mem, st = both
     pipe = split_pipeline(st, "train", shuffle_buffer=16, labels=["gender"])

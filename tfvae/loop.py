@@ -52,7 +52,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfvae.config import ConfigError
-from tfvae.data import Corpus, SplitPipeline, split_pipeline
+from tfvae.data import Corpus
+from tfvae.pipeline import SplitPipeline, split_pipeline
 from tfvae.distribute import Role
 from tfvae.stream import chunks
 
@@ -95,7 +96,7 @@ class Loop:
 
     The model provides ``train_step(batch, gradient_fn=None)``, ``test_step``, ``compute_gradients``,
     ``trackers`` (the names of its logs) and ``metric_results``; a pipeline provides ``size`` and
-    ``dataset(...)`` with the signature of :meth:`tfvae.data.SplitPipeline.dataset`. Subclasses say
+    ``dataset(...)`` with the signature of :meth:`tfvae.pipeline.SplitPipeline.dataset`. Subclasses say
     how checkpoints are scored (:meth:`selection_scores`, lower ``score`` is better).
 
     Args:
@@ -192,7 +193,7 @@ class Loop:
         """Steps that cover ``rows`` examples: the largest shard's batches over its local replicas.
 
         Shorter shards (other workers) and short last batches are padded with empty batches
-        (:meth:`tfvae.data.SplitPipeline.dataset`), so every replica takes this many steps.
+        (:meth:`tfvae.pipeline.SplitPipeline.dataset`), so every replica takes this many steps.
         """
         workers = max(1, self.role.num_workers)
         local = max(1, self.replicas // workers)

@@ -5,7 +5,7 @@ utterance) and, when a split's features exceed ``--in_memory_mb``, leaves them i
 as :class:`StreamedFeatures`. Everything that reads features then goes through this module:
 
 - training and validation batches (:class:`StreamPipeline`, the interface of
-  :class:`tfvae.data.SplitPipeline`): per epoch, a seeded shuffle of the TFDS files (interleaved
+  :class:`tfvae.pipeline.SplitPipeline`): per epoch, a seeded shuffle of the TFDS files (interleaved
   reads), a seeded shuffle buffer, batching and prefetch; each ``tf.distribute`` input pipeline
   (worker) reads only its contiguous slice of every split (TFDS slicing reads only those files);
 - chunked passes in file order (:meth:`StreamedFeatures.chunks`): normalisation statistics
@@ -285,7 +285,7 @@ def moments(features, batch_size: int = 4096) -> RunningMoments:
 class StreamPipeline:
     """Training/validation batches of one split of a corpus whose features are streamed from TFDS.
 
-    The interface of :class:`tfvae.data.SplitPipeline`: ``size`` and :meth:`dataset`. Per epoch ``e``
+    The interface of :class:`tfvae.pipeline.SplitPipeline`: ``size`` and :meth:`dataset`. Per epoch ``e``
     the files are shuffled and a ``shuffle_buffer``-row buffer is drawn with the seed ``(seed, e)``
     (so a resumed run replays the epoch it was interrupted in), and each input pipeline reads only its
     slice of the split. ``labels``: extra ClassLabel features (``["gender"]``) the batches carry as
@@ -295,7 +295,8 @@ class StreamPipeline:
 
     def __init__(self, features: StreamedFeatures, speaker_index: dict[str, int],
                  shuffle_buffer: int = SHUFFLE_BUFFER, labels=(), siblings: bool = False):
-        from tfvae.data import label_remap, pipeline_labels
+        from tfvae.data import label_remap
+        from tfvae.pipeline import pipeline_labels
 
         self.features, self.size = features, len(features)
         self.speaker_index = dict(speaker_index)

@@ -5,7 +5,7 @@ Any TFDS dataset whose examples hold a waveform and a speaker label is a source:
 ``tfvae_demo/speakers1k`` and TFDS's own ``voxceleb`` (``audio`` + ``label`` class label). Audio is
 read as a stream, never held whole in memory.
 
-Training batches (:class:`CropPipeline`) follow the interface of :class:`tfvae.data.SplitPipeline`,
+Training batches (:class:`CropPipeline`) follow the interface of :class:`tfvae.pipeline.SplitPipeline`,
 so :class:`tfvae.loop.Loop` drives them under every ``tf.distribute`` strategy:
 
 - **crops**: each example is cut to a random length in ``[min_crop, max_crop]`` seconds at a random
