@@ -42,6 +42,7 @@ def test_unknown_method_is_rejected_by_the_cli(capsys):
     ({"identity_adversary": "triplets"}, "identity_adversary='triplets' is unknown"),
     ({"lda_attributes": "emotion+accent"}, "lda_attributes names 'accent', not an attribute; choose from emotion, identity"),
     ({"ema_epochs": -1.0}, "ema_epochs=-1.0 must be >= 0"),
+    ({"swap_weight": -1.0}, "swap_weight=-1.0 must be >= 0"),
 ])
 def test_validate_names_the_bad_option(overrides, message):
     cfg = TrainConfig(**overrides)
