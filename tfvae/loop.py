@@ -53,8 +53,8 @@ import tensorflow as tf
 
 from tfvae.config import ConfigError
 from tfvae.data import Corpus
-from tfvae.pipeline import SplitPipeline, split_pipeline
 from tfvae.distribute import Role
+from tfvae.pipeline import SplitPipeline, split_pipeline
 from tfvae.stream import chunks
 
 
