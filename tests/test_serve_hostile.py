@@ -280,7 +280,10 @@ def test_500_idle_connections_do_not_grow_threads_or_block_good_requests(served)
     os_threads = _proc_status("Threads:") - served["os_threads"]
     # no thread per connection: the worker pool and the event loop, nothing else
     assert rest_threads <= THREADS + 1 and py_threads <= THREADS and os_threads <= THREADS + 4
-    assert max(latencies) < 1.0, latencies
+    # served while the 500 sit idle: a server whose workers waited on them (1.5 s each) would hold the good
+    # requests for minutes. The median, not the maximum: the suite runs on every core (pytest-xdist), and
+    # one request can stall behind another process (1.78 s once, on 2 cores); the note reports the maximum.
+    assert float(np.median(latencies)) < 0.5, latencies
     closed = sum(_closed(s, max(0.1, t0 + IDLE + LINGER + 2.0 - time.monotonic())) for s in socks)
     for s in socks:
         s.close()
@@ -366,9 +369,11 @@ def test_overload_is_503_at_once_and_slow_predicts_504(served, monkeypatch):
         for t in threads:
             t.join(timeout=30)
         assert Counter(r[0] for r in results) == {503: 2, 200: 1, 504: 2}, results
+        # refused before the first 1 s predict ended, timed out after the 1.5 s timeout (which ran: the status
+        # counts above and the calls below); the bounds leave room for a stall of a loaded machine
         for status, took, retry, out in results:
-            assert status != 503 or (took < 0.5 and retry == "1" and "overloaded" in out["error"])
-            assert status != 504 or (1.4 < took < 2.5 and "--rest_api_timeout_in_ms" in out["error"])
+            assert status != 503 or (took < 1.0 and retry == "1" and "overloaded" in out["error"])
+            assert status != 504 or (1.4 < took < 3.0 and "--rest_api_timeout_in_ms" in out["error"])
         time.sleep(0.6)  # the running one finishes and frees its worker
         assert len(calls) == 2  # the queued one was cancelled, never run
         monkeypatch.setattr(app, "rest_predict", real)
