@@ -59,9 +59,13 @@ def trains_on_copies(mode: str, corpus: Corpus) -> bool:
     return mode == "true" or (mode == "auto" and bool(corpus.speed_factors))
 
 
+#: What a copy's speaker and utterance IDs carry after the source's, before the speed (:func:`speaker_suffix`).
+COPY_TAG = "@sp"
+
+
 def speaker_suffix(factor: float) -> str:
     """The suffix of a copy's speaker and utterance IDs: ``@sp0.9``."""
-    return f"@sp{float(factor):g}"
+    return f"{COPY_TAG}{float(factor):g}"
 
 
 def speed_copies(split: Split, factors) -> list[Split]:
@@ -106,7 +110,7 @@ def sibling_rows(utterance_id) -> np.ndarray:
     ``<utterance ID>@sp<f>`` rows, :func:`speaker_suffix`); a row whose recording has no other version in
     the split is its own sibling. DataError when no row has one (e.g. a split without copies)."""
     ids = np.asarray(utterance_id).astype(str)
-    base = np.char.partition(ids, "@sp")[:, 0]
+    base = np.char.partition(ids, COPY_TAG)[:, 0]
     order = np.lexsort((ids, base))  # each recording's versions together: the recording, then its copies by speed
     sorted_base = base[order]
     start = np.r_[True, sorted_base[1:] != sorted_base[:-1]]
