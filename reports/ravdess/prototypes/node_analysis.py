@@ -1,4 +1,4 @@
-"""PROTOTYPE analysis (quality.md, runs DA-VB). Usage, from the repository root:
+"""PROTOTYPE analysis (quality.md, runs DA-SD). Usage, from the repository root:
 ``python reports/ravdess/prototypes/node_analysis.py <fold> [seed]``.
 
 Per-node analysis of a default LR-VAE on one tuning fold: KL, speaker / emotion F-ratio of the posterior

@@ -1,4 +1,4 @@
-"""PROTOTYPE analysis (quality.md, runs DA-VB): the speaker attackers' validation EERs, emotion WF1 and gender
+"""PROTOTYPE analysis (quality.md, runs DA-SD): the speaker attackers' validation EERs, emotion WF1 and gender
 accuracy of the identity-free view saved by node_analysis.py, without and with LEACE of gender.
 ``python reports/ravdess/prototypes/view_leakage.py /tmp/quality/nodes/fold0.npz``."""
 import sys, numpy as np
