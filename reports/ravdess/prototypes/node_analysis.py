@@ -7,7 +7,6 @@ view_leakage.py."""
 import sys
 from pathlib import Path
 
-Path("/tmp/quality/nodes").mkdir(parents=True, exist_ok=True)
 import numpy as np
 from tfvae.config import TrainConfig
 from tfvae.data import load_corpus
@@ -15,12 +14,14 @@ from tfvae.experiments import make_folds, fold_corpus
 from tfvae.tuning import validation_corpus
 from tfvae.train import fit_model, encode_splits, choose_masks
 from tfvae.distribute import make_strategy
+
+Path("/tmp/quality/nodes").mkdir(parents=True, exist_ok=True)
 fold = int(sys.argv[1]); seed = int(sys.argv[2]) if len(sys.argv) > 2 else 0
 cfg = TrainConfig(dataset="ravdess", manual_dir="../shared/data/ravdess", seed=seed, verbose=0, output_dir=f"/tmp/quality/nodes/run{fold}")
 corpus = load_corpus("ravdess", "IS10", manual_dir=cfg.manual_dir, speed_perturb=True)
 pool, folds = make_folds(corpus, 6, None, seed)
 c = validation_corpus(fold_corpus(corpus, pool, folds[fold]))
-model, _, best = fit_model(cfg, c, make_strategy("default"), None, Path(cfg.output_dir), announce=False)
+model, _, _ = fit_model(cfg, c, make_strategy("default"), None, Path(cfg.output_dir), announce=False)
 out = encode_splits(model, c)
 cuts, masks = choose_masks(cfg, model, out, c, None)
 print("cuts", {k: v for k, v in cuts.items() if k.endswith("_cut")})
