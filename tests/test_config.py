@@ -43,6 +43,8 @@ def test_unknown_method_is_rejected_by_the_cli(capsys):
     ({"lda_attributes": "emotion+accent"}, "lda_attributes names 'accent', not an attribute; choose from emotion, identity"),
     ({"ema_epochs": -1.0}, "ema_epochs=-1.0 must be >= 0"),
     ({"swap_weight": -1.0}, "swap_weight=-1.0 must be >= 0"),
+    ({"linear_band": 1.0}, "linear_band=1.0 must be a fraction in [0, 1)"),
+    ({"linear_band": -0.5}, "linear_band=-0.5 must be a fraction in [0, 1)"),
 ])
 def test_validate_names_the_bad_option(overrides, message):
     cfg = TrainConfig(**overrides)

@@ -264,6 +264,33 @@ def test_privacy_safe_export_has_no_path_to_protected_nodes(exported, small_corp
         loaded.signatures[view](features=tf.constant(np.full((1, x.shape[1]), np.nan, np.float32)))
 
 
+@pytest.mark.parametrize("kw", [{"encoder_skip": True}, {"linear_nodes": 16}, {"linear_nodes": 8, "encoder_skip": True}])
+def test_privacy_safe_export_keeps_the_linear_paths_of_the_input(small_corpus, tmp_path, kw):
+    """Nodes with a linear path of the input (``encoder_skip``, the ``linear_nodes`` band) are exported
+    exactly, and the band's protected columns are in no variable."""
+    c = small_corpus
+    m = LRVAE(c.dim, 5, len(c.speaker_index()), latent_dim=N, encoder_units=(48,), decoder_units=(64,),
+              head_units=(32,), seed=0, **kw)
+    m.build()
+    m.adapt_normalizer(c.splits["train"].features)
+    x = c.splits["test"].features[:9]
+    full = m.encode(x).numpy()
+    for protect, view, cut in (("identity", "identity_free", 12), ("emotion", "emotion_free", 20)):
+        keep = keep_mask(N, view, cut)
+        path = export_protected(m, tmp_path, f"{view}-{len(kw)}", protect, keep, {"emotion_names": ["a"]})
+        z = tf.saved_model.load(str(path)).signatures[view](features=tf.constant(x))["latent"].numpy()
+        np.testing.assert_allclose(z, full[:, keep > 0], rtol=1e-5, atol=1e-5)
+        if "linear_nodes" in kw:
+            band = m.encoder_band.layers[0].kernel.numpy()  # [mean, log-variance] of the last nodes
+            protected = [j for j in range(2 * m.linear_nodes)
+                         if j >= m.linear_nodes or keep[N - m.linear_nodes + j] == 0]
+            for name, shape in tf.train.list_variables(str(path / "variables" / "variables")):
+                if len(shape) == 2 and shape[0] == band.shape[0]:
+                    value = tf.train.load_variable(str(path / "variables" / "variables"), name)
+                    for j in protected:
+                        assert not np.any(np.all(np.isclose(value, band[:, j:j + 1]), axis=0)), (name, j)
+
+
 def test_privacy_check_flags_the_full_export(exported, small_corpus):
     """The check above can fail: the full export exposes the protected nodes in several ways."""
     model, path, masks, _ = exported

@@ -245,6 +245,24 @@ def test_encoder_skip_adds_a_linear_map_of_the_input(small_corpus):
     assert LRVAE.from_config(m.get_config()).encoder_skip is True
 
 
+def test_linear_band_encodes_the_identity_end_linearly(small_corpus):
+    x = small_corpus.splits["test"].features[:6]
+    m = _model(small_corpus, linear_nodes=12)
+    x_std = m.normalizer(x).numpy()
+    w, b = m.encoder_band.layers[0].kernel.numpy(), m.encoder_band.layers[0].bias.numpy()
+    assert w.shape == (small_corpus.dim, 24) and m.encoder.layers[-1].kernel.shape[-1] == 2 * 20
+    q = m.posterior(x)
+    np.testing.assert_allclose(q.mean().numpy()[:, 20:], x_std @ w[:, :12] + b[:12], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(q.stddev().numpy()[:, 20:], np.exp(0.5 * np.clip(x_std @ w[:, 12:] + b[12:], -12, 8)),
+                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(q.mean().numpy()[:, :20], m.encoder(x_std).numpy()[:, :20], rtol=1e-5, atol=1e-5)
+    assert LRVAE.from_config(m.get_config()).linear_nodes == 12
+    assert not hasattr(_model(small_corpus), "encoder_band")
+    for bad in (-1, 32):
+        with pytest.raises(ValueError, match=r"linear_nodes must be in \[0, latent_dim=32\), got " + str(bad)):
+            _model(small_corpus, linear_nodes=bad)
+
+
 def test_hidden_dropout_acts_in_training_only_and_spares_the_discriminators(small_corpus):
     x = small_corpus.splits["test"].features[:32]
     m = _model(small_corpus, hidden_dropout=0.5)

@@ -205,6 +205,11 @@ class TrainConfig:
     encoder_skip: bool = _opt(
         False, "Add a linear map of the standardised input to the encoder MLP's output (mean and "
         "log-variance), a linear path like the raw-feature models that verify unseen speakers best.")
+    linear_band: float = _opt(
+        0.0, "Fraction of the latent nodes, counted from the identity end, whose posterior (mean and "
+        "log-variance) is a linear map of the standardised input instead of the encoder MLP's output: an "
+        "identity end that cannot memorise the training speakers' voices non-linearly. 0 = every node from "
+        "the MLP (the paper); must be below 1.")
     emo_weight: float = _opt(1.0, "Weight of L_emo (emotion cross-entropy).")
     id_weight: float = _opt(1.0, "Weight of L_id (speaker-ID cross-entropy).")
     emo_adv_weight: float = _opt(1.0, "Weight of L_emo-adv (emotion discriminator on the speaker branch).")
@@ -341,6 +346,8 @@ class TrainConfig:
             errs.append(f"aam_scale={self.aam_scale} must be > 0")
         if self.hidden_dropout >= 1:
             errs.append(f"hidden_dropout={self.hidden_dropout} must be a rate in [0, 1)")
+        if not 0 <= self.linear_band < 1:
+            errs.append(f"linear_band={self.linear_band} must be a fraction in [0, 1)")
         if self.select_after > 1:
             errs.append(f"select_after={self.select_after} must be a fraction in [0, 1]")
         if self.learning_rate <= 0:

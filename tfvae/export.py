@@ -268,11 +268,14 @@ class KeptNodesEncoder(tf.Module):
     """Raw features -> the kept latent nodes only (posterior mean), nothing else.
 
     Holds the standardisation statistics, the hidden encoder layers and the kept columns of the
-    final encoder layer's mean half. The log-variance half and the protected columns are not
-    copied, so no variable holds their weights and no function can compute them.
+    final encoder layer's mean half; with ``input_kernel``/``input_bias`` also the kept columns of the
+    model's linear maps of the standardised input (``encoder_skip``, the ``linear_nodes`` band), added
+    to the MLP's (a band node's MLP column is zero). The log-variance half and the protected columns
+    are not copied, so no variable holds their weights and no function can compute them.
     """
 
-    def __init__(self, mean, variance, epsilon: float, hidden: list[tuple], kernel, bias, view: str):
+    def __init__(self, mean, variance, epsilon: float, hidden: list[tuple], kernel, bias, view: str,
+                 input_kernel=None, input_bias=None):
         super().__init__(name=f"{view}_encoder")
         self.view = view
         self.feature_mean = tf.Variable(mean, trainable=False, name="feature_mean")
@@ -282,15 +285,22 @@ class KeptNodesEncoder(tf.Module):
         self.hidden_biases = [tf.Variable(b, trainable=False, name=f"hidden{i}_bias") for i, (_, b) in enumerate(hidden)]
         self.kept_kernel = tf.Variable(kernel, trainable=False, name="kept_kernel")
         self.kept_bias = tf.Variable(bias, trainable=False, name="kept_bias")
+        self.input_kernel = None if input_kernel is None else \
+            tf.Variable(input_kernel, trainable=False, name="kept_input_kernel")
+        self.input_bias = None if input_bias is None else tf.Variable(input_bias, trainable=False, name="kept_input_bias")
         spec = tf.TensorSpec([None, int(np.shape(mean)[-1])], tf.float32, name="features")
         self.encode = tf.function(self._encode, input_signature=[spec])
 
     def _encode(self, features):
         x = _finite(features)
         x = (x - self.feature_mean) / tf.maximum(tf.sqrt(self.feature_variance), self.epsilon)
+        h = x
         for w, b in zip(self.hidden_kernels, self.hidden_biases):
-            x = tf.nn.relu(tf.matmul(x, w) + b)
-        return {"latent": tf.matmul(x, self.kept_kernel) + self.kept_bias}
+            h = tf.nn.relu(tf.matmul(h, w) + b)
+        latent = tf.matmul(h, self.kept_kernel) + self.kept_bias
+        if self.input_kernel is not None:
+            latent = latent + tf.matmul(x, self.input_kernel) + self.input_bias
+        return {"latent": latent}
 
 
 def protected_encoder(model, keep, view: str) -> KeptNodesEncoder:
@@ -310,12 +320,32 @@ def protected_encoder(model, keep, view: str) -> KeptNodesEncoder:
     if layers[-1].activation is not keras.activations.linear:
         raise ValueError(f"encoder output layer {layers[-1].name} is not linear")
     hidden = [(np.asarray(l.kernel.numpy(), np.float32), np.asarray(l.bias.numpy(), np.float32)) for l in layers[:-1]]
-    # columns 0..N-1 of the output layer are the posterior mean (model.posterior splits in two)
-    kernel = np.asarray(layers[-1].kernel.numpy(), np.float32)[:, kept]
-    bias = np.asarray(layers[-1].bias.numpy(), np.float32)[kept]
+    mlp_nodes = model.latent_dim - model.linear_nodes  # the MLP's outputs: [mean, log-variance] of these nodes
+    kernel, bias = _mean_columns(layers[-1], mlp_nodes, kept, hidden[-1][0].shape[1] if hidden else model.input_dim)
+    input_kernel = input_bias = None
+    if model.encoder_skip or model.linear_nodes:
+        input_kernel, input_bias = np.zeros((model.input_dim, kept.size), np.float32), np.zeros(kept.size, np.float32)
+        if model.encoder_skip:
+            k, b = _mean_columns(model.encoder_linear.layers[0], mlp_nodes, kept, model.input_dim)
+            input_kernel, input_bias = input_kernel + k, input_bias + b
+        if model.linear_nodes:
+            k, b = _mean_columns(model.encoder_band.layers[0], model.linear_nodes, kept - mlp_nodes, model.input_dim)
+            input_kernel, input_bias = input_kernel + k, input_bias + b
     norm = {w.name: np.asarray(w.numpy(), np.float32) for w in model.normalizer.weights}
     return KeptNodesEncoder(norm["mean"].reshape(1, -1), norm["variance"].reshape(1, -1), keras.backend.epsilon(),
-                            hidden, np.ascontiguousarray(kernel), bias, view)
+                            hidden, kernel, bias, view, input_kernel, input_bias)
+
+
+def _mean_columns(layer, nodes: int, kept, rows: int):
+    """(kernel, bias) of the posterior-mean columns of a ``Dense`` encoder output over ``nodes`` nodes
+    (its columns ``0..nodes-1``; the rest are log-variances) for the ``kept`` node indices; a kept index
+    outside ``0..nodes-1`` (a node another layer outputs) gets a zero column."""
+    kernel = np.zeros((rows, kept.size), np.float32)
+    bias = np.zeros(kept.size, np.float32)
+    own = (kept >= 0) & (kept < nodes)
+    kernel[:, own] = np.asarray(layer.kernel.numpy(), np.float32)[:, kept[own]]
+    bias[own] = np.asarray(layer.bias.numpy(), np.float32)[kept[own]]
+    return kernel, bias
 
 
 def export_protected(model, export_dir: str | Path, name: str, protect: str, keep, metadata: dict,

@@ -85,6 +85,9 @@ class LRVAE(Objective, Steps, keras.Model):
         encoder_skip: add a linear map of the standardised input to the encoder's output (a linear
             path like the raw-feature models that verify unseen speakers best; it did not help on
             RAVDESS, reports/ravdess/quality.md run T).
+        linear_nodes: the last ``linear_nodes`` nodes (the identity end) take their posterior mean and
+            log-variance from a linear map of the standardised input (``encoder_band``) instead of the
+            encoder MLP (which then outputs the other nodes only); 0 = the paper.
         attributes: attribute names in latent order (:func:`tfvae.attributes.parse_attributes`).
         n_classes: classes of class attributes other than emotion (e.g. ``{"gender": 2}``).
         adversaries: ``all``, ``none`` or ``predicted@branch,...`` (:func:`parse_adversaries`; lrvae).
@@ -108,7 +111,8 @@ class LRVAE(Objective, Steps, keras.Model):
                  guard_weight: float = 0.0, mixup_within: str = "", disc_steps: int = 1,
                  club_weight: float = 0.0, lda_target_weight: float = 0.0,
                  lda_target_dims: dict | None = None, lda_readout: str = "branch",
-                 identity_adversary: str = "classifier", swap_weight: float = 0.0, **kwargs):
+                 identity_adversary: str = "classifier", swap_weight: float = 0.0, linear_nodes: int = 0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.attributes = parse_attributes(attributes)
         self.parts = method_parts(method, protect, self.attributes, adversaries)
@@ -153,6 +157,9 @@ class LRVAE(Objective, Steps, keras.Model):
             raise ValueError(f"hsic_kernel {hsic_kernel!r} is unknown; choose linear or rbf")
         self.hsic_kernel = hsic_kernel
         self.hidden_dropout, self.encoder_skip, self.mixup = float(hidden_dropout), bool(encoder_skip), float(mixup)
+        if not 0 <= int(linear_nodes) < self.latent_dim:
+            raise ValueError(f"linear_nodes must be in [0, latent_dim={self.latent_dim}), got {linear_nodes}")
+        self.linear_nodes = int(linear_nodes)
         if mixup_within and mixup_within not in [a.name for a in self.attributes]:
             raise ValueError(f"mixup_within {mixup_within!r} is not one of the attributes")
         self.mixup_within = mixup_within
@@ -167,9 +174,12 @@ class LRVAE(Objective, Steps, keras.Model):
         self.normalizer = keras.layers.Normalization(axis=-1, name="normalizer", dtype="float32")
         rep_dim = self.latent_dim if p["vae"] else self.input_dim
         if p["vae"]:
-            self.encoder = dense_stack(self.encoder_units, l2, "encoder", out=2 * self.latent_dim, **drop)
+            mlp_nodes = self.latent_dim - self.linear_nodes
+            self.encoder = dense_stack(self.encoder_units, l2, "encoder", out=2 * mlp_nodes, **drop)
             if self.encoder_skip:
-                self.encoder_linear = dense_stack((), l2, "encoder_linear", out=2 * self.latent_dim)
+                self.encoder_linear = dense_stack((), l2, "encoder_linear", out=2 * mlp_nodes)
+            if self.linear_nodes:
+                self.encoder_band = dense_stack((), l2, "encoder_band", out=2 * self.linear_nodes)
             self.decoder = dense_stack(self.decoder_units, l2, "decoder", out=self.input_dim)
         # Layers live under fixed attribute names (``emo_dropout``, ``emo_head``, ``id_body``, ``id_adv_head``...)
         # so that the paper's two-attribute model keeps its checkpoint layout.
@@ -269,6 +279,8 @@ class LRVAE(Objective, Steps, keras.Model):
             self.encoder.build((None, d))
             if self.encoder_skip:
                 self.encoder_linear.build((None, d))
+            if self.linear_nodes:
+                self.encoder_band.build((None, d))
             self.decoder.build((None, self.latent_dim))
             if self.decoder_variance == "learned":
                 self.decoder_log_scale = self.add_weight(name="decoder_log_scale", shape=(d,), initializer="zeros")
@@ -345,8 +357,11 @@ class LRVAE(Objective, Steps, keras.Model):
         params = self.encoder(x_std, training=training)
         if self.encoder_skip:
             params = params + self.encoder_linear(x_std)
-        params = ops.cast(params, "float32")
-        mean, log_var = ops.split(params, 2, axis=-1)
+        mean, log_var = ops.split(ops.cast(params, "float32"), 2, axis=-1)
+        if self.linear_nodes:  # the identity end: a linear map of the input
+            band_mean, band_log_var = ops.split(ops.cast(self.encoder_band(x_std), "float32"), 2, axis=-1)
+            mean = ops.concatenate([mean, band_mean], axis=-1)
+            log_var = ops.concatenate([log_var, band_log_var], axis=-1)
         log_var = ops.clip(log_var, -12.0, 8.0)
         return tfd.MultivariateNormalDiag(loc=mean, scale_diag=ops.exp(0.5 * log_var))
 
@@ -430,6 +445,6 @@ class LRVAE(Objective, Steps, keras.Model):
             "guard_weight": self.guard_weight, "disc_steps": self.disc_steps, "club_weight": self.club_weight,
             "lda_target_weight": self.lda_target_weight, "lda_target_dims": dict(self.lda_target_dims),
             "lda_readout": self.lda_readout, "identity_adversary": self.identity_adversary,
-            "swap_weight": self.swap_weight,
+            "swap_weight": self.swap_weight, "linear_nodes": self.linear_nodes,
         }
 

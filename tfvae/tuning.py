@@ -38,7 +38,7 @@ APPLIES = {
                      "kl_identity_weight", "hsic_weight", "hsic_kernel", "club_weight", "swap_weight"),
                     _LAYERED),
     **dict.fromkeys(("latent_dim", "kl_weight", "vae_weight", "decoder_variance", "kl_warmup", "free_bits",
-                     "encoder_skip", "encoder_units", "decoder_units", "lda_target", "lda_attributes",
+                     "encoder_skip", "linear_band", "encoder_units", "decoder_units", "lda_target", "lda_attributes",
                      "lda_readout"), _VAE),
     "speaker_head": {"dnn", "vae", "a-vae", "lrvae-noadv", "lrvae"}}
 #: Options that must not be tuned (they are not hyperparameters of the model).
