@@ -130,24 +130,32 @@ def _tensors(path):
 def test_privacy_safe_file_holds_no_protected_weights(run):
     _, model, masks, out, _ = run
     lite = out / "demo-run-litert"
-    final = model.encoder.layers[-1].kernel.numpy()  # [48, 2N]: columns 0..N-1 are the posterior mean
+    # every column of the encoder's output layers, named (node, "mean" | "log_var"): the MLP's
+    # [hidden, 2 (N - k)] kernel gives nodes 0..N-k-1, the linear band's [D, 2 k] kernel the last k nodes
+    m, k = N - model.linear_nodes, model.linear_nodes
+    assert k > 0  # the defaults have a linear band (--linear_band)
+    layers = [(model.encoder.layers[-1].kernel.numpy(), 0, m), (model.encoder_band.layers[0].kernel.numpy(), m, k)]
+    columns = {(first + j % nodes, "mean" if j < nodes else "log_var"): w[:, j]
+               for w, first, nodes in layers for j in range(2 * nodes)}
 
     def columns_in(path):
         found = set()
         for _, value in _tensors(path):
-            if value.ndim == 2 and value.shape[1] == final.shape[0]:  # a FULLY_CONNECTED weight [out, in]
-                for j in range(final.shape[1]):
-                    if np.any(np.all(np.isclose(value, final[:, j][None, :], rtol=1e-6, atol=1e-7), axis=1)):
-                        found.add(j)
+            if value.ndim != 2:
+                continue
+            for key, col in columns.items():  # a FULLY_CONNECTED weight is [out, in]
+                if value.shape[1] == col.size and np.any(np.all(np.isclose(value, col[None, :], rtol=1e-6, atol=1e-7),
+                                                                 axis=1)):
+                    found.add(key)
         return found
 
     for view in ("identity_free", "emotion_free"):
-        kept = set(np.flatnonzero(masks[view]).tolist())
+        kept = {(j, "mean") for j in np.flatnonzero(masks[view]).tolist()}
         assert columns_in(lite / f"{view}-privacy_safe.tflite") == kept
         dims = {d for _, v in _tensors(lite / f"{view}-privacy_safe.tflite") for d in v.shape}
-        assert N not in dims and 2 * N not in dims
+        assert N not in dims and 2 * N not in dims and 2 * m not in dims and 2 * k not in dims
     # the check can fail: the full-width file holds every mean column (its output zeroes the masked ones)
-    assert columns_in(lite / "identity_free.tflite") == set(range(N))
+    assert columns_in(lite / "identity_free.tflite") == {(j, "mean") for j in range(N)}
 
 
 def test_builtin_ops_only_and_no_numerics_check(run):

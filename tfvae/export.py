@@ -292,15 +292,19 @@ class KeptNodesEncoder(tf.Module):
         self.encode = tf.function(self._encode, input_signature=[spec])
 
     def _encode(self, features):
-        x = _finite(features)
-        x = (x - self.feature_mean) / tf.maximum(tf.sqrt(self.feature_variance), self.epsilon)
+        return {"latent": self.latent(_finite(features))}
+
+    def latent(self, features):
+        """The kept nodes of raw ``features`` as plain builtin-op math (no finiteness check): standardise,
+        ReLU layers, the final layer's kept columns plus the kept columns of the input's linear maps."""
+        x = (features - self.feature_mean) / tf.maximum(tf.sqrt(self.feature_variance), self.epsilon)
         h = x
         for w, b in zip(self.hidden_kernels, self.hidden_biases):
             h = tf.nn.relu(tf.matmul(h, w) + b)
         latent = tf.matmul(h, self.kept_kernel) + self.kept_bias
         if self.input_kernel is not None:
             latent = latent + tf.matmul(x, self.input_kernel) + self.input_bias
-        return {"latent": latent}
+        return latent
 
 
 def protected_encoder(model, keep, view: str) -> KeptNodesEncoder:

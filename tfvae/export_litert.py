@@ -61,7 +61,7 @@ def _interpreter(**kwargs):
 
 
 class LiteRTEncoder(tf.Module):
-    """The encoder of one view as plain builtin-op math: standardise, ReLU layers, final layer's columns.
+    """The encoder of one view as plain builtin-op math (:meth:`tfvae.export.KeptNodesEncoder.latent`).
 
     Built from a :class:`tfvae.export.KeptNodesEncoder` (its variables are frozen into the file).
     With ``keep`` (all N columns) the nodes where ``keep`` is 0 are set to +0.0; with ``eraser``
@@ -84,11 +84,7 @@ class LiteRTEncoder(tf.Module):
         return z if self.keep is None else tf.where(self.keep, z, tf.zeros_like(z))
 
     def _encode(self, features):
-        b = self.base
-        x = (features - b.feature_mean) / tf.maximum(tf.sqrt(b.feature_variance), b.epsilon)
-        for w, bias in zip(b.hidden_kernels, b.hidden_biases):
-            x = tf.nn.relu(tf.matmul(x, w) + bias)
-        z = tf.matmul(x, b.kept_kernel) + b.kept_bias
+        z = self.base.latent(features)
         # NaN for a row with a NaN/Inf feature (0 otherwise): stands in for check_numerics
         z = self._masked(z + tf.reduce_sum(features * 0.0, axis=-1, keepdims=True))
         if self.eraser_mean is not None:
