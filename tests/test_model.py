@@ -447,3 +447,20 @@ def test_discriminator_steps_update_the_discriminators_alone(small_corpus):
     assert LRVAE.from_config(m.get_config()).disc_steps == 3
     with pytest.raises(ValueError, match="disc_steps must be >= 1, got 0"):
         _model(small_corpus, disc_steps=0)
+
+
+def test_the_identity_end_options_build_only_layered_models():
+    """``--linear_band`` and ``--kl_identity_weight`` shape the identity end, which only the layered methods
+    have: the other VAEs keep the paper's MLP encoder and uniform KL under the same configuration."""
+    from tfvae.config import TrainConfig
+    from tfvae.model_builder import build_model
+
+    built = {}
+    for method in ("vae", "a-vae", "lrvae-noadv", "lrvae"):
+        cfg = TrainConfig(method=method, latent_dim=32, encoder_units=(16,), decoder_units=(16,), head_units=(8,),
+                          mask_groups=4, linear_band=0.25, kl_identity_weight=0.5)
+        m = build_model(cfg, 20, 3, 4, total_steps=10)
+        built[method] = (m.linear_nodes, m.kl_identity_weight, m.encoder.layers[-1].kernel.shape[-1],
+                         hasattr(m, "encoder_band"))
+    assert built == {"vae": (0, 1.0, 64, False), "a-vae": (0, 1.0, 64, False),
+                     "lrvae-noadv": (8, 0.5, 48, True), "lrvae": (8, 0.5, 48, True)}

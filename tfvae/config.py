@@ -153,8 +153,9 @@ class TrainConfig:
     kl_warmup: float = _opt(0.0, "KL annealing: the KL weight ramps linearly from 0 over this fraction of training.")
     free_bits: float = _opt(0.0, "Free bits: KL per latent node below this many nats (batch mean) costs nothing.")
     kl_identity_weight: float = _opt(
-        0.3, "KL weight of the identity-end latent node relative to the emotion end: node weights ramp linearly "
-        "from 1 at node 0 to this at node N-1 (a beta per node; 1 = the paper's uniform KL; 0.3 with "
+        0.3, "Layered methods (lrvae, lrvae-noadv): KL weight of the identity-end latent node relative to the emotion "
+        "end: node weights ramp linearly from 1 at node 0 to this at node N-1 (a beta per node; 1 = the paper's "
+        "uniform KL, which the other VAEs keep; 0.3 with "
         "--linear_band 0.5: chosen on RAVDESS validation actors over five seeds, reports/ravdess/quality.md "
         "runs FA-GD).")
     speaker_head: str = _opt(
@@ -208,7 +209,8 @@ class TrainConfig:
         False, "Add a linear map of the standardised input to the encoder MLP's output (mean and "
         "log-variance), a linear path like the raw-feature models that verify unseen speakers best.")
     linear_band: float = _opt(
-        0.5, "Fraction of the latent nodes, counted from the identity end, whose posterior (mean and "
+        0.5, "Layered methods (lrvae, lrvae-noadv; the other VAEs keep the paper's encoder): fraction of the "
+        "latent nodes, counted from the identity end, whose posterior (mean and "
         "log-variance) is a linear map of the standardised input instead of the encoder MLP's output: an "
         "identity end that cannot memorise the training speakers' voices non-linearly. 0 = every node from "
         "the MLP (the paper); must be below 1. 0.5 (with --kl_identity_weight 0.3): chosen on RAVDESS validation "

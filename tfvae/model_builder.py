@@ -3,6 +3,7 @@ CLI, the experiments and :func:`tfvae.runs.load_run` all build their models here
 
 from __future__ import annotations
 
+from tfvae.methods import method_parts
 from tfvae.model import LRVAE
 
 
@@ -12,6 +13,8 @@ def build_model(cfg, input_dim: int, n_emotions: int, n_speakers: int, total_ste
     attributes other than emotion (e.g. ``{"gender": 2}``); ``lda_target_dims``: ``{attribute: outputs}``
     of the distilled class projections (:func:`tfvae.distill.projection_dim`; with ``--lda_target``)."""
     attrs = cfg.attribute_list()
+    # the identity end exists only in the layered methods: the other VAEs keep the paper's encoder and KL
+    layered = method_parts(cfg.method, protect or cfg.default_protect(), [a.name for a in attrs])["layered"]
     model = LRVAE(
         input_dim=input_dim, n_emotions=n_emotions, n_speakers=n_speakers, method=cfg.method,
         protect=protect or cfg.default_protect(), attributes=[a.name for a in attrs], n_classes=n_classes,
@@ -22,11 +25,12 @@ def build_model(cfg, input_dim: int, n_emotions: int, n_speakers: int, total_ste
         lambda_schedule={"kind": cfg.lambda_schedule, "max_lambda": cfg.adv_lambda, "total_steps": total_steps},
         loss_weights=cfg.loss_weights, kl_weight=cfg.kl_weight, l2=cfg.l2, seed=cfg.seed,
         decoder_variance=cfg.decoder_variance, kl_warmup_steps=int(round(cfg.kl_warmup * total_steps)),
-        free_bits=cfg.free_bits, kl_identity_weight=cfg.kl_identity_weight, speaker_head=cfg.speaker_head,
+        free_bits=cfg.free_bits, kl_identity_weight=cfg.kl_identity_weight if layered else 1.0,
+        speaker_head=cfg.speaker_head,
         aam_margin=cfg.aam_margin, aam_scale=cfg.aam_scale,
         hsic_weight=cfg.hsic_weight, hsic_kernel=cfg.hsic_kernel, input_noise=cfg.input_noise,
         hidden_dropout=cfg.hidden_dropout, encoder_skip=cfg.encoder_skip,
-        linear_nodes=round(cfg.linear_band * cfg.latent_dim), mixup=cfg.mixup,
+        linear_nodes=round(cfg.linear_band * cfg.latent_dim) if layered else 0, mixup=cfg.mixup,
         mixup_within=cfg.mixup_within, guard_weight=cfg.guard_weight, disc_steps=cfg.disc_steps,
         club_weight=cfg.club_weight, lda_target_weight=cfg.lda_target,
         lda_target_dims=lda_target_dims, lda_readout=cfg.lda_readout,

@@ -35,10 +35,10 @@ APPLIES = {
     **dict.fromkeys(("adv_lambda", "disc_lr_scale", "disc_steps", "identity_adversary", "lambda_schedule",
                      "emo_adv_weight", "id_adv_weight", "guard_weight"), _ADV),
     **dict.fromkeys(("keep_schedule", "keep_min", "keep_max", "mask_groups", "cut_tolerance", "cut_attackers",
-                     "kl_identity_weight", "hsic_weight", "hsic_kernel", "club_weight", "swap_weight"),
+                     "kl_identity_weight", "linear_band", "hsic_weight", "hsic_kernel", "club_weight", "swap_weight"),
                     _LAYERED),
     **dict.fromkeys(("latent_dim", "kl_weight", "vae_weight", "decoder_variance", "kl_warmup", "free_bits",
-                     "encoder_skip", "linear_band", "encoder_units", "decoder_units", "lda_target", "lda_attributes",
+                     "encoder_skip", "encoder_units", "decoder_units", "lda_target", "lda_attributes",
                      "lda_readout"), _VAE),
     "speaker_head": {"dnn", "vae", "a-vae", "lrvae-noadv", "lrvae"}}
 #: Options that must not be tuned (they are not hyperparameters of the model).
