@@ -108,7 +108,7 @@ def test_xla_and_mixed_precision_train_with_finite_losses(small_corpus, tmp_path
 
     cfg = TrainConfig.from_args([*SMALL, "--epochs", "3", "--batch_size", "16", *options])
     try:
-        model, hist, _ = fit_model(cfg, small_corpus, make_strategy("default"), None, tmp_path, announce=False)
+        model, hist, best = fit_model(cfg, small_corpus, make_strategy("default"), None, tmp_path, announce=False)
         for term in ("loss", "recon", "kl", "emo", "id", "emo_adv", "id_adv", "val_selection"):
             assert np.all(np.isfinite(hist[term])), (term, hist[term])
         assert hist["selection"][-1] < hist["selection"][0]  # the non-adversarial terms learn
@@ -126,7 +126,8 @@ def test_xla_and_mixed_precision_train_with_finite_losses(small_corpus, tmp_path
         if policy == "mixed_float16":
             assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
         if "--disc_steps" in options:  # two discriminator updates a step: one extra, one joint
-            assert int(model.disc_optimizer.iterations) == int(model.optimizer.iterations) == 3 * 5
+            # the chosen checkpoint holds both optimizers' state at its epoch: 5 steps an epoch
+            assert int(model.disc_optimizer.iterations) == int(model.optimizer.iterations) == best * 5
             assert isinstance(model.disc_optimizer, keras.optimizers.LossScaleOptimizer) == (policy == "mixed_float16")
         z = encode_splits(model, small_corpus)["test"]["latent"]
         assert z.dtype == np.float32 and np.all(np.isfinite(z))
@@ -179,7 +180,7 @@ def test_weight_averaging_validates_selects_and_keeps_the_averaged_weights(small
                                  "--select_after", "1"])
     model, trainer = build_trainer(cfg, small_corpus, make_strategy("default"), None)
     assert model.optimizer.use_ema and model.optimizer.ema_momentum == pytest.approx(0.9)
-    result = trainer.fit(3, tmp_path)
+    result = trainer.fit(3, tmp_path, select_from_epoch=3)  # what fit_model passes for select_after 1
     averages = model.optimizer._model_variables_moving_average
     assert result.best_epoch == 3  # select_after 1: the last epoch, whose average the optimizer still holds
     for w, a in zip(model.trainable_variables, averages):

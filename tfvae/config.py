@@ -242,8 +242,9 @@ class TrainConfig:
         "to a tenth of it over all epochs).", choices=LR_SCHEDULES)
     l2: float = _opt(1e-6, "L2 regularisation on all weights and biases.")
     select_after: float = _opt(
-        0.5, "Methods with adversaries: checkpoint selection considers only epochs after this fraction "
-        "of training (the gradient reversal ramps up before).")
+        0.5, "Methods with adversaries: checkpoint selection considers only the checkpoints taken at or after "
+        "this fraction of training, i.e. from epoch ceil(select_after x epochs) on (the gradient reversal ramps up "
+        "before).")
     seed: int = _opt(0, "Random seed (weights, dropout masks, shuffling, cut selection).")
     strategy: str = _opt(
         "auto", "tf.distribute strategy: auto = MirroredStrategy over local GPUs if any, else default; "
